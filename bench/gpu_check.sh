@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The one prepared GPU check: run on a CUDA machine as
+#     bash bench/gpu_check.sh OUT_DIR
+# 1. the test suite on the GPU (compiled kernels, not the interpreter; first config of each list,
+#    TRITONALEX_AUTOTUNE=0, so every layer shape costs one compile),
+# 2. the conv benchmark against cuDNN at batch 128 (autotuned),
+# writing gpu_check.log, pytest.xml and conv.csv under OUT_DIR. Budget: under 6 minutes on one H100.
+set -uo pipefail
+out=${1:?usage: bench/gpu_check.sh OUT_DIR}
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+
+# Use the machine's torch and triton as they are (nothing can be downloaded there): put the
+# package on the path through a shim that maps tritonalex.kernels to kernels/, as the install does.
+shim=$(mktemp -d)
+mkdir "$shim/tritonalex"
+ln -s "$repo"/tritonalex/* "$shim/tritonalex/"
+ln -s "$repo/kernels" "$shim/tritonalex/kernels"
+export PYTHONPATH="$shim${PYTHONPATH:+:$PYTHONPATH}"
+
+{
+  echo "== gpu_check $(date -u +%Y-%m-%dT%H:%M:%SZ) commit $(git rev-parse --short HEAD 2>/dev/null || echo none)"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+  python -c "import sys, torch, triton; print('python', sys.version.split()[0], 'torch', torch.__version__, 'triton', triton.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
+
+  echo "== tests on the GPU"
+  TRITONALEX_AUTOTUNE=0 timeout 200 python -m pytest -q -p no:cacheprovider --junitxml="$out/pytest.xml" \
+      -k "not ahead_of_time and not benchmark_script" tests
+  echo "pytest exit code: $?"
+
+  echo "== conv benchmark (batch 128, bf16 and fp32, channels_last and NCHW)"
+  timeout 240 python bench/bench_conv.py --out "$out/conv.csv"
+  echo "benchmark exit code: $?"
+} 2>&1 | tee "$out/gpu_check.log"

@@ -1,0 +1,460 @@
+"""2-D convolution as implicit GEMM, with bias and ReLU fused into the forward epilogue.
+
+Forward, per group g (one GEMM each; AlexNet's towers are groups=2):
+
+    y[m, oc] = sum_k  X[m, k] * Wt[k, oc]     m = (n, oh, ow),  k = (kh, kw, c),  oc in group g
+    X[m, k]  = x[n, g*Cg + c, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw]   (0 outside the image)
+
+X is never built in memory: each BLOCK_M x BLOCK_K tile of it is gathered from x straight into
+registers (the "implicit" in implicit GEMM), with the zero padding done by the load mask. The
+reduction index k runs over (kh, kw, c) with c fastest, so for a channels_last input consecutive k
+are consecutive addresses, and for NCHW consecutive m (output columns) are; both layouts are
+handled through strides, channels_last being the coalesced one for the K-loop.
+
+Backward, from dy and the saved ReLU output y (dy is zeroed where y <= 0 inside the loads):
+* input gradient, a gather GEMM over input pixels: dx[(n, ih, iw), c] = sum over (kh, kw, oc) of
+  dy'[n, oc, oh, ow] * w[oc, c, kh, kw] where ih = oh*sh - ph + kh*dh; invalid (oh, ow) are masked.
+  Every dx element is written by exactly one program: no atomics.
+* weight gradient, a GEMM whose reduction runs over all N*OH*OW output pixels: dw[oc, (c, kh, kw)]
+  = sum_p dy'[p, oc] * X[p, (kh, kw, c)]. The pixel axis is split across programs, each writing
+  its own partial sum; ``reduce.sum_splits`` adds them in a fixed order (deterministic). The bias
+  gradient (sum_p dy'[p, oc]) comes out of the same loop from the dy' tiles already loaded.
+"""
+
+import torch
+import triton
+import triton.language as tl
+
+from .launch import (
+    INTERPRETING,
+    accumulator_dtype,
+    autotune_by_class,
+    cdiv,
+    config,
+    dot_class,
+    dot_in_fp32,
+    dot_precision,
+    empty,
+    memory_format_of,
+    needs_int64,
+)
+from .reduce import sum_splits
+
+# GPU tile configs (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages) per dot class, best general choice
+# first, autotuned per layer shape; the interpreter uses one large tile instead. aot.py compiles
+# every one for sm_80 and sm_90, and these lists keep only the configs that compiled there with no
+# register spills (a sweep of 14 candidates per kernel; 128x128 tiles and BLOCK_K=64 all spilled:
+# the gathered A tile keeps a 64-bit address per element in registers).
+FORWARD_CONFIGS = {
+    "tensor_core": [config(128, 64, 32, 8, 3), config(64, 128, 32, 8, 3), config(64, 64, 32, 8, 3)],
+    "fma": [config(64, 64, 16, 8, 2), config(32, 64, 16, 4, 2), config(64, 32, 16, 4, 2),
+            config(32, 32, 16, 4, 2)],
+}
+INPUT_GRAD_CONFIGS = {
+    "tensor_core": [config(64, 64, 32, 8, 3)],
+    "fma": [config(32, 64, 16, 8, 2), config(32, 32, 16, 4, 2)],
+}
+WEIGHT_GRAD_CONFIGS = {
+    "tensor_core": [config(64, 64, 32, 8, 3)],
+    "fma": [config(64, 64, 16, 8, 2), config(32, 64, 16, 4, 2), config(64, 32, 16, 4, 2),
+            config(32, 32, 16, 4, 2)],
+}
+INTERPRETER_CONFIG = config(256, 128, 128, 1, 1)
+
+_SHAPE_KEY = ["C_PER_GROUP", "OC_PER_GROUP", "H", "W", "OH", "OW", "KH", "KW"]
+
+
+@triton.jit
+def conv2d_forward_kernel(
+    x_ptr,  # input [N, C, H, W], any strides
+    w_ptr,  # weight [OC, C_PER_GROUP, KH, KW], any strides
+    b_ptr,  # bias [OC] (not read when HAS_BIAS is False)
+    y_ptr,  # output [N, OC, OH, OW], any strides
+    M,  # GEMM rows: N * OH * OW output pixels
+    H, W, OH, OW,  # input and output spatial sizes
+    C_PER_GROUP, OC_PER_GROUP,  # input and output channels of one group
+    stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,  # convolution geometry (pad = top/left)
+    sx_n, sx_c, sx_h, sx_w,  # input strides, in elements
+    sw_o, sw_c, sw_h, sw_w,  # weight strides
+    sy_n, sy_c, sy_h, sy_w,  # output strides
+    KH: tl.constexpr, KW: tl.constexpr,  # kernel size (constexpr: k -> (kh, kw) needs no division)
+    HAS_BIAS: tl.constexpr,  # add bias[oc] in the epilogue
+    APPLY_RELU: tl.constexpr,  # apply ReLU in the epilogue
+    ACC: tl.constexpr,  # accumulator dtype: fp32, or fp64 for fp64 inputs
+    PRECISION: tl.constexpr,  # tl.dot input precision for fp32 inputs: "ieee" or "tf32"
+    DOT_FP32: tl.constexpr,  # upcast tiles before tl.dot (bf16 under the interpreter)
+    INDEX_64: tl.constexpr,  # compute element offsets in int64
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,  # tile sizes
+):
+    g = tl.program_id(2)
+    m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    if INDEX_64:
+        g = g.to(tl.int64)
+        m = m.to(tl.int64)
+    # Rows: output pixels. Decompose once; the K-loop only adds per-column offsets to these.
+    ow = m % OW
+    oh = (m // OW) % OH
+    n = m // (OW * OH)
+    m_ok = m < M
+    ih0 = oh * stride_h - pad_h
+    iw0 = ow * stride_w - pad_w
+    x_row = n * sx_n + ih0 * sx_h + iw0 * sx_w + g * C_PER_GROUP * sx_c
+    # Columns: output channels of group g.
+    oc = g * OC_PER_GROUP + tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    oc_ok = oc < (g + 1) * OC_PER_GROUP
+
+    # Reduction: kh in an outer loop (so the row bound on ih is a vector, not a tile), and the
+    # flattened (kw, c) axis in BLOCK_K chunks; for AlexNet's conv1 (3 channels) that chunk is
+    # kw*3 wide rather than 3, which keeps the tiles mostly full.
+    KWC = KW * C_PER_GROUP
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC)
+    for kh in range(KH):
+        ih = ih0 + kh * dil_h
+        row_ok = m_ok & (ih >= 0) & (ih < H)
+        x_row_kh = x_row + kh * dil_h * sx_h
+        for j0 in range(0, KWC, BLOCK_K):
+            j = j0 + tl.arange(0, BLOCK_K)
+            j_ok = j < KWC
+            c = j % C_PER_GROUP
+            kw = j // C_PER_GROUP
+            # A tile: the im2col matrix, gathered; out-of-image taps read the zero padding.
+            iw = iw0[:, None] + (kw * dil_w)[None, :]
+            a_mask = row_ok[:, None] & j_ok[None, :] & (iw >= 0) & (iw < W)
+            a = tl.load(x_ptr + x_row_kh[:, None] + (c * sx_c + kw * dil_w * sx_w)[None, :],
+                        mask=a_mask, other=0.0)
+            # B tile: the weights of tap row kh as a (kw, c) x OC matrix.
+            w_col = c * sw_c + kh * sw_h + kw * sw_w
+            b = tl.load(w_ptr + w_col[:, None] + (oc * sw_o)[None, :],
+                        mask=j_ok[:, None] & oc_ok[None, :], other=0.0)
+            if DOT_FP32:
+                a = a.to(tl.float32)
+                b = b.to(tl.float32)
+            acc = tl.dot(a, b, acc, input_precision=PRECISION, out_dtype=ACC)
+
+    # Epilogue: bias and ReLU on the accumulator, one rounding to the output dtype.
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + oc, mask=oc_ok, other=0.0).to(ACC)[None, :]
+    if APPLY_RELU:
+        acc = tl.where(acc < 0, 0.0, acc)  # NaN stays NaN, as in torch.relu
+    y_off = (n * sy_n + oh * sy_h + ow * sy_w)[:, None] + (oc * sy_c)[None, :]
+    tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty), mask=m_ok[:, None] & oc_ok[None, :])
+
+
+@triton.jit
+def conv2d_input_grad_kernel(
+    dy_ptr,  # output gradient [N, OC, OH, OW], any strides
+    y_ptr,  # saved forward output [N, OC, OH, OW] (read only when APPLY_RELU)
+    w_ptr,  # weight [OC, C_PER_GROUP, KH, KW], any strides
+    dx_ptr,  # input gradient [N, C, H, W], any strides
+    M,  # GEMM rows: N * H * W input pixels
+    H, W, OH, OW,  # input and output spatial sizes
+    C_PER_GROUP, OC_PER_GROUP,  # input and output channels of one group
+    stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,  # convolution geometry (pad = top/left)
+    sdy_n, sdy_c, sdy_h, sdy_w,  # output-gradient strides
+    sy_n, sy_c, sy_h, sy_w,  # saved-output strides
+    sw_o, sw_c, sw_h, sw_w,  # weight strides
+    sdx_n, sdx_c, sdx_h, sdx_w,  # input-gradient strides
+    KH: tl.constexpr, KW: tl.constexpr,  # kernel size
+    APPLY_RELU: tl.constexpr,  # the forward fused a ReLU: zero dy where y <= 0
+    ACC: tl.constexpr,  # accumulator dtype
+    PRECISION: tl.constexpr,  # tl.dot input precision for fp32
+    DOT_FP32: tl.constexpr,  # upcast tiles before tl.dot
+    INDEX_64: tl.constexpr,  # compute element offsets in int64
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,  # tile sizes
+):
+    g = tl.program_id(2)
+    m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    if INDEX_64:
+        g = g.to(tl.int64)
+        m = m.to(tl.int64)
+    # Rows: input pixels (n, ih, iw).
+    iw = m % W
+    ih = (m // W) % H
+    n = m // (W * H)
+    m_ok = m < M
+    # Columns: input channels of group g.
+    c = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    c_ok = c < C_PER_GROUP
+    c_g = g * C_PER_GROUP + c
+
+    # Reduction over taps (kh, kw) in outer loops and output channels in BLOCK_K chunks. For a
+    # fixed tap, input pixel (ih, iw) received from at most one output pixel: the one with
+    # oh*sh = ih + ph - kh*dh (a non-negative multiple of the stride, below OH*sh); rows without
+    # one are masked, so each tap costs a vector of bounds checks, not a tile.
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC)
+    for kh in range(KH):
+        th = ih + pad_h - kh * dil_h
+        oh = th // stride_h
+        h_ok = m_ok & (th >= 0) & (th % stride_h == 0) & (oh < OH)
+        for kw in range(KW):
+            tw = iw + pad_w - kw * dil_w
+            ow = tw // stride_w
+            row_ok = h_ok & (tw >= 0) & (tw % stride_w == 0) & (ow < OW)
+            dy_row = n * sdy_n + oh * sdy_h + ow * sdy_w
+            y_row = n * sy_n + oh * sy_h + ow * sy_w
+            w_tap = kh * sw_h + kw * sw_w
+            for oc0 in range(0, OC_PER_GROUP, BLOCK_K):
+                k = oc0 + tl.arange(0, BLOCK_K)
+                k_ok = k < OC_PER_GROUP
+                oc = g * OC_PER_GROUP + k
+                a_mask = row_ok[:, None] & k_ok[None, :]
+                dy = tl.load(dy_ptr + dy_row[:, None] + (oc * sdy_c)[None, :], mask=a_mask, other=0.0)
+                if APPLY_RELU:
+                    y = tl.load(y_ptr + y_row[:, None] + (oc * sy_c)[None, :], mask=a_mask, other=0.0)
+                    dy = tl.where(y > 0, dy, 0.0)
+                wt = tl.load(w_ptr + (oc * sw_o + w_tap)[:, None] + (c * sw_c)[None, :],
+                             mask=k_ok[:, None] & c_ok[None, :], other=0.0)
+                if DOT_FP32:
+                    dy = dy.to(tl.float32)
+                    wt = wt.to(tl.float32)
+                acc = tl.dot(dy, wt, acc, input_precision=PRECISION, out_dtype=ACC)
+
+    dx_off = (n * sdx_n + ih * sdx_h + iw * sdx_w)[:, None] + (c_g * sdx_c)[None, :]
+    tl.store(dx_ptr + dx_off, acc.to(dx_ptr.dtype.element_ty), mask=m_ok[:, None] & c_ok[None, :])
+
+
+@triton.jit
+def conv2d_weight_grad_kernel(
+    dy_ptr,  # output gradient [N, OC, OH, OW], any strides
+    y_ptr,  # saved forward output (read only when APPLY_RELU)
+    x_ptr,  # forward input [N, C, H, W], any strides
+    dw_ptr,  # weight-gradient partials [SPLITS, OC, C_PER_GROUP*KH*KW], contiguous, ACC dtype
+    db_ptr,  # bias-gradient partials [SPLITS, OC], contiguous, ACC dtype
+    P,  # reduction length: N * OH * OW output pixels
+    P_PER_SPLIT,  # pixels reduced by one program (the split-K chunk)
+    GROUPS, OC,  # number of groups, total output channels
+    H, W, OH, OW,  # input and output spatial sizes
+    C_PER_GROUP, OC_PER_GROUP,  # input and output channels of one group
+    stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,  # convolution geometry (pad = top/left)
+    sdy_n, sdy_c, sdy_h, sdy_w,  # output-gradient strides
+    sy_n, sy_c, sy_h, sy_w,  # saved-output strides
+    sx_n, sx_c, sx_h, sx_w,  # input strides
+    KH: tl.constexpr, KW: tl.constexpr,  # kernel size
+    APPLY_RELU: tl.constexpr,  # the forward fused a ReLU: zero dy where y <= 0
+    COMPUTE_WEIGHT: tl.constexpr,  # write the weight-gradient partials
+    COMPUTE_BIAS: tl.constexpr,  # write the bias-gradient partials (programs with pid 1 == 0)
+    ACC: tl.constexpr,  # accumulator dtype
+    PRECISION: tl.constexpr,  # tl.dot input precision for fp32
+    DOT_FP32: tl.constexpr,  # upcast tiles before tl.dot
+    INDEX_64: tl.constexpr,  # compute element offsets in int64
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,  # tile sizes
+):
+    split = tl.program_id(2) // GROUPS
+    g = tl.program_id(2) % GROUPS
+    if INDEX_64:
+        g = g.to(tl.int64)
+        split = split.to(tl.int64)
+    # Rows: output channels of group g.
+    oc = g * OC_PER_GROUP + tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    oc_ok = oc < (g + 1) * OC_PER_GROUP
+    # Columns: one tap row kh per program, and a BLOCK_N chunk of its flattened (kw, c) axis.
+    KWC = KW * C_PER_GROUP
+    col_tiles = tl.cdiv(KWC, BLOCK_N)
+    kh = tl.program_id(1) // col_tiles
+    j = (tl.program_id(1) % col_tiles) * BLOCK_N + tl.arange(0, BLOCK_N)
+    j_ok = j < KWC
+    c = j % C_PER_GROUP
+    kw = j // C_PER_GROUP
+    x_col = (g * C_PER_GROUP + c) * sx_c + kh * dil_h * sx_h + kw * dil_w * sx_w
+
+    p_start = split * P_PER_SPLIT
+    p_end = tl.minimum(p_start + P_PER_SPLIT, P)
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC)
+    bias_acc = tl.zeros((BLOCK_M,), dtype=ACC)
+    for p0 in range(p_start, p_end, BLOCK_K):
+        # Reduction over this split's output pixels p = (n, oh, ow).
+        p = p0 + tl.arange(0, BLOCK_K)
+        p_ok = p < p_end
+        ow = p % OW
+        oh = (p // OW) % OH
+        n = p // (OW * OH)
+        dy_mask = oc_ok[:, None] & p_ok[None, :]
+        dy = tl.load(dy_ptr + (oc * sdy_c)[:, None] + (n * sdy_n + oh * sdy_h + ow * sdy_w)[None, :],
+                     mask=dy_mask, other=0.0)
+        if APPLY_RELU:
+            y = tl.load(y_ptr + (oc * sy_c)[:, None] + (n * sy_n + oh * sy_h + ow * sy_w)[None, :],
+                        mask=dy_mask, other=0.0)
+            dy = tl.where(y > 0, dy, 0.0)
+        if COMPUTE_BIAS:
+            bias_acc += tl.sum(dy.to(ACC), axis=1)
+        if COMPUTE_WEIGHT:
+            # B tile: the im2col matrix transposed, gathered from x; the bound on ih is per row.
+            ih = oh * stride_h - pad_h + kh * dil_h
+            iw0 = ow * stride_w - pad_w
+            iw = iw0[:, None] + (kw * dil_w)[None, :]
+            x_mask = (p_ok & (ih >= 0) & (ih < H))[:, None] & j_ok[None, :] & (iw >= 0) & (iw < W)
+            x_row = n * sx_n + (oh * stride_h - pad_h) * sx_h + iw0 * sx_w
+            xt = tl.load(x_ptr + x_row[:, None] + x_col[None, :], mask=x_mask, other=0.0)
+            if DOT_FP32:
+                dy = dy.to(tl.float32)
+                xt = xt.to(tl.float32)
+            acc = tl.dot(dy, xt, acc, input_precision=PRECISION, out_dtype=ACC)
+
+    # Partials are laid out as the contiguous weight, [OC, C_PER_GROUP, KH, KW], per split.
+    if COMPUTE_WEIGHT:
+        CKK = C_PER_GROUP * KH * KW
+        dw_col = c * (KH * KW) + kh * KW + kw
+        dw_off = split * OC * CKK + (oc * CKK)[:, None] + dw_col[None, :]
+        tl.store(dw_ptr + dw_off, acc, mask=oc_ok[:, None] & j_ok[None, :])
+    if COMPUTE_BIAS:
+        if tl.program_id(1) == 0:  # one column tile per row tile writes the bias partial
+            tl.store(db_ptr + split * OC + oc, bias_acc, mask=oc_ok)
+
+
+_forward = autotune_by_class(conv2d_forward_kernel, FORWARD_CONFIGS, INTERPRETER_CONFIG,
+                             key=["M"] + _SHAPE_KEY)
+_input_grad = autotune_by_class(conv2d_input_grad_kernel, INPUT_GRAD_CONFIGS, INTERPRETER_CONFIG,
+                                key=["M"] + _SHAPE_KEY)
+_weight_grad = autotune_by_class(conv2d_weight_grad_kernel, WEIGHT_GRAD_CONFIGS, INTERPRETER_CONFIG,
+                                 key=["P", "P_PER_SPLIT"] + _SHAPE_KEY)
+
+
+def _torch_to_tl(dtype):
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+def _launch(kernels, grid, *args, dtype, allow_tf32, index_tensors, **constexprs):
+    """Launch the autotuned kernel of the right dot class with the dtype-derived constexprs."""
+    precision = dot_precision(dtype, allow_tf32)
+    kernels[dot_class(dtype, precision)][grid](
+        *args, ACC=_torch_to_tl(accumulator_dtype(dtype)), PRECISION=precision,
+        DOT_FP32=dot_in_fp32(dtype), INDEX_64=needs_int64(*index_tensors), **constexprs)
+
+
+def output_size(h, w, kernel, stride, padding, dilation):
+    """(OH, OW) for `padding` given as ((top, bottom), (left, right))."""
+    (kh, kw), (sh, sw), ((pt, pb), (pl, pr)), (dh, dw) = kernel, stride, padding, dilation
+    return ((h + pt + pb - dh * (kh - 1) - 1) // sh + 1, (w + pl + pr - dw * (kw - 1) - 1) // sw + 1)
+
+
+def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, relu, allow_tf32):
+    """y = relu?(conv2d(x, weight) + bias) for a 4-D x; padding is ((top, bottom), (left, right)).
+
+    The output keeps the input's memory format (channels_last in, channels_last out), as torch does.
+    """
+    n, c, h, w = x.shape
+    oc, c_per_group, kh, kw = weight.shape
+    oh, ow = output_size(h, w, (kh, kw), stride, padding, dilation)
+    y = empty((n, oc, oh, ow), x.dtype, x.device, memory_format=memory_format_of(x))
+    m = n * oh * ow
+    if y.numel() == 0:
+        return y
+    grid = lambda meta: (cdiv(m, meta["BLOCK_M"]), cdiv(oc // groups, meta["BLOCK_N"]), groups)
+    _launch(
+        _forward, grid, x, weight, bias if bias is not None else weight, y,
+        m, h, w, oh, ow, c_per_group, oc // groups,
+        stride[0], stride[1], padding[0][0], padding[1][0], dilation[0], dilation[1],
+        *x.stride(), *weight.stride(), *y.stride(),
+        dtype=x.dtype, allow_tf32=allow_tf32, index_tensors=(x, weight, y),
+        KH=kh, KW=kw, HAS_BIAS=bias is not None, APPLY_RELU=relu,
+    )
+    return y
+
+
+def conv2d_input_grad(dy, y, weight, x_like, stride, padding, dilation, groups, relu, allow_tf32):
+    """dx for the forward above, shaped and laid out like `x_like` (the forward input).
+
+    `y` is the saved output, read for the ReLU mask when `relu`.
+    """
+    n, c, h, w = x_like.shape
+    oc, c_per_group, kh, kw = weight.shape
+    oh, ow = dy.shape[2:]
+    dx = empty(x_like.shape, dy.dtype, dy.device, memory_format=memory_format_of(x_like))
+    m = n * h * w
+    if dx.numel() == 0:
+        return dx
+    if dy.numel() == 0:
+        return dx.zero_()
+    y = y if relu else dy
+    grid = lambda meta: (cdiv(m, meta["BLOCK_M"]), cdiv(c_per_group, meta["BLOCK_N"]), groups)
+    _launch(
+        _input_grad, grid, dy, y, weight, dx,
+        m, h, w, oh, ow, c_per_group, oc // groups,
+        stride[0], stride[1], padding[0][0], padding[1][0], dilation[0], dilation[1],
+        *dy.stride(), *y.stride(), *weight.stride(), *dx.stride(),
+        dtype=dy.dtype, allow_tf32=allow_tf32, index_tensors=(dy, y, weight, dx),
+        KH=kh, KW=kw, APPLY_RELU=relu,
+    )
+    return dx
+
+
+def _weight_grad_splits(tiles, pixels):
+    """How many programs share the pixel reduction of the weight gradient.
+
+    On a GPU: enough (tile, split) programs to fill every SM about twice, each still reducing at
+    least 512 pixels. Under the interpreter: one, since every program costs time there.
+    """
+    if INTERPRETING:
+        return 1
+    sms = torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
+    return max(1, min(cdiv(2 * sms, tiles), cdiv(pixels, 512)))
+
+
+def conv2d_weight_bias_grad(dy, y, x, weight_shape, stride, padding, dilation, groups, relu,
+                            need_weight, need_bias, allow_tf32):
+    """(dw, db) for the forward above; either is None when not needed."""
+    n, c, h, w = x.shape
+    oc, c_per_group, kh, kw = weight_shape
+    oh, ow = dy.shape[2:]
+    acc = accumulator_dtype(dy.dtype)
+    ckk = c_per_group * kh * kw
+    pixels = n * oh * ow
+    dw = empty(weight_shape, dy.dtype, dy.device) if need_weight else None
+    db = empty((oc,), dy.dtype, dy.device) if need_bias else None
+    if pixels == 0 or oc == 0:
+        return tuple(t.zero_() if t is not None else None for t in (dw, db))
+
+    col_tiles = lambda block_n: kh * cdiv(kw * c_per_group, block_n) if need_weight else 1
+    tiles = cdiv(oc // groups, 64) * col_tiles(64) * groups
+    splits = _weight_grad_splits(tiles, pixels)
+    per_split = cdiv(pixels, splits)
+    splits = cdiv(pixels, per_split)
+    dw_part = empty((splits, oc, ckk), acc, dy.device) if need_weight else None
+    db_part = empty((splits, oc), acc, dy.device) if need_bias else None
+    y = y if relu else dy
+    grid = lambda meta: (cdiv(oc // groups, meta["BLOCK_M"]),
+                         col_tiles(meta["BLOCK_N"]), groups * splits)
+    _launch(
+        _weight_grad, grid, dy, y, x, dw_part if need_weight else dy, db_part if need_bias else dy,
+        pixels, per_split, groups, oc, h, w, oh, ow, c_per_group, oc // groups,
+        stride[0], stride[1], padding[0][0], padding[1][0], dilation[0], dilation[1],
+        *dy.stride(), *y.stride(), *x.stride(),
+        dtype=dy.dtype, allow_tf32=allow_tf32, index_tensors=(dy, y, x),
+        KH=kh, KW=kw, APPLY_RELU=relu, COMPUTE_WEIGHT=need_weight, COMPUTE_BIAS=need_bias,
+    )
+    if need_weight:
+        sum_splits(dw_part, dw)
+    if need_bias:
+        sum_splits(db_part, db)
+    return dw, db
+
+
+# What the ahead-of-time check compiles: every GPU config of every kernel, at AlexNet's conv2
+# geometry (5x5 kernel), for each dot class: bf16 and TF32 (tensor cores), IEEE fp32 and fp64 (FMA).
+AOT_DTYPES = {"tensor_core": [("bf16", "*bf16", "ieee"), ("fp32/tf32", "*fp32", "tf32")],
+              "fma": [("fp32/ieee", "*fp32", "ieee"), ("fp64", "*fp64", "ieee")]}
+
+
+def _aot_cases():
+    cases = []
+    for cls, dtypes in AOT_DTYPES.items():
+        for name, ptr, precision in dtypes:
+            acc = tl.float64 if name == "fp64" else tl.float32
+            flags = dict(KH=5, KW=5, ACC=acc, PRECISION=precision, DOT_FP32=False, INDEX_64=False)
+            acc_ptr = "*fp64" if name == "fp64" else "*fp32"
+            cases += [
+                dict(kernel=conv2d_forward_kernel, dtype=name, configs=FORWARD_CONFIGS[cls],
+                     pointers={k: ptr for k in ("x_ptr", "w_ptr", "b_ptr", "y_ptr")},
+                     constexprs=dict(flags, HAS_BIAS=True, APPLY_RELU=True)),
+                dict(kernel=conv2d_input_grad_kernel, dtype=name, configs=INPUT_GRAD_CONFIGS[cls],
+                     pointers={k: ptr for k in ("dy_ptr", "y_ptr", "w_ptr", "dx_ptr")},
+                     constexprs=dict(flags, APPLY_RELU=True)),
+                dict(kernel=conv2d_weight_grad_kernel, dtype=name, configs=WEIGHT_GRAD_CONFIGS[cls],
+                     pointers=dict({k: ptr for k in ("dy_ptr", "y_ptr", "x_ptr")},
+                                   dw_ptr=acc_ptr, db_ptr=acc_ptr),
+                     constexprs=dict(flags, APPLY_RELU=True, COMPUTE_WEIGHT=True, COMPUTE_BIAS=True)),
+            ]
+    return cases
+
+
+AOT_CASES = _aot_cases()

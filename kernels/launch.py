@@ -1,0 +1,129 @@
+"""Launch logic shared by every kernel: interpreter or GPU, tile configs, dtypes, output buffers.
+
+One place decides how a kernel is launched, so that each kernel file only holds its kernels and
+their launchers:
+
+* ``INTERPRETING``: whether Triton runs kernels in its CPU interpreter (``TRITON_INTERPRET=1``).
+  ``tritonalex/__init__.py`` sets that variable on machines without CUDA before triton is imported.
+* ``autotune_by_class``: the GPU tile configs on a GPU; a single large tile under the interpreter, where a
+  program instance costs ~0.45 ms whatever its size, and where multi-config autotune crashes.
+  The ahead-of-time check (``aot.py``) compiles exactly the GPU config lists given here.
+* dtype rules: which torch dtypes a kernel takes, the ``tl.dot`` input precision (IEEE or TF32)
+  and the interpreter's bf16 workaround.
+* ``empty``: every output buffer comes from here, so tests can poison them (fill with NaN) and
+  catch an element that a kernel never wrote.
+"""
+
+import os
+
+import torch
+import triton
+
+INTERPRETING = os.environ.get("TRITON_INTERPRET", "0").lower() not in ("", "0", "false", "off")
+
+# TRITONALEX_AUTOTUNE=0 runs every kernel with the first config of its list instead of timing all
+# of them: each new layer shape then costs one compile instead of one per config (the GPU test run).
+AUTOTUNE = os.environ.get("TRITONALEX_AUTOTUNE", "1") != "0"
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+# Triton pointer types for the ahead-of-time compile signatures.
+TRITON_POINTER = {
+    torch.float16: "*fp16",
+    torch.bfloat16: "*bf16",
+    torch.float32: "*fp32",
+    torch.float64: "*fp64",
+}
+
+
+def autotune_by_class(kernel, gpu_configs, interpreter_config, key):
+    """One `triton.autotune` of `kernel` per dot class: {class: autotuned kernel}.
+
+    `gpu_configs` maps each dot class (see `dot_class`) to its GPU config list, best general
+    choice first; under the interpreter every class gets `interpreter_config` alone.
+    """
+    def chosen(configs):
+        if INTERPRETING:
+            return [interpreter_config]
+        return list(configs) if AUTOTUNE else list(configs[:1])
+
+    return {cls: triton.autotune(configs=chosen(configs), key=key)(kernel)
+            for cls, configs in gpu_configs.items()}
+
+
+def dot_class(dtype, precision):
+    """Which config list a `tl.dot` kernel runs with: tensor-core tiles or smaller FMA tiles.
+
+    fp16, bf16 and TF32 run on tensor cores; IEEE fp32 and fp64 on the FMA units (fp64 MMA
+    exists on A100/H100 but Triton lowers it to FMA), which need smaller tiles not to spill.
+    """
+    if dtype in (torch.float16, torch.bfloat16) or precision == "tf32":
+        return "tensor_core"
+    return "fma"
+
+
+def config(block_m, block_n, block_k, num_warps, num_stages):
+    """A matmul-shaped tile config: BLOCK_M x BLOCK_N outputs, BLOCK_K of reduction per step."""
+    return triton.Config(
+        {"BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_K": block_k},
+        num_warps=num_warps,
+        num_stages=num_stages,
+    )
+
+
+def dot_precision(dtype, allow_tf32):
+    """`tl.dot` input precision: TF32 for fp32 only on a GPU and only when torch's flag allows it."""
+    if dtype == torch.float32 and allow_tf32 and not INTERPRETING:
+        return "tf32"
+    return "ieee"
+
+
+def dot_in_fp32(dtype):
+    """Whether to upcast tiles to fp32 before `tl.dot`: bf16 arithmetic is wrong in the interpreter."""
+    return INTERPRETING and dtype == torch.bfloat16
+
+
+def accumulator_dtype(dtype):
+    """Partial sums are fp32 for every input type but fp64, which keeps fp64."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def needs_int64(*tensors):
+    """Whether some element offset of these tensors can pass int32, so kernels must index in int64."""
+    limit = 2**31 - 1
+    for t in tensors:
+        if t is None:
+            continue
+        span = t.storage_offset() + sum((n - 1) * abs(s) for n, s in zip(t.shape, t.stride()) if n > 0)
+        if span > limit or t.numel() > limit:
+            return True
+    return False
+
+
+_poison = os.environ.get("TRITONALEX_POISON", "0") == "1"
+
+
+def set_poison(enabled):
+    """Fill every new output buffer with NaN (tests turn this on); returns the previous setting."""
+    global _poison
+    previous, _poison = _poison, bool(enabled)
+    return previous
+
+
+def empty(shape, dtype, device, memory_format=torch.contiguous_format):
+    """An output buffer; NaN-filled when poisoning is on, so an unwritten element shows."""
+    out = torch.empty(shape, dtype=dtype, device=device, memory_format=memory_format)
+    if _poison and out.is_floating_point():
+        out.fill_(float("nan"))
+    return out
+
+
+def memory_format_of(t):
+    """channels_last for an NHWC-strided 4-D tensor, else contiguous: what torch's conv returns."""
+    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def cdiv(a, b):
+    return (a + b - 1) // b

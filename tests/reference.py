@@ -1,0 +1,71 @@
+"""The shared test reference: fresh random inputs, float64 torch as the truth, dtype tolerances.
+
+Every comparison is against torch computed in float64 from the very same (rounded) input values,
+so the only error left is the kernel's accumulation and output rounding. Outputs are poisoned
+(NaN-filled) before each kernel writes them (see conftest.py), and a NaN where torch has a number
+fails the comparison, so an element a kernel never wrote cannot pass.
+"""
+
+import os
+
+import torch
+
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+# Largest allowed |actual - expected| relative to max |expected|, per dtype. bf16 allows two ulps:
+# the interpreter truncates fp32 -> bf16 instead of rounding (TRITON_ON_CPU.md).
+TOLERANCE = {
+    torch.float64: 1e-12,
+    torch.float32: 2e-6,
+    torch.float16: 2e-3,
+    torch.bfloat16: 1.6e-2,
+}
+TF32_TOLERANCE = 5e-3
+
+
+def seed():
+    """A fresh seed per test, reproducible with TRITONALEX_TEST_SEED."""
+    return int(os.environ.get("TRITONALEX_TEST_SEED") or int.from_bytes(os.urandom(4), "little"))
+
+
+class Inputs:
+    """Random tensors from one seeded generator; the seed goes into every failure message."""
+
+    def __init__(self):
+        self.seed = seed()
+        self.generator = torch.Generator().manual_seed(self.seed)
+
+    def randn(self, *shape, dtype=torch.float64, requires_grad=False):
+        t = torch.randn(*shape, generator=self.generator, dtype=torch.float64).to(DEVICE, dtype)
+        return t.requires_grad_(requires_grad)
+
+
+def relative_error(actual, expected):
+    actual, expected = actual.detach().double(), expected.detach().double()
+    scale = expected.abs().max().clamp_min(1e-30)
+    return ((actual - expected).abs().max() / scale).item()
+
+
+def assert_close(actual, expected, tol, what="", seed=None):
+    """Shapes equal, NaN exactly where the reference has NaN, and relative error within tol."""
+    where = f"{what} (seed {seed}; rerun with TRITONALEX_TEST_SEED={seed})"
+    assert actual.shape == expected.shape, f"{where}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    bad = torch.isnan(actual.detach()) != torch.isnan(expected.detach())
+    assert not bad.any(), f"{where}: {int(bad.sum())} elements NaN in one result only (unwritten?)"
+    finite = ~torch.isnan(expected.detach())
+    if finite.any():
+        err = relative_error(actual[finite], expected[finite])
+        assert err <= tol, f"{where}: relative error {err:.3g} > {tol:.3g}"
+
+
+def as_layout(t, layout):
+    """The same values in another memory layout: 'contiguous', 'channels_last' or 'strided'."""
+    if layout == "contiguous":
+        return t.contiguous()
+    if layout == "channels_last":
+        return t.contiguous(memory_format=torch.channels_last)
+    if layout == "strided":  # a non-contiguous view: every other column of a wider tensor
+        wide = torch.zeros(*t.shape[:-1], 2 * t.shape[-1], dtype=t.dtype, device=t.device)
+        wide[..., ::2] = t
+        return wide[..., ::2]
+    raise ValueError(layout)

@@ -1,0 +1,212 @@
+"""tritonalex.functional.conv2d against torch.nn.functional.conv2d: values, gradients, errors."""
+
+import pytest
+import torch
+import torch.nn.functional as TF
+
+import tritonalex.functional as F
+from tritonalex.kernels import conv as conv_kernels
+from tritonalex.shapes import ALEXNET_CONVS, conv_shapes
+from reference import (
+    DEVICE,
+    TF32_TOLERANCE,
+    TOLERANCE,
+    Inputs,
+    as_layout,
+    assert_close,
+)
+
+
+def run_case(x_shape, w_shape, *, dtype=torch.float64, bias=True, relu=True, layout="contiguous",
+             grad_layout="contiguous", need_input_grad=True, tol=None, **conv_args):
+    """Forward and every gradient of ours vs torch (in float64 on the same rounded values)."""
+    rnd = Inputs()
+    x = as_layout(rnd.randn(*x_shape, dtype=dtype), layout).requires_grad_(need_input_grad)
+    w = rnd.randn(*w_shape, dtype=dtype, requires_grad=True)
+    b = rnd.randn(w_shape[0], dtype=dtype, requires_grad=True) if bias else None
+    leaves = [t for t in (x, w, b) if t is not None and t.requires_grad]
+
+    y = F.conv2d(x, w, b, activation="relu" if relu else None, **conv_args)
+    x64, w64 = x.detach().double().requires_grad_(need_input_grad), w.detach().double().requires_grad_()
+    b64 = b.detach().double().requires_grad_() if bias else None
+    ref = TF.conv2d(x64, w64, b64, **conv_args)
+    ref = torch.relu(ref) if relu else ref
+    tol = tol or TOLERANCE[dtype]
+    assert y.dtype == dtype
+    assert_close(y, ref, tol, "forward", rnd.seed)
+
+    dy = as_layout(rnd.randn(*ref.shape, dtype=dtype), grad_layout)
+    grads = torch.autograd.grad(y, leaves, dy)
+    refs = torch.autograd.grad(ref, [t for t in (x64, w64, b64) if t is not None and t.requires_grad],
+                               dy.double())
+    names = [n for n, t in zip(("input", "weight", "bias"), (x, w, b)) if t is not None and t.requires_grad]
+    for name, got, want in zip(names, grads, refs):
+        assert_close(got, want, tol, f"grad {name}", rnd.seed)
+    return y, grads
+
+
+# (input shape, weight shape, conv arguments): odd sizes, strides, padding forms, dilation, groups.
+CASES = [
+    ((2, 3, 9, 9), (4, 3, 3, 3), dict()),
+    ((2, 3, 9, 9), (4, 3, 3, 3), dict(stride=2, padding=1)),
+    ((1, 5, 13, 11), (7, 5, 3, 2), dict(stride=(2, 3), padding=(1, 2))),
+    ((2, 4, 10, 9), (6, 2, 3, 3), dict(groups=2, padding=2, dilation=2)),
+    ((3, 6, 7, 8), (9, 2, 2, 3), dict(groups=3, stride=(3, 1), padding=(0, 1))),
+    ((1, 3, 23, 23), (8, 3, 11, 11), dict(stride=4)),
+    ((2, 4, 8, 7), (5, 4, 4, 3), dict(padding="same", dilation=(1, 2))),
+    ((2, 4, 8, 7), (5, 4, 3, 3), dict(padding="valid")),
+    ((1, 2, 6, 6), (3, 2, 1, 1), dict(stride=2)),
+    ((2, 16, 5, 5), (16, 16, 3, 3), dict(padding=1)),
+]
+
+
+@pytest.mark.parametrize("x_shape,w_shape,args", CASES, ids=[str(i) for i in range(len(CASES))])
+@pytest.mark.parametrize("relu", [True, False])
+def test_matches_torch_float64(x_shape, w_shape, args, relu):
+    run_case(x_shape, w_shape, relu=relu, bias=relu, **args)
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "strided"])
+@pytest.mark.parametrize("grad_layout", ["channels_last", "strided"])
+def test_layouts_and_noncontiguous_grad_output(layout, grad_layout):
+    y, grads = run_case((2, 6, 9, 10), (4, 3, 3, 3), groups=2, padding=1, stride=(1, 2),
+                        layout=layout, grad_layout=grad_layout)
+    if layout == "channels_last":  # torch keeps channels_last through a conv; so do we
+        assert y.is_contiguous(memory_format=torch.channels_last)
+        assert grads[0].is_contiguous(memory_format=torch.channels_last)
+
+
+def test_noncontiguous_weight():
+    rnd = Inputs()
+    w = rnd.randn(3, 4, 3, 3).transpose(2, 3)
+    x = rnd.randn(2, 4, 7, 7)
+    assert_close(F.conv2d(x, w, padding=1), TF.conv2d(x, w, padding=1), TOLERANCE[torch.float64],
+                 "transposed weight", rnd.seed)
+
+
+@pytest.mark.parametrize("layer", list(ALEXNET_CONVS))
+def test_alexnet_layers(layer):
+    x_shape, w_shape, args = conv_shapes(layer, batch=1)
+    # conv1's input is the image: training never needs its gradient (the slow test checks it).
+    run_case(x_shape, w_shape, need_input_grad=layer != "conv1", **args)
+
+
+@pytest.mark.slow
+def test_alexnet_conv1_input_grad():
+    x_shape, w_shape, args = conv_shapes("conv1", batch=1)
+    run_case(x_shape, w_shape, **args)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_low_precision_dtypes(dtype, ieee_fp32):
+    run_case((2, 8, 11, 11), (16, 4, 3, 3), dtype=dtype, groups=2, padding=1, stride=2)
+
+
+@pytest.mark.skipif(DEVICE.type != "cuda", reason="TF32 exists only on a GPU")
+def test_tf32_follows_cudnn_flag():
+    previous = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = True
+    try:
+        run_case((2, 64, 13, 13), (64, 64, 3, 3), dtype=torch.float32, padding=1, tol=TF32_TOLERANCE)
+    finally:
+        torch.backends.cudnn.allow_tf32 = previous
+
+
+def test_unbatched_input():
+    rnd = Inputs()
+    x = rnd.randn(3, 8, 9, requires_grad=True)
+    w = rnd.randn(4, 3, 3, 3, requires_grad=True)
+    y = F.conv2d(x, w, padding=1, activation="relu")
+    ref = torch.relu(TF.conv2d(x, w, padding=1))
+    assert_close(y, ref, TOLERANCE[torch.float64], "unbatched forward", rnd.seed)
+    dy = rnd.randn(*ref.shape)
+    for got, want in zip(torch.autograd.grad(y, (x, w), dy), torch.autograd.grad(ref, (x, w), dy)):
+        assert_close(got, want, TOLERANCE[torch.float64], "unbatched grad", rnd.seed)
+
+
+@pytest.mark.parametrize("relu", [True, False])
+def test_gradcheck_fast_mode(relu):
+    rnd = Inputs()
+    x = rnd.randn(2, 4, 6, 5, requires_grad=True)
+    w = rnd.randn(6, 2, 3, 2, requires_grad=True)
+    b = rnd.randn(6, requires_grad=True)
+    fn = lambda x, w, b: F.conv2d(x, w, b, stride=(2, 1), padding=1, groups=2,
+                                  activation="relu" if relu else None)
+    assert torch.autograd.gradcheck(fn, (x, w, b), fast_mode=True)
+
+
+def test_backward_is_deterministic():
+    rnd = Inputs()
+    x = rnd.randn(2, 8, 12, 12, dtype=torch.float32, requires_grad=True)
+    w = rnd.randn(8, 8, 3, 3, dtype=torch.float32, requires_grad=True)
+    b = rnd.randn(8, dtype=torch.float32, requires_grad=True)
+    dy = rnd.randn(2, 8, 12, 12, dtype=torch.float32)
+    runs = [torch.autograd.grad(F.conv2d(x, w, b, padding=1, activation="relu"), (x, w, b), dy)
+            for _ in range(2)]
+    for first, second in zip(*runs):
+        assert torch.equal(first, second)
+
+
+def test_only_bias_needs_grad():
+    rnd = Inputs()
+    x, w = rnd.randn(2, 3, 6, 6), rnd.randn(4, 3, 3, 3)
+    b = rnd.randn(4, requires_grad=True)
+    dy = rnd.randn(2, 4, 4, 4)
+    (got,) = torch.autograd.grad(F.conv2d(x, w, b, activation="relu"), (b,), dy)
+    (want,) = torch.autograd.grad(torch.relu(TF.conv2d(x, w, b)), (b,), dy)
+    assert_close(got, want, TOLERANCE[torch.float64], "bias-only grad", rnd.seed)
+
+
+def test_nan_propagates_through_relu():
+    x = torch.zeros(1, 1, 3, 3, dtype=torch.float64, device=DEVICE)
+    x[0, 0, 1, 1] = float("nan")
+    w = torch.ones(1, 1, 1, 1, dtype=torch.float64, device=DEVICE)
+    y = F.conv2d(x, w, activation="relu")
+    assert torch.equal(torch.isnan(y), torch.isnan(torch.relu(TF.conv2d(x, w))))
+
+
+def _t(*shape, dtype=torch.float32):
+    return torch.randn(*shape, device=DEVICE).to(dtype)
+
+
+BAD_INPUTS = {
+    "2-D input": lambda: ((_t(2, 3), _t(4, 3, 3, 3)), {}),
+    "channels not divisible": lambda: ((_t(1, 5, 8, 8), _t(4, 3, 3, 3)), dict(groups=2)),
+    "weight rows not divisible": lambda: ((_t(1, 6, 8, 8), _t(3, 3, 3, 3)), dict(groups=2)),
+    "dtype mismatch": lambda: ((_t(1, 3, 8, 8, dtype=torch.float64), _t(4, 3, 3, 3)), {}),
+    "bias dtype mismatch": lambda: ((_t(1, 3, 8, 8), _t(4, 3, 3, 3), _t(4, dtype=torch.float64)), {}),
+    "bias size": lambda: ((_t(1, 3, 8, 8), _t(4, 3, 3, 3), _t(3)), {}),
+    "zero stride": lambda: ((_t(1, 3, 8, 8), _t(4, 3, 3, 3)), dict(stride=0)),
+    "negative padding": lambda: ((_t(1, 3, 8, 8), _t(4, 3, 3, 3)), dict(padding=-1)),
+    "zero dilation": lambda: ((_t(1, 3, 8, 8), _t(4, 3, 3, 3)), dict(dilation=0)),
+    "kernel larger than input": lambda: ((_t(1, 3, 2, 2), _t(4, 3, 3, 3)), {}),
+    "same with stride": lambda: ((_t(1, 3, 8, 8), _t(4, 3, 3, 3)), dict(padding="same", stride=2)),
+    "bad padding string": lambda: ((_t(1, 3, 8, 8), _t(4, 3, 3, 3)), dict(padding="full")),
+    "stride of 3 values": lambda: ((_t(1, 3, 8, 8), _t(4, 3, 3, 3)), dict(stride=(1, 1, 1))),
+    "zero groups": lambda: ((_t(1, 3, 8, 8), _t(4, 3, 3, 3)), dict(groups=0)),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_raises_like_torch_before_launch(case, monkeypatch):
+    args, kwargs = BAD_INPUTS[case]()
+    with pytest.raises(Exception) as torch_error:
+        TF.conv2d(*args, **kwargs)
+
+    def no_launch(*a, **k):
+        raise AssertionError("a kernel was launched for bad input")
+
+    monkeypatch.setattr(conv_kernels, "_launch", no_launch)
+    with pytest.raises(type(torch_error.value)):
+        F.conv2d(*args, **kwargs)
+
+
+def test_integer_input_is_rejected_on_host(monkeypatch):
+    monkeypatch.setattr(conv_kernels, "_launch", lambda *a, **k: pytest.fail("launched"))
+    with pytest.raises(RuntimeError, match="float16, bfloat16, float32 or float64"):
+        F.conv2d(torch.ones(1, 1, 3, 3, dtype=torch.int64), torch.ones(1, 1, 1, 1, dtype=torch.int64))
+
+
+def test_unknown_activation():
+    with pytest.raises(ValueError, match="activation"):
+        F.conv2d(_t(1, 1, 3, 3), _t(1, 1, 1, 1), activation="gelu")

@@ -1,0 +1,61 @@
+"""Argument normalization and host-side checks shared by every op, mirroring torch's own.
+
+Errors are raised here, before any kernel launch, with the exception type and wording torch uses,
+so code that catches torch's errors catches ours.
+"""
+
+import torch
+
+from .kernels.launch import FLOAT_DTYPES, INTERPRETING
+
+_TYPE_NAMES = {torch.float16: "c10::Half", torch.bfloat16: "c10::BFloat16", torch.float32: "float",
+               torch.float64: "double"}
+
+
+def expand_param(value, name, dims=2):
+    """An int, or a sequence of `dims` ints, as a tuple of `dims` ints (torch's _pair for dims=2)."""
+    if isinstance(value, int):
+        return (value,) * dims
+    value = tuple(value)
+    if len(value) != dims or not all(isinstance(v, int) for v in value):
+        raise RuntimeError(
+            f"expected {name} to be a single integer value or a list of {dims} values to match "
+            f"the convolution dimensions, but got {name}={list(value)}")
+    return value
+
+
+def type_name(dtype):
+    return _TYPE_NAMES.get(dtype, str(dtype).replace("torch.", ""))
+
+
+def check_same_dtype(first, first_name, second, second_name):
+    if second is not None and first.dtype != second.dtype:
+        raise RuntimeError(f"{first_name} type ({type_name(first.dtype)}) and {second_name} type "
+                           f"({type_name(second.dtype)}) should be the same")
+
+
+def check_float_dtype(tensor, op):
+    if tensor.dtype not in FLOAT_DTYPES:
+        raise RuntimeError(f"tritonalex {op}: expected a float16, bfloat16, float32 or float64 "
+                           f"tensor, but got {tensor.dtype}")
+
+
+def check_device(op, *tensors):
+    """All tensors on one device, and one the Triton kernels can run on."""
+    tensors = [t for t in tensors if t is not None]
+    devices = {t.device for t in tensors}
+    if len(devices) > 1:
+        raise RuntimeError(f"Expected all tensors to be on the same device, but found at least two "
+                           f"devices, {', '.join(sorted(str(d) for d in devices))}!")
+    device = tensors[0].device
+    if not INTERPRETING and device.type != "cuda":
+        raise RuntimeError(
+            f"tritonalex {op}: Triton kernels run on CUDA tensors, got a tensor on {device}. "
+            "Without CUDA, tritonalex runs them on CPU tensors in Triton's interpreter "
+            "(TRITON_INTERPRET=1, set automatically when no CUDA device is present).")
+
+
+def check_activation(activation):
+    if activation not in (None, "relu"):
+        raise ValueError(f"activation must be None or 'relu', got {activation!r}")
+    return activation
