@@ -7,14 +7,17 @@ Forward, per group g (one GEMM each; AlexNet's towers are groups=2):
 
 X is never built in memory: each BLOCK_M x BLOCK_K tile of it is gathered from x straight into
 registers (the "implicit" in implicit GEMM), with the zero padding done by the load mask. The
-reduction index k runs over (kh, kw, c) with c fastest, so for a channels_last input consecutive k
-are consecutive addresses, and for NCHW consecutive m (output columns) are; both layouts are
-handled through strides, channels_last being the coalesced one for the K-loop.
+reduction runs over kh in an outer loop and over the flattened (kw, c) axis, c fastest, in
+BLOCK_K chunks: the kh bound check is then a vector per row, and a channels_last input gives
+consecutive addresses along each chunk (NCHW gives them along m, the output columns). Both layouts
+are handled through strides; channels_last is the one whose reduction loads coalesce.
 
 Backward, from dy and the saved ReLU output y (dy is zeroed where y <= 0 inside the loads):
 * input gradient, a gather GEMM over input pixels: dx[(n, ih, iw), c] = sum over (kh, kw, oc) of
   dy'[n, oc, oh, ow] * w[oc, c, kh, kw] where ih = oh*sh - ph + kh*dh; invalid (oh, ow) are masked.
-  Every dx element is written by exactly one program: no atomics.
+  Every dx element is written by exactly one program: no atomics. With stride s, only 1/s^2 of
+  the taps are valid for a given pixel, and the masked rest still costs MMA time (conv1, stride
+  4, is the case; training never needs conv1's input gradient).
 * weight gradient, a GEMM whose reduction runs over all N*OH*OW output pixels: dw[oc, (c, kh, kw)]
   = sum_p dy'[p, oc] * X[p, (kh, kw, c)]. The pixel axis is split across programs, each writing
   its own partial sum; ``reduce.sum_splits`` adds them in a fixed order (deterministic). The bias
@@ -77,7 +80,7 @@ def conv2d_forward_kernel(
     sx_n, sx_c, sx_h, sx_w,  # input strides, in elements
     sw_o, sw_c, sw_h, sw_w,  # weight strides
     sy_n, sy_c, sy_h, sy_w,  # output strides
-    KH: tl.constexpr, KW: tl.constexpr,  # kernel size (constexpr: k -> (kh, kw) needs no division)
+    KH: tl.constexpr, KW: tl.constexpr,  # kernel size (compile-time loop bounds)
     HAS_BIAS: tl.constexpr,  # add bias[oc] in the epilogue
     APPLY_RELU: tl.constexpr,  # apply ReLU in the epilogue
     ACC: tl.constexpr,  # accumulator dtype: fp32, or fp64 for fp64 inputs

@@ -3,6 +3,8 @@
 import pytest
 import torch
 import torch.nn.functional as TF
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tritonalex.functional as F
 from tritonalex.kernels import conv as conv_kernels
@@ -210,3 +212,29 @@ def test_integer_input_is_rejected_on_host(monkeypatch):
 def test_unknown_activation():
     with pytest.raises(ValueError, match="activation"):
         F.conv2d(_t(1, 1, 3, 3), _t(1, 1, 1, 1), activation="gelu")
+
+
+def test_device_mismatch_raises_before_launch(monkeypatch):
+    monkeypatch.setattr(conv_kernels, "_launch", lambda *a, **k: pytest.fail("launched"))
+    with pytest.raises(RuntimeError, match="same device"):
+        F.conv2d(_t(1, 3, 5, 5), torch.empty(2, 3, 3, 3, device="meta"))
+
+
+@settings(max_examples=12, deadline=None, derandomize=False)
+@given(
+    batch=st.integers(1, 2), groups=st.integers(1, 3), c_per_group=st.integers(1, 3),
+    oc_per_group=st.integers(1, 3), kh=st.integers(1, 4), kw=st.integers(1, 4),
+    stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    padding=st.tuples(st.integers(0, 2), st.integers(0, 2)),
+    dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)),
+    extra=st.tuples(st.integers(0, 5), st.integers(0, 5)),
+    relu=st.booleans(), bias=st.booleans(), layout=st.sampled_from(["contiguous", "channels_last"]),
+)
+def test_random_geometry_matches_torch(batch, groups, c_per_group, oc_per_group, kh, kw, stride,
+                                       padding, dilation, extra, relu, bias, layout):
+    """Any geometry torch accepts: sizes from the kernel extent up, every argument combined."""
+    h = dilation[0] * (kh - 1) + 1 + extra[0]
+    w = dilation[1] * (kw - 1) + 1 + extra[1]
+    run_case((batch, groups * c_per_group, h, w), (groups * oc_per_group, c_per_group, kh, kw),
+             relu=relu, bias=bias, layout=layout, stride=stride, padding=padding,
+             dilation=dilation, groups=groups)
