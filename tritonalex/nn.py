@@ -33,3 +33,37 @@ class Conv2d(torch.nn.Conv2d):
     def extra_repr(self):
         extra = super().extra_repr()
         return extra + (f", activation={self.activation!r}" if self.activation else "")
+
+
+class LocalResponseNorm(torch.nn.LocalResponseNorm):
+    """torch.nn.LocalResponseNorm on the Triton LRN kernel (torch's convention: alpha / size).
+
+    How the conventions write the paper's LRN (k=2, n=5, alpha=1e-4, beta=0.75, alpha times the
+    plain sum of squares):
+
+    | framework                           | alpha enters as        | the paper's constants          |
+    | ----------------------------------- | ---------------------- | ------------------------------ |
+    | paper (Krizhevsky et al. 2012)      | alpha * sum            | k=2, n=5, alpha=1e-4, beta=.75 |
+    | torch / tritonalex                  | alpha / size * sum     | size=5, alpha=5e-4, k=2        |
+    | Caffe LRN                           | alpha / local_size*sum | local_size=5, alpha=5e-4, k=2  |
+    | TensorFlow tf.nn.lrn                | alpha * sum            | depth_radius=2, alpha=1e-4, bias=2 |
+    | cuda-convnet2 cmrnorm               | scale / size * sum     | size=5, scale=5e-4, minDiv=2   |
+
+    ``LocalResponseNorm.paper()`` builds the paper's layer without any of that arithmetic.
+    """
+
+    @classmethod
+    def paper(cls):
+        """The paper's LRN: n=5, alpha=1e-4 on the plain sum (5e-4 / 5 here), beta=0.75, k=2."""
+        return cls(5, alpha=5e-4, beta=0.75, k=2.0)
+
+    def forward(self, input):
+        return F.local_response_norm(input, self.size, self.alpha, self.beta, self.k)
+
+
+class MaxPool2d(torch.nn.MaxPool2d):
+    """torch.nn.MaxPool2d on the Triton max-pool kernel (same arguments, indices and NaN rules)."""
+
+    def forward(self, input):
+        return F.max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation,
+                            ceil_mode=self.ceil_mode, return_indices=self.return_indices)

@@ -1,5 +1,8 @@
 """One torch.autograd.Function per fused op, with its host-side argument checks."""
 
 from .conv import Conv2dFunction, conv2d
+from .lrn import LocalResponseNormFunction, check_lrn_args, local_response_norm
+from .pool import MaxPool2dFunction, max_pool2d
 
-__all__ = ["Conv2dFunction", "conv2d"]
+__all__ = ["Conv2dFunction", "LocalResponseNormFunction", "MaxPool2dFunction", "check_lrn_args",
+           "conv2d", "local_response_norm", "max_pool2d"]

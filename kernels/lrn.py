@@ -1,0 +1,199 @@
+"""Cross-channel local response normalization (torch's convention), forward and one-kernel backward.
+
+    s_c = k + (alpha / size) * sum_{c' = c - size//2}^{c + (size-1)//2} a_{c'}^2   (zero outside 0..C-1)
+    b_c = a_c * s_c^-beta
+    da_c = g_c * s_c^-beta - (2 alpha beta / size) * a_c * sum_{j: c in window(j)} g_j a_j s_j^(-beta-1)
+
+The input is viewed as [N, C, S] (all spatial dims flattened). Each program owns a
+BLOCK_C x BLOCK_S tile (channels x positions) and forms the window sums from `size` channel-shifted
+loads of the same tile: neighbouring tiles and shifts hit the same cache lines, so DRAM sees each
+element about once. The backward recomputes every s_j it needs from the input instead of storing
+s (or b) from the forward: LRN is memory-bound, and the recompute only costs cached loads.
+Powers are exp2(-beta * log2(s)), which works in the interpreter (libdevice pow does not).
+
+`lrn_scale` and `pow_neg` are also used by the fused LRN -> max-pool kernels (pool.py).
+Scalar parameters (k, alpha/size, beta) are read from a small tensor in the accumulator dtype, so
+fp64 runs get fp64 constants on a GPU too (float arguments would arrive as fp32).
+"""
+
+import functools
+
+import torch
+import triton
+import triton.language as tl
+
+from .launch import INTERPRETING, accumulator_dtype, cdiv, needs_int64
+
+# (BLOCK_C, BLOCK_S, warps): channels x positions per program. One GPU config: the kernel is
+# memory-bound and the tile only needs to be wide along the contiguous axis.
+GPU_TILE = (8, 256, 4)
+INTERPRETER_TILE = (64, 4096, 1)
+
+
+@triton.jit
+def lrn_scale(x_ptr, col, col_ok, c, C, sx_c, size, k, alpha_over_size, ACC: tl.constexpr,
+              BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+    """s = k + alpha/size * (windowed sum of squares) for channels c x columns col (offsets)."""
+    acc = tl.zeros((BLOCK_C, BLOCK_S), dtype=ACC)
+    for d in range(size):
+        cc = c + d - size // 2
+        ok = (cc >= 0) & (cc < C)
+        v = tl.load(x_ptr + (cc * sx_c)[:, None] + col[None, :], mask=ok[:, None] & col_ok[None, :],
+                    other=0.0).to(ACC)
+        acc += v * v
+    return k + alpha_over_size * acc
+
+
+@triton.jit
+def pow_neg(s, beta):
+    """s ** -beta for s > 0, as exp2(-beta * log2(s))."""
+    return tl.exp2(-beta * tl.log2(s))
+
+
+@triton.jit
+def lrn_forward_kernel(
+    x_ptr,  # input viewed as [N, C, S], any strides
+    y_ptr,  # output [N, C, S], any strides
+    params_ptr,  # [k, alpha/size, beta] in the ACC dtype
+    C, S,  # channels, flattened spatial size
+    size,  # window length in channels
+    sx_n, sx_c, sx_s,  # input strides
+    sy_n, sy_c, sy_s,  # output strides
+    ACC: tl.constexpr,  # compute dtype: fp32, or fp64 for fp64 inputs
+    INDEX_64: tl.constexpr,  # compute element offsets in int64
+    BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr,  # tile: channels x positions
+):
+    n = tl.program_id(2)
+    s = tl.program_id(0) * BLOCK_S + tl.arange(0, BLOCK_S)
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    if INDEX_64:
+        n = n.to(tl.int64)
+        s = s.to(tl.int64)
+    k = tl.load(params_ptr)
+    alpha_over_size = tl.load(params_ptr + 1)
+    beta = tl.load(params_ptr + 2)
+    s_ok = s < S
+    c_ok = c < C
+    x_base = x_ptr + n * sx_n
+    col = s * sx_s
+    scale = lrn_scale(x_base, col, s_ok, c, C, sx_c, size, k, alpha_over_size, ACC, BLOCK_C, BLOCK_S)
+    mask = c_ok[:, None] & s_ok[None, :]
+    a = tl.load(x_base + (c * sx_c)[:, None] + col[None, :], mask=mask, other=0.0).to(ACC)
+    y = a * pow_neg(scale, beta)
+    y_off = n * sy_n + (c * sy_c)[:, None] + (s * sy_s)[None, :]
+    tl.store(y_ptr + y_off, y.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def lrn_backward_kernel(
+    x_ptr,  # forward input viewed as [N, C, S], any strides
+    dy_ptr,  # output gradient [N, C, S], any strides
+    dx_ptr,  # input gradient [N, C, S], any strides
+    params_ptr,  # [k, alpha/size, beta] in the ACC dtype
+    C, S,  # channels, flattened spatial size
+    size,  # window length in channels
+    sx_n, sx_c, sx_s,  # input strides
+    sdy_n, sdy_c, sdy_s,  # output-gradient strides
+    sdx_n, sdx_c, sdx_s,  # input-gradient strides
+    ACC: tl.constexpr,  # compute dtype
+    INDEX_64: tl.constexpr,  # compute element offsets in int64
+    BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr,  # tile: channels x positions
+):
+    n = tl.program_id(2)
+    s = tl.program_id(0) * BLOCK_S + tl.arange(0, BLOCK_S)
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    if INDEX_64:
+        n = n.to(tl.int64)
+        s = s.to(tl.int64)
+    k = tl.load(params_ptr)
+    alpha_over_size = tl.load(params_ptr + 1)
+    beta = tl.load(params_ptr + 2)
+    s_ok = s < S
+    c_ok = c < C
+    x_base = x_ptr + n * sx_n
+    dy_base = dy_ptr + n * sdy_n
+    col = s * sx_s
+    dy_col = s * sdy_s
+    mask = c_ok[:, None] & s_ok[None, :]
+
+    # Own term: g_c * s_c^-beta.
+    a = tl.load(x_base + (c * sx_c)[:, None] + col[None, :], mask=mask, other=0.0).to(ACC)
+    g = tl.load(dy_base + (c * sdy_c)[:, None] + dy_col[None, :], mask=mask, other=0.0).to(ACC)
+    scale = lrn_scale(x_base, col, s_ok, c, C, sx_c, size, k, alpha_over_size, ACC, BLOCK_C, BLOCK_S)
+    dx = g * pow_neg(scale, beta)
+    # Cross term: every output j whose window holds c, i.e. j in [c - (size-1)//2, c + size//2].
+    cross = tl.zeros((BLOCK_C, BLOCK_S), dtype=ACC)
+    for d in range(size):
+        j = c + d - (size - 1) // 2
+        j_mask = ((j >= 0) & (j < C))[:, None] & s_ok[None, :]
+        a_j = tl.load(x_base + (j * sx_c)[:, None] + col[None, :], mask=j_mask, other=0.0).to(ACC)
+        g_j = tl.load(dy_base + (j * sdy_c)[:, None] + dy_col[None, :], mask=j_mask, other=0.0).to(ACC)
+        s_j = lrn_scale(x_base, col, s_ok, j, C, sx_c, size, k, alpha_over_size, ACC, BLOCK_C, BLOCK_S)
+        cross += g_j * a_j * pow_neg(s_j, beta) / s_j
+    dx -= 2.0 * alpha_over_size * beta * a * cross
+    dx_off = n * sdx_n + (c * sdx_c)[:, None] + (s * sdx_s)[None, :]
+    tl.store(dx_ptr + dx_off, dx.to(dx_ptr.dtype.element_ty), mask=mask)
+
+
+@functools.lru_cache(maxsize=64)
+def lrn_params(k, alpha, beta, size, dtype, device):
+    """[k, alpha/size, beta] as a tensor in the compute dtype (cached: one copy per setting)."""
+    return torch.tensor([k, alpha / size, beta], dtype=accumulator_dtype(dtype), device=device)
+
+
+def _tile():
+    return INTERPRETER_TILE if INTERPRETING else GPU_TILE
+
+
+def _grid(n, c, s):
+    block_c, block_s, _ = _tile()
+    return (cdiv(s, block_s), cdiv(c, block_c), n)
+
+
+def _tl_acc(dtype):
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+def lrn_forward(x, y, size, alpha, beta, k):
+    """y = LRN(x) for x and y viewed as [N, C, S] (3-D, any strides); returns y."""
+    n, c, s = x.shape
+    if y.numel() == 0:
+        return y
+    block_c, block_s, warps = _tile()
+    lrn_forward_kernel[_grid(n, c, s)](
+        x, y, lrn_params(k, alpha, beta, size, x.dtype, x.device), c, s, size,
+        *x.stride(), *y.stride(), ACC=_tl_acc(x.dtype), INDEX_64=needs_int64(x, y),
+        BLOCK_C=block_c, BLOCK_S=block_s, num_warps=warps)
+    return y
+
+
+def lrn_backward(x, dy, dx, size, alpha, beta, k):
+    """dx of the LRN above, from its input x and the output gradient dy (all [N, C, S]); returns dx."""
+    n, c, s = x.shape
+    if dx.numel() == 0:
+        return dx
+    block_c, block_s, warps = _tile()
+    lrn_backward_kernel[_grid(n, c, s)](
+        x, dy, dx, lrn_params(k, alpha, beta, size, x.dtype, x.device), c, s, size,
+        *x.stride(), *dy.stride(), *dx.stride(), ACC=_tl_acc(x.dtype),
+        INDEX_64=needs_int64(x, dy, dx), BLOCK_C=block_c, BLOCK_S=block_s, num_warps=warps)
+    return dx
+
+
+def _aot_cases():
+    block_c, block_s, warps = GPU_TILE
+    cfg = [triton.Config({"BLOCK_C": block_c, "BLOCK_S": block_s}, num_warps=warps, num_stages=1)]
+    cases = []
+    for name, ptr in (("bf16", "*bf16"), ("fp32", "*fp32"), ("fp64", "*fp64")):
+        acc = dict(ACC=tl.float64 if name == "fp64" else tl.float32, INDEX_64=False)
+        params = "*fp64" if name == "fp64" else "*fp32"
+        cases += [
+            dict(kernel=lrn_forward_kernel, dtype=name, configs=cfg, constexprs=acc,
+                 pointers=dict(x_ptr=ptr, y_ptr=ptr, params_ptr=params)),
+            dict(kernel=lrn_backward_kernel, dtype=name, configs=cfg, constexprs=acc,
+                 pointers=dict(x_ptr=ptr, dy_ptr=ptr, dx_ptr=ptr, params_ptr=params)),
+        ]
+    return cases
+
+
+AOT_CASES = _aot_cases()

@@ -1,0 +1,248 @@
+"""Max-pool 2-D (torch.nn.functional.max_pool2d semantics), and the fused LRN -> max-pool.
+
+Forward: each program owns BLOCK_C channels x BLOCK_P output pixels of one image and walks the
+KH x KW taps, keeping the running max and its flat index ih*W + iw, exactly as torch does: the
+first maximum in row-major tap order wins, a NaN always wins (the last NaN, as in torch's
+`val > max || isnan(val)`), and a window of -inf reports its first in-image tap.
+
+Backward (atomic-free, deterministic): each program owns BLOCK_C channels x BLOCK_P *input*
+pixels and gathers, over the taps, the output pixels whose window holds that input pixel and whose
+saved index points at it. Overlapping windows (3x3 stride 2) just add several terms.
+
+Fused LRN -> max-pool (LRN=True): the forward normalizes each tap on the fly (lrn.py's window sum
+of squares over `size` channels) and pools the normalized values, so the full-size LRN output is
+never written. The backward recomputes what it needs from the input and the saved pooled indices:
+for input channel c it gathers the pooled gradient g_j of every channel j whose LRN window holds c
+and applies the LRN backward (see lrn.py) to it. Nothing full-size is saved but the input.
+"""
+
+import torch
+import triton
+import triton.language as tl
+
+from .launch import INTERPRETING, accumulator_dtype, cdiv, empty, memory_format_of, needs_int64
+from .lrn import lrn_params, lrn_scale, pow_neg
+
+# (BLOCK_C, BLOCK_P, warps). Memory-bound: one GPU config, wide along the pixel axis.
+GPU_TILE = (4, 128, 4)
+INTERPRETER_TILE = (64, 1024, 1)
+
+
+@triton.jit
+def max_pool2d_forward_kernel(
+    x_ptr,  # input [N, C, H, W], any strides
+    y_ptr,  # output [N, C, OH, OW], any strides
+    idx_ptr,  # int64 argmax indices (ih*W + iw), same strides as y
+    params_ptr,  # LRN [k, alpha/size, beta] in the ACC dtype (read only when LRN)
+    C, H, W, OH, OW,  # channels, input and output spatial sizes
+    stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,  # pooling geometry
+    lrn_size,  # LRN window in channels (used only when LRN)
+    sx_n, sx_c, sx_h, sx_w,  # input strides
+    sy_n, sy_c, sy_h, sy_w,  # output (and index) strides
+    KH: tl.constexpr, KW: tl.constexpr,  # window size
+    LRN: tl.constexpr,  # normalize across channels before pooling (the fused LRN -> max-pool)
+    ACC: tl.constexpr,  # compute dtype: fp32, or fp64 for fp64 inputs
+    INDEX_64: tl.constexpr,  # compute element offsets in int64
+    BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,  # tile: channels x output pixels
+):
+    n = tl.program_id(2)
+    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    if INDEX_64:
+        n = n.to(tl.int64)
+        p = p.to(tl.int64)
+    p_ok = p < OH * OW
+    c_ok = c < C
+    oh = p // OW
+    ow = p % OW
+    x_base = x_ptr + n * sx_n
+    if LRN:
+        k = tl.load(params_ptr)
+        alpha_over_size = tl.load(params_ptr + 1)
+        beta = tl.load(params_ptr + 2)
+
+    best = tl.full((BLOCK_C, BLOCK_P), float("-inf"), dtype=ACC)
+    best_idx = tl.full((BLOCK_C, BLOCK_P), -1, dtype=tl.int64)
+    for kh in range(KH):
+        ih = oh * stride_h - pad_h + kh * dil_h
+        h_ok = p_ok & (ih >= 0) & (ih < H)
+        for kw in range(KW):
+            iw = ow * stride_w - pad_w + kw * dil_w
+            tap_ok = h_ok & (iw >= 0) & (iw < W)
+            col = ih * sx_h + iw * sx_w
+            mask = c_ok[:, None] & tap_ok[None, :]
+            v = tl.load(x_base + (c * sx_c)[:, None] + col[None, :], mask=mask, other=float("-inf"))
+            v = v.to(ACC)
+            if LRN:
+                scale = lrn_scale(x_base, col, tap_ok, c, C, sx_c, lrn_size, k, alpha_over_size, ACC,
+                                  BLOCK_C, BLOCK_P)
+                v = v * pow_neg(scale, beta)
+            # torch's rule: take a larger value or a NaN; the first in-image tap seeds the index.
+            take = mask & ((v > best) | (v != v) | (best_idx < 0))
+            best = tl.where(take, v, best)
+            best_idx = tl.where(take, (ih * W + iw).to(tl.int64)[None, :], best_idx)
+
+    out_mask = c_ok[:, None] & p_ok[None, :]
+    y_off = n * sy_n + (c * sy_c)[:, None] + (oh * sy_h + ow * sy_w)[None, :]
+    tl.store(y_ptr + y_off, best.to(y_ptr.dtype.element_ty), mask=out_mask)
+    tl.store(idx_ptr + y_off, best_idx, mask=out_mask)
+
+
+@triton.jit
+def pool_grad_gather(dy_base, idx_base, ch, ch_ok, ih, iw, pix_ok, W, OH, OW,
+                     stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, sdy_c, sdy_h, sdy_w,
+                     KH: tl.constexpr, KW: tl.constexpr, ACC: tl.constexpr,
+                     BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+    """Gradient reaching input pixels (ih, iw) of channels ch through the max-pool: the sum of dy
+    over the output pixels whose window holds the pixel and whose saved argmax is that pixel."""
+    target = (ih * W + iw).to(tl.int64)
+    g = tl.zeros((BLOCK_C, BLOCK_P), dtype=ACC)
+    for kh in range(KH):
+        th = ih + pad_h - kh * dil_h
+        oh = th // stride_h
+        h_ok = pix_ok & (th >= 0) & (th % stride_h == 0) & (oh < OH)
+        for kw in range(KW):
+            tw = iw + pad_w - kw * dil_w
+            ow = tw // stride_w
+            ok = h_ok & (tw >= 0) & (tw % stride_w == 0) & (ow < OW)
+            off = (ch * sdy_c)[:, None] + (oh * sdy_h + ow * sdy_w)[None, :]
+            mask = ch_ok[:, None] & ok[None, :]
+            hit = mask & (tl.load(idx_base + off, mask=mask, other=-1) == target[None, :])
+            g += tl.load(dy_base + off, mask=hit, other=0.0).to(ACC)
+    return g
+
+
+@triton.jit
+def max_pool2d_backward_kernel(
+    x_ptr,  # forward input [N, C, H, W], any strides (read only when LRN)
+    dy_ptr,  # output gradient [N, C, OH, OW], with the strides of idx
+    idx_ptr,  # int64 argmax indices saved by the forward
+    dx_ptr,  # input gradient [N, C, H, W], any strides
+    params_ptr,  # LRN [k, alpha/size, beta] in the ACC dtype (read only when LRN)
+    C, H, W, OH, OW,  # channels, input and output spatial sizes
+    stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,  # pooling geometry
+    lrn_size,  # LRN window in channels (used only when LRN)
+    sx_n, sx_c, sx_h, sx_w,  # input strides
+    sdy_n, sdy_c, sdy_h, sdy_w,  # output-gradient and index strides
+    sdx_n, sdx_c, sdx_h, sdx_w,  # input-gradient strides
+    KH: tl.constexpr, KW: tl.constexpr,  # window size
+    LRN: tl.constexpr,  # the forward was the fused LRN -> max-pool
+    ACC: tl.constexpr,  # compute dtype
+    INDEX_64: tl.constexpr,  # compute element offsets in int64
+    BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,  # tile: channels x input pixels
+):
+    n = tl.program_id(2)
+    q = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    if INDEX_64:
+        n = n.to(tl.int64)
+        q = q.to(tl.int64)
+    q_ok = q < H * W
+    c_ok = c < C
+    ih = q // W
+    iw = q % W
+    dy_base = dy_ptr + n * sdy_n
+    idx_base = idx_ptr + n * sdy_n
+    g = pool_grad_gather(dy_base, idx_base, c, c_ok, ih, iw, q_ok, W, OH, OW, stride_h, stride_w,
+                         pad_h, pad_w, dil_h, dil_w, sdy_c, sdy_h, sdy_w, KH, KW, ACC,
+                         BLOCK_C, BLOCK_P)
+    mask = c_ok[:, None] & q_ok[None, :]
+    if LRN:
+        # g is the gradient of the LRN output at channel c; push it through the LRN backward.
+        k = tl.load(params_ptr)
+        alpha_over_size = tl.load(params_ptr + 1)
+        beta = tl.load(params_ptr + 2)
+        x_base = x_ptr + n * sx_n
+        col = ih * sx_h + iw * sx_w
+        a = tl.load(x_base + (c * sx_c)[:, None] + col[None, :], mask=mask, other=0.0).to(ACC)
+        scale = lrn_scale(x_base, col, q_ok, c, C, sx_c, lrn_size, k, alpha_over_size, ACC,
+                          BLOCK_C, BLOCK_P)
+        dx = g * pow_neg(scale, beta)
+        cross = tl.zeros((BLOCK_C, BLOCK_P), dtype=ACC)
+        for d in range(lrn_size):
+            j = c + d - (lrn_size - 1) // 2  # the LRN outputs whose window holds channel c
+            j_ok = (j >= 0) & (j < C)
+            g_j = pool_grad_gather(dy_base, idx_base, j, j_ok, ih, iw, q_ok, W, OH, OW, stride_h,
+                                   stride_w, pad_h, pad_w, dil_h, dil_w, sdy_c, sdy_h, sdy_w, KH,
+                                   KW, ACC, BLOCK_C, BLOCK_P)
+            a_j = tl.load(x_base + (j * sx_c)[:, None] + col[None, :],
+                          mask=j_ok[:, None] & q_ok[None, :], other=0.0).to(ACC)
+            s_j = lrn_scale(x_base, col, q_ok, j, C, sx_c, lrn_size, k, alpha_over_size, ACC,
+                            BLOCK_C, BLOCK_P)
+            cross += g_j * a_j * pow_neg(s_j, beta) / s_j
+        g = dx - 2.0 * alpha_over_size * beta * a * cross
+    dx_off = n * sdx_n + (c * sdx_c)[:, None] + (ih * sdx_h + iw * sdx_w)[None, :]
+    tl.store(dx_ptr + dx_off, g.to(dx_ptr.dtype.element_ty), mask=mask)
+
+
+def _tile():
+    return INTERPRETER_TILE if INTERPRETING else GPU_TILE
+
+
+def _tl_acc(dtype):
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+def max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw, lrn=None):
+    """(y, indices) of a max-pool of 4-D x; `lrn` = (size, alpha, beta, k) fuses an LRN before it.
+
+    Outputs keep the input's memory format; indices are int64 flat positions ih*W + iw.
+    """
+    n, c, h, w = x.shape
+    oh, ow = out_hw
+    fmt = memory_format_of(x)
+    y = empty((n, c, oh, ow), x.dtype, x.device, memory_format=fmt)
+    idx = torch.empty((n, c, oh, ow), dtype=torch.int64, device=x.device, memory_format=fmt)
+    if y.numel() == 0:
+        return y, idx
+    block_c, block_p, warps = _tile()
+    params = lrn_params(lrn[3], lrn[1], lrn[2], lrn[0], x.dtype, x.device) if lrn else x
+    max_pool2d_forward_kernel[(cdiv(oh * ow, block_p), cdiv(c, block_c), n)](
+        x, y, idx, params, c, h, w, oh, ow, *stride, *padding, *dilation, lrn[0] if lrn else 0,
+        *x.stride(), *y.stride(), KH=kernel[0], KW=kernel[1], LRN=lrn is not None,
+        ACC=_tl_acc(x.dtype), INDEX_64=needs_int64(x, idx), BLOCK_C=block_c, BLOCK_P=block_p,
+        num_warps=warps)
+    return y, idx
+
+
+def max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation, lrn=None):
+    """dx of the max-pool (or fused LRN -> max-pool) above; dy is read with idx's strides."""
+    n, c, h, w = x.shape
+    oh, ow = idx.shape[2:]
+    dy = dy.contiguous(memory_format=memory_format_of(idx)) if dy.stride() != idx.stride() else dy
+    dx = empty(x.shape, dy.dtype, dy.device, memory_format=memory_format_of(x))
+    if dx.numel() == 0:
+        return dx
+    if idx.numel() == 0:
+        return dx.zero_()
+    block_c, block_p, warps = _tile()
+    params = lrn_params(lrn[3], lrn[1], lrn[2], lrn[0], x.dtype, x.device) if lrn else x
+    max_pool2d_backward_kernel[(cdiv(h * w, block_p), cdiv(c, block_c), n)](
+        x, dy, idx, dx, params, c, h, w, oh, ow, *stride, *padding, *dilation,
+        lrn[0] if lrn else 0, *x.stride(), *dy.stride(), *dx.stride(), KH=kernel[0], KW=kernel[1],
+        LRN=lrn is not None, ACC=_tl_acc(x.dtype), INDEX_64=needs_int64(x, dy, idx, dx),
+        BLOCK_C=block_c, BLOCK_P=block_p, num_warps=warps)
+    return dx
+
+
+def _aot_cases():
+    block_c, block_p, warps = GPU_TILE
+    cfg = [triton.Config({"BLOCK_C": block_c, "BLOCK_P": block_p}, num_warps=warps, num_stages=1)]
+    cases = []
+    for name, ptr in (("bf16", "*bf16"), ("fp32", "*fp32"), ("fp64", "*fp64")):
+        for lrn in (False, True):
+            flags = dict(KH=3, KW=3, LRN=lrn, ACC=tl.float64 if name == "fp64" else tl.float32,
+                         INDEX_64=False)
+            params = "*fp64" if name == "fp64" else "*fp32"
+            label = name + (" +LRN" if lrn else "")
+            cases += [
+                dict(kernel=max_pool2d_forward_kernel, dtype=label, configs=cfg, constexprs=flags,
+                     pointers=dict(x_ptr=ptr, y_ptr=ptr, idx_ptr="*i64", params_ptr=params)),
+                dict(kernel=max_pool2d_backward_kernel, dtype=label, configs=cfg, constexprs=flags,
+                     pointers=dict(x_ptr=ptr, dy_ptr=ptr, idx_ptr="*i64", dx_ptr=ptr,
+                                   params_ptr=params)),
+            ]
+    return cases
+
+
+AOT_CASES = _aot_cases()
