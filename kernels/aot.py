@@ -21,7 +21,7 @@ import tempfile
 from concurrent.futures import ProcessPoolExecutor
 
 ARCHS = (80, 90)
-MODULES = ("conv", "reduce")
+MODULES = ("conv", "reduce", "lrn", "pool")
 
 
 def _jit_function(kernel):

@@ -26,7 +26,7 @@ from .launch import INTERPRETING, accumulator_dtype, cdiv, needs_int64
 
 # (BLOCK_C, BLOCK_S, warps): channels x positions per program. One GPU config: the kernel is
 # memory-bound and the tile only needs to be wide along the contiguous axis.
-GPU_TILE = (8, 256, 4)
+GPU_TILE = (4, 256, 4)
 INTERPRETER_TILE = (64, 4096, 1)
 
 
@@ -129,7 +129,7 @@ def lrn_backward_kernel(
         a_j = tl.load(x_base + (j * sx_c)[:, None] + col[None, :], mask=j_mask, other=0.0).to(ACC)
         g_j = tl.load(dy_base + (j * sdy_c)[:, None] + dy_col[None, :], mask=j_mask, other=0.0).to(ACC)
         s_j = lrn_scale(x_base, col, s_ok, j, C, sx_c, size, k, alpha_over_size, ACC, BLOCK_C, BLOCK_S)
-        cross += g_j * a_j * pow_neg(s_j, beta) / s_j
+        cross += g_j * a_j * pow_neg(s_j, beta + 1.0)  # s_j^(-beta-1), no division
     dx -= 2.0 * alpha_over_size * beta * a * cross
     dx_off = n * sdx_n + (c * sdx_c)[:, None] + (s * sdx_s)[None, :]
     tl.store(dx_ptr + dx_off, dx.to(dx_ptr.dtype.element_ty), mask=mask)

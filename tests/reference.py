@@ -69,3 +69,23 @@ def as_layout(t, layout):
         wide[..., ::2] = t
         return wide[..., ::2]
     raise ValueError(layout)
+
+
+def check_unary_op(ours, theirs, x, *, dtype=torch.float64, grad_layout="contiguous", seed=None,
+                   tol=None):
+    """ours(x) vs theirs(x in float64), forward and input gradient, for a one-input op.
+
+    `x` holds the values (any dtype/layout); it is cast to `dtype` for ours and from there to
+    float64 for torch, so both see the same rounded inputs.
+    """
+    tol = tol or TOLERANCE[dtype]
+    x_ours = x.detach().to(dtype).requires_grad_()
+    x_ref = x_ours.detach().double().requires_grad_()
+    y, ref = ours(x_ours), theirs(x_ref)
+    assert y.dtype == dtype
+    assert_close(y, ref, tol, "forward", seed)
+    dy = as_layout(torch.randn(ref.shape, dtype=torch.float64, device=ref.device), grad_layout).to(dtype)
+    (got,) = torch.autograd.grad(y, x_ours, dy)
+    (want,) = torch.autograd.grad(ref, x_ref, dy.double())
+    assert_close(got, want, tol, "input gradient", seed)
+    return y, got

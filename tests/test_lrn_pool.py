@@ -1,0 +1,247 @@
+"""LRN, max-pool and the fused LRN -> max-pool against torch: values, indices, gradients, errors."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as TF
+
+import tritonalex.functional as F
+import tritonalex.nn as tnn
+from tritonalex.kernels import lrn as lrn_kernels
+from tritonalex.kernels import pool as pool_kernels
+from reference import DEVICE, TOLERANCE, Inputs, as_layout, assert_close, check_unary_op
+
+# --- local response norm -------------------------------------------------------------------------
+
+LRN_CASES = [  # (input shape, size, alpha, beta, k)
+    ((2, 7, 5, 6), 5, 1e-4, 0.75, 1.0),
+    ((2, 7, 5, 6), 5, 0.5, 0.75, 2.0),  # large alpha: the cross term matters
+    ((1, 3, 11), 2, 0.3, 0.6, 1.0),  # 3-D input, even size
+    ((2, 4, 3, 2, 3), 3, 0.2, 1.1, 0.5),  # 5-D input
+    ((1, 5, 4, 4), 1, 0.4, 0.75, 1.0),
+    ((1, 3, 4, 4), 8, 0.4, 0.75, 1.0),  # window wider than the channel count
+    ((1, 1, 7, 3), 5, 0.9, 0.75, 1.5),  # one channel
+]
+
+
+@pytest.mark.parametrize("shape,size,alpha,beta,k", LRN_CASES)
+def test_lrn_matches_torch_float64(shape, size, alpha, beta, k):
+    rnd = Inputs()
+    check_unary_op(lambda x: F.local_response_norm(x, size, alpha, beta, k),
+                   lambda x: TF.local_response_norm(x, size, alpha, beta, k),
+                   rnd.randn(*shape), seed=rnd.seed)
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "strided"])
+def test_lrn_layouts(layout):
+    rnd = Inputs()
+    x = as_layout(rnd.randn(2, 9, 6, 7), layout)
+    y, dx = check_unary_op(lambda t: F.local_response_norm(as_layout(t, layout), 5, 0.3, 0.75, 2.0),
+                           lambda t: TF.local_response_norm(t, 5, 0.3, 0.75, 2.0), x,
+                           grad_layout="strided", seed=rnd.seed)
+    if layout == "channels_last":
+        assert y.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("channels,hw", [(96, 55), (256, 27)])
+def test_lrn_alexnet_shapes(channels, hw):
+    rnd = Inputs()
+    x = torch.relu(rnd.randn(1, channels, hw, hw)) * 3
+    lrn = tnn.LocalResponseNorm.paper()
+    check_unary_op(lrn, lambda t: TF.local_response_norm(t, 5, 5e-4, 0.75, 2.0), x, seed=rnd.seed)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_lrn_low_precision(dtype):
+    rnd = Inputs()
+    check_unary_op(lambda x: F.local_response_norm(x, 5, 0.2, 0.75, 1.0),
+                   lambda x: TF.local_response_norm(x, 5, 0.2, 0.75, 1.0),
+                   rnd.randn(2, 11, 5, 7), dtype=dtype, seed=rnd.seed)
+
+
+def test_lrn_gradcheck():
+    rnd = Inputs()
+    x = rnd.randn(2, 6, 3, 4, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: F.local_response_norm(t, 3, 0.5, 0.75, 1.0), (x,),
+                                    fast_mode=True)
+
+
+def test_lrn_paper_convention():
+    """paper(): b = a / (2 + 1e-4 * sum over 5 neighbours of a^2) ** 0.75, written out by hand."""
+    rnd = Inputs()
+    a = rnd.randn(1, 8, 3, 3) * 20
+    got = tnn.LocalResponseNorm.paper()(a)
+    padded = TF.pad(a * a, (0, 0, 0, 0, 2, 2))
+    window_sum = sum(padded[:, d:d + 8] for d in range(5))
+    want = a / (2 + 1e-4 * window_sum) ** 0.75
+    assert_close(got, want, TOLERANCE[torch.float64], "paper LRN", rnd.seed)
+    assert isinstance(tnn.LocalResponseNorm.paper(), torch.nn.LocalResponseNorm)
+
+
+def test_lrn_errors_and_empty(monkeypatch):
+    monkeypatch.setattr(lrn_kernels, "lrn_forward", lambda *a, **k: pytest.fail("launched"))
+    with pytest.raises(ValueError, match="3D or higher"):
+        F.local_response_norm(torch.randn(2, 3, device=DEVICE), 3)
+    with pytest.raises(RuntimeError, match="float16, bfloat16, float32 or float64"):
+        F.local_response_norm(torch.ones(1, 3, 4, dtype=torch.int32, device=DEVICE), 3)
+    empty = torch.randn(0, 3, 4, device=DEVICE)
+    assert F.local_response_norm(empty, 3).shape == empty.shape
+
+
+# --- max-pool ------------------------------------------------------------------------------------
+
+POOL_CASES = [  # (input shape, kwargs)
+    ((2, 3, 9, 8), dict(kernel_size=3, stride=2)),  # AlexNet's overlapping pool, odd sizes
+    ((1, 4, 10, 11), dict(kernel_size=2)),  # stride defaults to kernel_size
+    ((2, 2, 9, 9), dict(kernel_size=(3, 2), stride=(2, 1), padding=(1, 1))),
+    ((1, 3, 12, 10), dict(kernel_size=3, stride=2, dilation=2, padding=1)),
+    ((2, 2, 8, 9), dict(kernel_size=3, stride=2, ceil_mode=True)),
+    ((1, 2, 7, 7), dict(kernel_size=(2, 3), stride=(3, 2), padding=(1, 1), ceil_mode=True,
+                        dilation=(1, 2))),
+    ((1, 1, 1, 1), dict(kernel_size=1)),
+]
+
+
+@pytest.mark.parametrize("shape,kwargs", POOL_CASES)
+def test_max_pool_matches_torch(shape, kwargs):
+    rnd = Inputs()
+    x = rnd.randn(*shape)
+    check_unary_op(lambda t: F.max_pool2d(t, **kwargs), lambda t: TF.max_pool2d(t, **kwargs), x,
+                   seed=rnd.seed)
+    _, idx = F.max_pool2d(x, return_indices=True, **kwargs)
+    _, want = TF.max_pool2d(x, return_indices=True, **kwargs)
+    assert idx.dtype == torch.int64 and torch.equal(idx, want)
+
+
+def test_max_pool_ties_nan_and_neg_inf_follow_torch():
+    x = torch.zeros(1, 3, 6, 6, dtype=torch.float64, device=DEVICE)  # channel 0: all ties
+    x[0, 1] = float("-inf")  # channel 1: windows of -inf
+    x[0, 2, 1, 1] = float("nan")  # channel 2: NaNs win, the last one in the window
+    x[0, 2, 1, 2] = float("nan")
+    x[0, 2, 4, 4] = 5.0
+    for kwargs in (dict(kernel_size=3, stride=2), dict(kernel_size=3, stride=1, padding=1)):
+        y, idx = F.max_pool2d(x, return_indices=True, **kwargs)
+        ref, ref_idx = TF.max_pool2d(x, return_indices=True, **kwargs)
+        assert torch.equal(torch.isnan(y), torch.isnan(ref))
+        assert torch.equal(y.nan_to_num(), ref.nan_to_num())
+        assert torch.equal(idx, ref_idx)
+
+
+@pytest.mark.parametrize("hw", [55, 27, 13])
+def test_max_pool_alexnet_shapes(hw):
+    rnd = Inputs()
+    check_unary_op(tnn.MaxPool2d(3, 2), lambda t: TF.max_pool2d(t, 3, 2),
+                   rnd.randn(1, 16, hw, hw), seed=rnd.seed)
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "strided"])
+def test_max_pool_layouts_and_unbatched(layout):
+    rnd = Inputs()
+    x = as_layout(rnd.randn(2, 5, 9, 10), layout)
+    y, _ = check_unary_op(lambda t: F.max_pool2d(as_layout(t, layout), 3, 2, 1),
+                          lambda t: TF.max_pool2d(t, 3, 2, 1), x, grad_layout="strided",
+                          seed=rnd.seed)
+    if layout == "channels_last":
+        assert y.is_contiguous(memory_format=torch.channels_last)
+    check_unary_op(lambda t: F.max_pool2d(t, 3, 2), lambda t: TF.max_pool2d(t, 3, 2),
+                   rnd.randn(4, 7, 7), seed=rnd.seed)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_max_pool_low_precision(dtype):
+    rnd = Inputs()
+    check_unary_op(lambda t: F.max_pool2d(t, 3, 2), lambda t: TF.max_pool2d(t, 3, 2),
+                   rnd.randn(2, 6, 11, 9), dtype=dtype, seed=rnd.seed)
+
+
+def test_max_pool_gradcheck_and_determinism():
+    rnd = Inputs()
+    x = rnd.randn(1, 2, 7, 7, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: F.max_pool2d(t, 3, 2, 1), (x,), fast_mode=True)
+    dy = rnd.randn(1, 2, 4, 4)
+    first, second = (torch.autograd.grad(F.max_pool2d(x, 3, 2, 1), x, dy)[0] for _ in range(2))
+    assert torch.equal(first, second)
+
+
+def test_max_pool_module_is_a_torch_module():
+    pool = tnn.MaxPool2d(3, stride=2, return_indices=True)
+    assert isinstance(pool, torch.nn.MaxPool2d)
+    x = torch.randn(1, 2, 7, 7, device=DEVICE)
+    y, idx = pool(x)
+    ref, ref_idx = torch.nn.MaxPool2d(3, stride=2, return_indices=True)(x)
+    assert torch.equal(y, ref) and torch.equal(idx, ref_idx)
+
+
+BAD_POOL = {
+    "padding over half the kernel": dict(kernel_size=3, padding=2),
+    "zero stride": dict(kernel_size=3, stride=0),
+    "zero dilation": dict(kernel_size=3, dilation=0),
+    "kernel of three values": dict(kernel_size=(3, 3, 3)),
+    "stride of three values": dict(kernel_size=3, stride=(1, 1, 1)),
+    "output too small": dict(kernel_size=7),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_POOL))
+def test_max_pool_bad_input_raises_like_torch_before_launch(case, monkeypatch):
+    x = torch.randn(1, 2, 5, 5, device=DEVICE)
+    with pytest.raises(Exception) as torch_error:
+        TF.max_pool2d(x, **BAD_POOL[case])
+    monkeypatch.setattr(pool_kernels, "max_pool2d_forward", lambda *a, **k: pytest.fail("launched"))
+    with pytest.raises(type(torch_error.value)):
+        F.max_pool2d(x, **BAD_POOL[case])
+
+
+def test_max_pool_rejects_2d_input():
+    with pytest.raises(RuntimeError, match="3D or 4D"):
+        F.max_pool2d(torch.randn(5, 5, device=DEVICE), 2)
+
+
+# --- fused LRN -> max-pool -----------------------------------------------------------------------
+
+FUSED_CASES = [  # (input shape, LRN (size, alpha, beta, k), pool kwargs)
+    ((2, 7, 9, 8), (5, 0.5, 0.75, 2.0), dict(kernel_size=3, stride=2)),
+    ((1, 4, 10, 9), (2, 0.3, 0.6, 1.0), dict(kernel_size=2, stride=1, padding=1)),
+    ((1, 5, 9, 9), (3, 0.4, 0.75, 1.0), dict(kernel_size=3, stride=2, ceil_mode=True, dilation=(1, 2))),
+]
+
+
+def _two_ops(lrn, pool):
+    return lambda t: TF.max_pool2d(TF.local_response_norm(t, *lrn), **pool)
+
+
+@pytest.mark.parametrize("shape,lrn,pool", FUSED_CASES)
+def test_fused_lrn_pool_equals_the_two_ops(shape, lrn, pool):
+    rnd = Inputs()
+    x = rnd.randn(*shape)
+    check_unary_op(lambda t: F.lrn_max_pool2d(t, *lrn, **pool), _two_ops(lrn, pool), x,
+                   grad_layout="strided", seed=rnd.seed)
+    _, idx = F.lrn_max_pool2d(x, *lrn, return_indices=True, **pool)
+    _, want = TF.max_pool2d(TF.local_response_norm(x, *lrn), return_indices=True, **pool)
+    assert torch.equal(idx, want)
+
+
+@pytest.mark.parametrize("channels,hw", [(96, 55), (256, 27)])
+def test_fused_lrn_pool_alexnet_shapes(channels, hw):
+    rnd = Inputs()
+    x = torch.relu(rnd.randn(1, channels, hw, hw)) * 3
+    lrn, pool = (5, 5e-4, 0.75, 2.0), dict(kernel_size=3, stride=2)
+    check_unary_op(lambda t: F.lrn_max_pool2d(t, *lrn, **pool), _two_ops(lrn, pool), x,
+                   seed=rnd.seed)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_lrn_pool_low_precision_and_channels_last(dtype):
+    rnd = Inputs()
+    lrn, pool = (5, 0.3, 0.75, 2.0), dict(kernel_size=3, stride=2)
+    x = as_layout(rnd.randn(2, 9, 11, 11), "channels_last")
+    check_unary_op(lambda t: F.lrn_max_pool2d(t, *lrn, **pool), _two_ops(lrn, pool), x,
+                   dtype=dtype, seed=rnd.seed)
+
+
+def test_fused_lrn_pool_gradcheck():
+    rnd = Inputs()
+    x = rnd.randn(1, 5, 7, 7, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: F.lrn_max_pool2d(t, 3, 0.5, 0.75, 1.0, 3, 2), (x,),
+                                    fast_mode=True)
