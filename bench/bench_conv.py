@@ -12,48 +12,14 @@ Without CUDA (--smoke) the numbers are interpreter timings, meaningless as speed
 """
 
 import argparse
-import csv
-import datetime
-import os
 import sys
-import tempfile
-import time
 
 import torch
 import torch.nn.functional as TF
 
-import tritonalex
 import tritonalex.functional as F
+from tritonalex.bench import compare, run_info, write_csv_atomically
 from tritonalex.shapes import ALEXNET_CONVS, conv_shapes
-
-# Dense datasheet peaks (TFLOP/s) and HBM bandwidth (TB/s) for the roofline floors.
-PEAKS = {
-    "H100": {torch.bfloat16: 989, torch.float16: 989, "tf32": 495, torch.float32: 67, "bw": 3.35},
-    "H200": {torch.bfloat16: 989, torch.float16: 989, "tf32": 495, torch.float32: 67, "bw": 4.8},
-    "A100": {torch.bfloat16: 312, torch.float16: 312, "tf32": 156, torch.float32: 19.5, "bw": 2.0},
-}
-FIELDS = ["date", "gpu", "torch", "triton", "tritonalex", "layer", "batch", "dtype", "layout", "pass",
-          "impl", "p50_ms", "p20_ms", "p80_ms", "tflops", "floor_ms", "pct_of_roofline",
-          "speedup_vs_torch"]
-
-
-def peaks_for(name):
-    for key, peaks in PEAKS.items():
-        if key in name:
-            return peaks
-    return None
-
-
-def timer(fn, smoke):
-    """(p50, p20, p80) in ms: triton's do_bench on a GPU, a plain wall clock in smoke mode."""
-    if not smoke:
-        from triton.testing import do_bench
-
-        return do_bench(fn, quantiles=[0.5, 0.2, 0.8])
-    start = time.perf_counter()
-    fn()
-    elapsed = (time.perf_counter() - start) * 1e3
-    return elapsed, elapsed, elapsed
 
 
 def conv_cost(x_shape, w_shape, args, dtype, backward, input_grad):
@@ -72,13 +38,9 @@ def conv_cost(x_shape, w_shape, args, dtype, backward, input_grad):
     return flops, bytes_
 
 
-def run(layers, batch, dtypes, layouts, smoke):
+def run(layers, batch, dtypes, layouts, smoke, out):
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    gpu = torch.cuda.get_device_name() if device == "cuda" else "cpu (Triton interpreter)"
-    peaks = peaks_for(gpu)
-    meta = dict(date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                gpu=gpu, torch=torch.__version__, triton=__import__("triton").__version__,
-                tritonalex=tritonalex.__version__, batch=batch)
+    info = run_info(batch)
     rows = []
     for layer in layers:
         x_shape, w_shape, args = conv_shapes(layer, batch)
@@ -97,37 +59,20 @@ def run(layers, batch, dtypes, layouts, smoke):
                 dy = torch.randn_like(impls["torch"]())
                 for pass_ in ("forward", "forward+backward"):
                     backward = pass_ != "forward"
+                    if backward:
+                        steps = {k: (lambda fn=fn: fn().backward(dy)) for k, fn in impls.items()}
+                    else:
+                        steps = {k: (lambda fn=fn: _no_grad(fn)) for k, fn in impls.items()}
                     flops, bytes_ = conv_cost(x_shape, w_shape, args, dtype, backward, input_grad)
-                    peak_key = "tf32" if dtype == torch.float32 and torch.backends.cudnn.allow_tf32 else dtype
-                    floor = (max(flops / (peaks[peak_key] * 1e12), bytes_ / (peaks["bw"] * 1e12)) * 1e3
-                             if peaks else float("nan"))
-                    times = {}
-                    for impl, fn in impls.items():
-                        step = (lambda fn=fn: fn().backward(dy)) if backward else (lambda fn=fn: fn())
-                        with torch.no_grad() if not backward else torch.enable_grad():
-                            times[impl] = timer(step, smoke)
-                    for impl, (p50, p20, p80) in times.items():
-                        rows.append(dict(meta, layer=layer, dtype=str(dtype).replace("torch.", ""),
-                                         layout=layout, **{"pass": pass_}, impl=impl,
-                                         p50_ms=f"{p50:.4f}", p20_ms=f"{p20:.4f}", p80_ms=f"{p80:.4f}",
-                                         tflops=f"{flops / p50 / 1e9:.2f}", floor_ms=f"{floor:.4f}",
-                                         pct_of_roofline=f"{100 * floor / p50:.1f}",
-                                         speedup_vs_torch=f"{times['torch'][0] / p50:.3f}"))
-                        print(f"{layer} {rows[-1]['dtype']:8} {layout:13} {pass_:16} {impl:10} "
-                              f"p50 {p50:9.4f} ms  {rows[-1]['pct_of_roofline']:>5}% of roofline  "
-                              f"x{rows[-1]['speedup_vs_torch']} vs torch", flush=True)
+                    rows += compare(info, layer, dtype, layout, pass_, steps, flops, bytes_, smoke,
+                                    tensor_core_fp32=torch.backends.cudnn.allow_tf32)
+                    write_csv_atomically(rows, out)  # after every case: a timeout keeps results
     return rows
 
 
-def write_csv_atomically(rows, path):
-    """Write to a temporary file beside `path`, then rename: never a half-written result file."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=directory, delete=False, newline="", suffix=".tmp") as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(f.name, path)
+def _no_grad(fn):
+    with torch.no_grad():
+        return fn()
 
 
 def main(argv=None):
@@ -145,8 +90,8 @@ def main(argv=None):
         args.batch, args.layers, args.dtypes, args.layouts = 1, ["conv3"], ["float32"], ["nchw"]
     elif not torch.cuda.is_available():
         sys.exit("bench_conv.py measures GPU speed and needs CUDA; use --smoke to check the script")
-    rows = run(args.layers, args.batch, [getattr(torch, d) for d in args.dtypes], args.layouts, args.smoke)
-    write_csv_atomically(rows, args.out)
+    rows = run(args.layers, args.batch, [getattr(torch, d) for d in args.dtypes], args.layouts,
+               args.smoke, args.out)
     print(f"wrote {len(rows)} rows to {args.out}")
 
 

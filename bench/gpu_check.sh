@@ -4,7 +4,10 @@
 # 1. the test suite on the GPU (compiled kernels, not the interpreter; first config of each list,
 #    TRITONALEX_AUTOTUNE=0, so every layer shape costs one compile),
 # 2. the conv benchmark against cuDNN at batch 128 (autotuned),
-# writing gpu_check.log, pytest.xml and conv.csv under OUT_DIR. Budget: under 6 minutes on one H100.
+# 3. the LRN / max-pool / fused LRN->max-pool benchmark against torch at batch 128,
+# writing gpu_check.log, pytest.xml, conv.csv and lrn_pool.csv under OUT_DIR. Each step has its
+# own time limit (150 + 150 + 60 s: under 6 minutes on one H100); the benchmarks rewrite their CSV
+# after every case, so a step cut short still leaves what it measured.
 set -uo pipefail
 out=${1:?usage: bench/gpu_check.sh OUT_DIR}
 mkdir -p "$out"
@@ -26,11 +29,15 @@ export PYTHONPATH="$shim${PYTHONPATH:+:$PYTHONPATH}"
   python -c "import sys, torch, triton; print('python', sys.version.split()[0], 'torch', torch.__version__, 'triton', triton.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
 
   echo "== tests on the GPU"
-  TRITONALEX_AUTOTUNE=0 timeout 200 python -m pytest -q -p no:cacheprovider --junitxml="$out/pytest.xml" \
+  TRITONALEX_AUTOTUNE=0 timeout 150 python -m pytest -q -p no:cacheprovider --junitxml="$out/pytest.xml" \
       -k "not ahead_of_time and not benchmark_script" tests
   echo "pytest exit code: $?"
 
   echo "== conv benchmark (batch 128, bf16 and fp32, channels_last and NCHW)"
-  timeout 240 python bench/bench_conv.py --out "$out/conv.csv"
-  echo "benchmark exit code: $?"
+  timeout 150 python bench/bench_conv.py --out "$out/conv.csv"
+  echo "conv benchmark exit code: $?"
+
+  echo "== LRN / max-pool / fused LRN->max-pool benchmark (batch 128, bf16 and fp32)"
+  timeout 60 python bench/bench_lrn_pool.py --out "$out/lrn_pool.csv"
+  echo "LRN/pool benchmark exit code: $?"
 } 2>&1 | tee "$out/gpu_check.log"

@@ -59,14 +59,17 @@ def test_ahead_of_time_compile_check_passes():
     assert " 0 failed or spilled" in result.stdout
 
 
-def test_benchmark_script_runs(tmp_path):
-    out = tmp_path / "conv.csv"
-    args = [sys.executable, os.path.join(ROOT, "bench", "bench_conv.py"), "--out", str(out)]
-    if not torch.cuda.is_available():
-        args.append("--smoke")
-    else:
-        args += ["--batch", "2", "--layers", "conv5", "--layouts", "nchw"]
+GPU_BENCH_ARGS = {"bench_conv.py": ["--batch", "2", "--layers", "conv5", "--layouts", "nchw"],
+                  "bench_lrn_pool.py": ["--batch", "2", "--ops", "max_pool", "--layouts", "nchw"]}
+
+
+@pytest.mark.parametrize("script", list(GPU_BENCH_ARGS))
+def test_benchmark_script_runs(script, tmp_path):
+    out = tmp_path / "result.csv"
+    args = [sys.executable, os.path.join(ROOT, "bench", script), "--out", str(out)]
+    args += GPU_BENCH_ARGS[script] if torch.cuda.is_available() else ["--smoke"]
     subprocess.run(args, check=True, capture_output=True, text=True)
     lines = out.read_text().splitlines()
     assert lines[0].startswith("date,gpu,torch,triton")
     assert len(lines) >= 5
+    assert not list(tmp_path.glob("*.tmp")), "a temporary file was left behind"
