@@ -1,7 +1,8 @@
 """Ahead-of-time compile check: every kernel, every GPU config, for sm_80 and sm_90, without a GPU.
 
 Each kernel file lists ``AOT_CASES``: the kernel, its GPU config list (the same list its launcher
-autotunes over), pointer dtypes and the constexprs of a representative AlexNet layer. For each
+autotunes over), the types of its pointer and float arguments (the rest are i32) and the
+constexprs of a representative AlexNet layer. For each
 case, config and target this runs Triton's full NVIDIA pipeline (TTIR -> TTGIR -> LLVM -> PTX ->
 cubin, with the ptxas bundled in the triton wheel) and reads from the result: registers and spill
 bytes (ptxas's own report), shared memory (Triton's metadata) and whether the Hopper build uses
@@ -21,7 +22,7 @@ import tempfile
 from concurrent.futures import ProcessPoolExecutor
 
 ARCHS = (80, 90)
-MODULES = ("conv", "reduce", "lrn", "pool")
+MODULES = ("conv", "reduce", "lrn", "pool", "gemm", "activation")
 
 
 def _jit_function(kernel):
@@ -48,7 +49,7 @@ def compile_one(job):
     fn = _jit_function(case["kernel"])
     constexprs = dict(case["constexprs"], **cfg.kwargs)
     signature = {
-        name: case["pointers"].get(name, "constexpr" if name in constexprs else "i32")
+        name: case["types"].get(name, "constexpr" if name in constexprs else "i32")
         for name in fn.arg_names
     }
     row = dict(kernel=fn.__name__, dtype=case["dtype"], arch=f"sm_{arch}",

@@ -30,13 +30,10 @@ import triton.language as tl
 
 from .launch import (
     INTERPRETING,
+    DotKernel,
     accumulator_dtype,
-    autotune_by_class,
     cdiv,
     config,
-    dot_class,
-    dot_in_fp32,
-    dot_precision,
     empty,
     memory_format_of,
     needs_int64,
@@ -62,7 +59,6 @@ WEIGHT_GRAD_CONFIGS = {
     "fma": [config(64, 64, 16, 8, 2), config(32, 64, 16, 4, 2), config(64, 32, 16, 4, 2),
             config(32, 32, 16, 4, 2)],
 }
-INTERPRETER_CONFIG = config(256, 128, 128, 1, 1)
 
 _SHAPE_KEY = ["C_PER_GROUP", "OC_PER_GROUP", "H", "W", "OH", "OW", "KH", "KW"]
 
@@ -304,24 +300,10 @@ def conv2d_weight_grad_kernel(
             tl.store(db_ptr + split * OC + oc, bias_acc, mask=oc_ok)
 
 
-_forward = autotune_by_class(conv2d_forward_kernel, FORWARD_CONFIGS, INTERPRETER_CONFIG,
-                             key=["M"] + _SHAPE_KEY)
-_input_grad = autotune_by_class(conv2d_input_grad_kernel, INPUT_GRAD_CONFIGS, INTERPRETER_CONFIG,
-                                key=["M"] + _SHAPE_KEY)
-_weight_grad = autotune_by_class(conv2d_weight_grad_kernel, WEIGHT_GRAD_CONFIGS, INTERPRETER_CONFIG,
-                                 key=["P", "P_PER_SPLIT"] + _SHAPE_KEY)
-
-
-def _torch_to_tl(dtype):
-    return tl.float64 if dtype == torch.float64 else tl.float32
-
-
-def _launch(kernels, grid, *args, dtype, allow_tf32, index_tensors, **constexprs):
-    """Launch the autotuned kernel of the right dot class with the dtype-derived constexprs."""
-    precision = dot_precision(dtype, allow_tf32)
-    kernels[dot_class(dtype, precision)][grid](
-        *args, ACC=_torch_to_tl(accumulator_dtype(dtype)), PRECISION=precision,
-        DOT_FP32=dot_in_fp32(dtype), INDEX_64=needs_int64(*index_tensors), **constexprs)
+_forward = DotKernel(conv2d_forward_kernel, FORWARD_CONFIGS, key=["M"] + _SHAPE_KEY)
+_input_grad = DotKernel(conv2d_input_grad_kernel, INPUT_GRAD_CONFIGS, key=["M"] + _SHAPE_KEY)
+_weight_grad = DotKernel(conv2d_weight_grad_kernel, WEIGHT_GRAD_CONFIGS,
+                         key=["P", "P_PER_SPLIT"] + _SHAPE_KEY)
 
 
 def output_size(h, w, kernel, stride, padding, dilation):
@@ -343,13 +325,13 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, relu, all
     if y.numel() == 0:
         return y
     grid = lambda meta: (cdiv(m, meta["BLOCK_M"]), cdiv(oc // groups, meta["BLOCK_N"]), groups)
-    _launch(
-        _forward, grid, x, weight, bias if bias is not None else weight, y,
+    _forward.launch(
+        grid, x, weight, bias if bias is not None else weight, y,
         m, h, w, oh, ow, c_per_group, oc // groups,
         stride[0], stride[1], padding[0][0], padding[1][0], dilation[0], dilation[1],
         *x.stride(), *weight.stride(), *y.stride(),
-        dtype=x.dtype, allow_tf32=allow_tf32, index_tensors=(x, weight, y),
-        KH=kh, KW=kw, HAS_BIAS=bias is not None, APPLY_RELU=relu,
+        dtype=x.dtype, allow_tf32=allow_tf32, tile_dims=(m, oc // groups, kw * c_per_group),
+        INDEX_64=needs_int64(x, weight, y), KH=kh, KW=kw, HAS_BIAS=bias is not None, APPLY_RELU=relu,
     )
     return y
 
@@ -370,13 +352,13 @@ def conv2d_input_grad(dy, y, weight, x_like, stride, padding, dilation, groups, 
         return dx.zero_()
     y = y if relu else dy
     grid = lambda meta: (cdiv(m, meta["BLOCK_M"]), cdiv(c_per_group, meta["BLOCK_N"]), groups)
-    _launch(
-        _input_grad, grid, dy, y, weight, dx,
+    _input_grad.launch(
+        grid, dy, y, weight, dx,
         m, h, w, oh, ow, c_per_group, oc // groups,
         stride[0], stride[1], padding[0][0], padding[1][0], dilation[0], dilation[1],
         *dy.stride(), *y.stride(), *weight.stride(), *dx.stride(),
-        dtype=dy.dtype, allow_tf32=allow_tf32, index_tensors=(dy, y, weight, dx),
-        KH=kh, KW=kw, APPLY_RELU=relu,
+        dtype=dy.dtype, allow_tf32=allow_tf32, tile_dims=(m, c_per_group, oc // groups),
+        INDEX_64=needs_int64(dy, y, weight, dx), KH=kh, KW=kw, APPLY_RELU=relu,
     )
     return dx
 
@@ -417,13 +399,13 @@ def conv2d_weight_bias_grad(dy, y, x, weight_shape, stride, padding, dilation, g
     y = y if relu else dy
     grid = lambda meta: (cdiv(oc // groups, meta["BLOCK_M"]),
                          col_tiles(meta["BLOCK_N"]), groups * splits)
-    _launch(
-        _weight_grad, grid, dy, y, x, dw_part if need_weight else dy, db_part if need_bias else dy,
+    _weight_grad.launch(
+        grid, dy, y, x, dw_part if need_weight else dy, db_part if need_bias else dy,
         pixels, per_split, groups, oc, h, w, oh, ow, c_per_group, oc // groups,
         stride[0], stride[1], padding[0][0], padding[1][0], dilation[0], dilation[1],
         *dy.stride(), *y.stride(), *x.stride(),
-        dtype=dy.dtype, allow_tf32=allow_tf32, index_tensors=(dy, y, x),
-        KH=kh, KW=kw, APPLY_RELU=relu, COMPUTE_WEIGHT=need_weight, COMPUTE_BIAS=need_bias,
+        dtype=dy.dtype, allow_tf32=allow_tf32, tile_dims=(oc // groups, kw * c_per_group, per_split),
+        INDEX_64=needs_int64(dy, y, x), KH=kh, KW=kw, APPLY_RELU=relu, COMPUTE_WEIGHT=need_weight, COMPUTE_BIAS=need_bias,
     )
     if need_weight:
         sum_splits(dw_part, dw)
@@ -447,13 +429,13 @@ def _aot_cases():
             acc_ptr = "*fp64" if name == "fp64" else "*fp32"
             cases += [
                 dict(kernel=conv2d_forward_kernel, dtype=name, configs=FORWARD_CONFIGS[cls],
-                     pointers={k: ptr for k in ("x_ptr", "w_ptr", "b_ptr", "y_ptr")},
+                     types={k: ptr for k in ("x_ptr", "w_ptr", "b_ptr", "y_ptr")},
                      constexprs=dict(flags, HAS_BIAS=True, APPLY_RELU=True)),
                 dict(kernel=conv2d_input_grad_kernel, dtype=name, configs=INPUT_GRAD_CONFIGS[cls],
-                     pointers={k: ptr for k in ("dy_ptr", "y_ptr", "w_ptr", "dx_ptr")},
+                     types={k: ptr for k in ("dy_ptr", "y_ptr", "w_ptr", "dx_ptr")},
                      constexprs=dict(flags, APPLY_RELU=True)),
                 dict(kernel=conv2d_weight_grad_kernel, dtype=name, configs=WEIGHT_GRAD_CONFIGS[cls],
-                     pointers=dict({k: ptr for k in ("dy_ptr", "y_ptr", "x_ptr")},
+                     types=dict({k: ptr for k in ("dy_ptr", "y_ptr", "x_ptr")},
                                    dw_ptr=acc_ptr, db_ptr=acc_ptr),
                      constexprs=dict(flags, APPLY_RELU=True, COMPUTE_WEIGHT=True, COMPUTE_BIAS=True)),
             ]

@@ -5,8 +5,9 @@ their launchers:
 
 * ``INTERPRETING``: whether Triton runs kernels in its CPU interpreter (``TRITON_INTERPRET=1``).
   ``tritonalex/__init__.py`` sets that variable on machines without CUDA before triton is imported.
-* ``autotune_by_class``: the GPU tile configs on a GPU; a single large tile under the interpreter, where a
-  program instance costs ~0.45 ms whatever its size, and where multi-config autotune crashes.
+* ``DotKernel``: the GPU tile configs (autotuned) on a GPU; under the interpreter, where a program
+  instance costs ~0.45 ms whatever its size and multi-config autotune crashes, one large tile
+  sized to the problem.
   The ahead-of-time check (``aot.py``) compiles exactly the GPU config lists given here.
 * dtype rules: which torch dtypes a kernel takes, the ``tl.dot`` input precision (IEEE or TF32)
   and the interpreter's bf16 workaround.
@@ -18,6 +19,7 @@ import os
 
 import torch
 import triton
+import triton.language as tl
 
 INTERPRETING = os.environ.get("TRITON_INTERPRET", "0").lower() not in ("", "0", "false", "off")
 
@@ -27,28 +29,38 @@ AUTOTUNE = os.environ.get("TRITONALEX_AUTOTUNE", "1") != "0"
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
-# Triton pointer types for the ahead-of-time compile signatures.
-TRITON_POINTER = {
-    torch.float16: "*fp16",
-    torch.bfloat16: "*bf16",
-    torch.float32: "*fp32",
-    torch.float64: "*fp64",
-}
+class DotKernel:
+    """A `tl.dot` kernel and how to launch it: on a GPU, autotuned over the config list of its dot
+    class (see `dot_class`); under the interpreter, launched directly with one tile sized to the
+    problem (big, to run few program instances; no larger than the problem, to waste no work).
 
-
-def autotune_by_class(kernel, gpu_configs, interpreter_config, key):
-    """One `triton.autotune` of `kernel` per dot class: {class: autotuned kernel}.
-
-    `gpu_configs` maps each dot class (see `dot_class`) to its GPU config list, best general
-    choice first; under the interpreter every class gets `interpreter_config` alone.
+    The kernel takes the constexprs ACC, PRECISION and DOT_FP32, which `launch` derives from the
+    dtype; `tile_dims` = (rows, columns, reduction) of the GEMM, used only under the interpreter.
     """
-    def chosen(configs):
-        if INTERPRETING:
-            return [interpreter_config]
-        return list(configs) if AUTOTUNE else list(configs[:1])
 
-    return {cls: triton.autotune(configs=chosen(configs), key=key)(kernel)
+    def __init__(self, kernel, gpu_configs, key):
+        self.kernel = kernel
+        self.gpu_configs = gpu_configs  # {dot class: [triton.Config]}, best general choice first
+        self.tuned = {} if INTERPRETING else {
+            cls: triton.autotune(configs=list(configs) if AUTOTUNE else list(configs[:1]), key=key)(kernel)
             for cls, configs in gpu_configs.items()}
+
+    def launch(self, grid, *args, dtype, allow_tf32, tile_dims, **constexprs):
+        precision = dot_precision(dtype, allow_tf32)
+        constexprs.update(ACC=tl.float64 if dtype == torch.float64 else tl.float32,
+                          PRECISION=precision, DOT_FP32=dot_in_fp32(dtype))
+        if INTERPRETING:
+            self.kernel[grid](*args, **interpreter_tile(*tile_dims), num_warps=1, **constexprs)
+        else:
+            self.tuned[dot_class(dtype, precision)][grid](*args, **constexprs)
+
+
+def interpreter_tile(rows, cols, reduction):
+    """BLOCK_M/N/K for the interpreter: powers of two covering the problem, capped."""
+    def fit(size, cap):
+        return max(16, min(cap, triton.next_power_of_2(max(size, 1))))
+
+    return dict(BLOCK_M=fit(rows, 512), BLOCK_N=fit(cols, 256), BLOCK_K=fit(reduction, 128))
 
 
 def dot_class(dtype, precision):

@@ -189,9 +189,9 @@ def _aot_cases():
         params = "*fp64" if name == "fp64" else "*fp32"
         cases += [
             dict(kernel=lrn_forward_kernel, dtype=name, configs=cfg, constexprs=acc,
-                 pointers=dict(x_ptr=ptr, y_ptr=ptr, params_ptr=params)),
+                 types=dict(x_ptr=ptr, y_ptr=ptr, params_ptr=params)),
             dict(kernel=lrn_backward_kernel, dtype=name, configs=cfg, constexprs=acc,
-                 pointers=dict(x_ptr=ptr, dy_ptr=ptr, dx_ptr=ptr, params_ptr=params)),
+                 types=dict(x_ptr=ptr, dy_ptr=ptr, dx_ptr=ptr, params_ptr=params)),
         ]
     return cases
 

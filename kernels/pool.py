@@ -239,10 +239,10 @@ def _aot_cases():
             cases += [
                 dict(kernel=max_pool2d_forward_kernel, dtype=label, configs=cfg["forward"],
                      constexprs=flags,
-                     pointers=dict(x_ptr=ptr, y_ptr=ptr, idx_ptr="*i64", params_ptr=params)),
+                     types=dict(x_ptr=ptr, y_ptr=ptr, idx_ptr="*i64", params_ptr=params)),
                 dict(kernel=max_pool2d_backward_kernel, dtype=label, configs=cfg["backward"],
                      constexprs=flags,
-                     pointers=dict(x_ptr=ptr, dy_ptr=ptr, idx_ptr="*i64", dx_ptr=ptr,
+                     types=dict(x_ptr=ptr, dy_ptr=ptr, idx_ptr="*i64", dx_ptr=ptr,
                                    params_ptr=params)),
             ]
     return cases

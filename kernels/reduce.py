@@ -39,6 +39,6 @@ def sum_splits(partial, out):
 
 
 AOT_CASES = [
-    dict(kernel=sum_splits_kernel, dtype="fp32->bf16", pointers={"partial_ptr": "*fp32", "out_ptr": "*bf16"},
+    dict(kernel=sum_splits_kernel, dtype="fp32->bf16", types={"partial_ptr": "*fp32", "out_ptr": "*bf16"},
          configs=[triton.Config({"BLOCK": BLOCK_GPU}, num_warps=4, num_stages=1)], constexprs={}),
 ]

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tritonalex.functional as F
-from tritonalex.kernels import conv as conv_kernels
+from tritonalex.kernels.launch import DotKernel
 from tritonalex.shapes import ALEXNET_CONVS, conv_shapes
 from reference import (
     DEVICE,
@@ -198,13 +198,13 @@ def test_bad_input_raises_like_torch_before_launch(case, monkeypatch):
     def no_launch(*a, **k):
         raise AssertionError("a kernel was launched for bad input")
 
-    monkeypatch.setattr(conv_kernels, "_launch", no_launch)
+    monkeypatch.setattr(DotKernel, "launch", no_launch)
     with pytest.raises(type(torch_error.value)):
         F.conv2d(*args, **kwargs)
 
 
 def test_integer_input_is_rejected_on_host(monkeypatch):
-    monkeypatch.setattr(conv_kernels, "_launch", lambda *a, **k: pytest.fail("launched"))
+    monkeypatch.setattr(DotKernel, "launch", lambda *a, **k: pytest.fail("launched"))
     with pytest.raises(RuntimeError, match="float16, bfloat16, float32 or float64"):
         F.conv2d(torch.ones(1, 1, 3, 3, dtype=torch.int64), torch.ones(1, 1, 1, 1, dtype=torch.int64))
 
@@ -215,7 +215,7 @@ def test_unknown_activation():
 
 
 def test_device_mismatch_raises_before_launch(monkeypatch):
-    monkeypatch.setattr(conv_kernels, "_launch", lambda *a, **k: pytest.fail("launched"))
+    monkeypatch.setattr(DotKernel, "launch", lambda *a, **k: pytest.fail("launched"))
     with pytest.raises(RuntimeError, match="same device"):
         F.conv2d(_t(1, 3, 5, 5), torch.empty(2, 3, 3, 3, device="meta"))
 

@@ -24,6 +24,7 @@ def _choose_triton_mode():
 _choose_triton_mode()
 
 from . import functional, nn  # noqa: E402  (after the interpreter switch, which must come first)
+from .convert import convert  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["functional", "nn"]
+__all__ = ["convert", "functional", "nn"]

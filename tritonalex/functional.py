@@ -44,3 +44,25 @@ def lrn_max_pool2d(input, size, alpha=1e-4, beta=0.75, k=1.0, kernel_size=3, str
     ops.check_lrn_args(input, size, "lrn_max_pool2d")
     return ops.max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
                           lrn=(size, float(alpha), float(beta), float(k)), op="lrn_max_pool2d")
+
+
+def linear(input, weight, bias=None, *, activation=None, dropout=0.0, training=True):
+    """torch.nn.functional.linear as a Triton GEMM, with ReLU and dropout fusable into it.
+
+    ``activation="relu"`` and ``dropout=p`` (applied only when ``training``) run in the GEMM's
+    epilogue; the backward re-derives both masks (the dropout one from its seed) instead of
+    storing them. With neither, this is exactly torch's linear, for any leading dims.
+    fp32 uses TF32 on a GPU when ``torch.backends.cuda.matmul.allow_tf32`` is set (off by default).
+    """
+    return ops.linear(input, weight, bias, activation, dropout, training)
+
+
+def relu(input, inplace=False):
+    """torch.nn.functional.relu (NaN stays NaN)."""
+    return ops.relu(input, inplace)
+
+
+def dropout(input, p=0.5, training=True, inplace=False):
+    """torch.nn.functional.dropout; the mask comes from torch's default generator's seed, so
+    ``torch.manual_seed`` reproduces it (the stream itself differs from torch's)."""
+    return ops.dropout(input, p, training, inplace)

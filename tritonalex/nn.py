@@ -67,3 +67,41 @@ class MaxPool2d(torch.nn.MaxPool2d):
     def forward(self, input):
         return F.max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation,
                             ceil_mode=self.ceil_mode, return_indices=self.return_indices)
+
+
+class Linear(torch.nn.Linear):
+    """torch.nn.Linear on the Triton GEMM; ``activation="relu"`` and ``dropout=p`` fuse into it.
+
+    The fused dropout follows the module's training flag, like torch.nn.Dropout.
+    """
+
+    def __init__(self, *args, activation=None, dropout=0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.activation = check_activation(activation)
+        if not 0.0 <= dropout <= 1.0:
+            raise ValueError(f"dropout probability has to be between 0 and 1, but got {dropout}")
+        self.dropout = float(dropout)
+
+    def forward(self, input):
+        return F.linear(input, self.weight, self.bias, activation=self.activation,
+                        dropout=self.dropout, training=self.training)
+
+    def extra_repr(self):
+        extra = super().extra_repr()
+        if self.activation:
+            extra += f", activation={self.activation!r}"
+        return extra + (f", dropout={self.dropout}" if self.dropout else "")
+
+
+class ReLU(torch.nn.ReLU):
+    """torch.nn.ReLU on the Triton elementwise kernel."""
+
+    def forward(self, input):
+        return F.relu(input, inplace=self.inplace)
+
+
+class Dropout(torch.nn.Dropout):
+    """torch.nn.Dropout on the Triton kernel (mask seeded from torch's default generator)."""
+
+    def forward(self, input):
+        return F.dropout(input, self.p, self.training, self.inplace)

@@ -1,0 +1,107 @@
+"""Elementwise ReLU and dropout, each a single kernel over a contiguous flat tensor.
+
+Dropout keeps element i when the Philox uniform tl.rand(seed, i) >= p and scales it by 1/(1-p);
+dropout is linear in its input, so its backward is the same kernel with the same seed applied to
+the output gradient: the mask is never stored. The ReLU backward reads the saved output (y > 0).
+"""
+
+import triton
+import triton.language as tl
+
+from .launch import INTERPRETING, cdiv, empty
+
+BLOCK_GPU = 1024
+BLOCK_INTERPRETER = 1 << 16
+
+
+@triton.jit
+def relu_forward_kernel(
+    x_ptr,  # input, contiguous
+    y_ptr,  # output, contiguous (may be x_ptr: in place)
+    numel,  # number of elements
+    BLOCK: tl.constexpr,  # elements per program
+):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < numel
+    x = tl.load(x_ptr + offs, mask=mask, other=0.0)
+    zero = tl.zeros_like(x)
+    tl.store(y_ptr + offs, tl.where(x.to(tl.float32) < 0, zero, x), mask=mask)  # NaN stays NaN
+
+
+@triton.jit
+def relu_backward_kernel(
+    y_ptr,  # forward output, contiguous
+    dy_ptr,  # output gradient, contiguous
+    dx_ptr,  # input gradient, contiguous
+    numel,  # number of elements
+    BLOCK: tl.constexpr,  # elements per program
+):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < numel
+    y = tl.load(y_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    dy = tl.load(dy_ptr + offs, mask=mask, other=0.0)
+    tl.store(dx_ptr + offs, tl.where(y > 0, dy, tl.zeros_like(dy)), mask=mask)
+
+
+@triton.jit
+def dropout_kernel(
+    x_ptr,  # input (or output gradient), contiguous
+    y_ptr,  # output (or input gradient), contiguous (may be x_ptr: in place)
+    numel,  # number of elements
+    seed,  # Philox seed
+    p,  # drop probability
+    scale,  # 1 / (1 - p), or 0 when p == 1
+    BLOCK: tl.constexpr,  # elements per program
+):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < numel
+    x = tl.load(x_ptr + offs, mask=mask, other=0.0)
+    keep = tl.rand(seed, offs) >= p
+    y = tl.where(keep, x.to(tl.float32) * scale, 0.0) if x.dtype != tl.float64 else \
+        tl.where(keep, x * scale, 0.0)
+    tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+def _launch(kernel, numel, *args):
+    block = BLOCK_INTERPRETER if INTERPRETING else BLOCK_GPU
+    if numel:
+        kernel[(cdiv(numel, block),)](*args, BLOCK=block)
+
+
+def relu_forward(x, out=None):
+    """relu of a contiguous x into `out` (a new tensor, or x itself for in place)."""
+    y = empty(x.shape, x.dtype, x.device) if out is None else out
+    _launch(relu_forward_kernel, x.numel(), x, y, x.numel())
+    return y
+
+
+def relu_backward(y, dy):
+    dx = empty(y.shape, dy.dtype, dy.device)
+    _launch(relu_backward_kernel, y.numel(), y, dy, dx, y.numel())
+    return dx
+
+
+def dropout(x, p, seed, out=None):
+    """Dropout of a contiguous x with drop probability p, the mask drawn from `seed`."""
+    y = empty(x.shape, x.dtype, x.device) if out is None else out
+    scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
+    _launch(dropout_kernel, x.numel(), x, y, x.numel(), seed, p, scale)
+    return y
+
+
+def _aot_cases():
+    cfg = [triton.Config({"BLOCK": BLOCK_GPU}, num_warps=4, num_stages=1)]
+    cases = []
+    for name, ptr in (("bf16", "*bf16"), ("fp32", "*fp32"), ("fp64", "*fp64")):
+        cases += [
+            dict(kernel=relu_forward_kernel, dtype=name, configs=cfg, constexprs={},
+                 types=dict(x_ptr=ptr, y_ptr=ptr)),
+            dict(kernel=relu_backward_kernel, dtype=name, configs=cfg, constexprs={},
+                 types=dict(y_ptr=ptr, dy_ptr=ptr, dx_ptr=ptr)),
+            dict(kernel=dropout_kernel, dtype=name, configs=cfg, constexprs={},
+                 types=dict(x_ptr=ptr, y_ptr=ptr, p="fp32", scale="fp32")),
+        ]
+    return cases
+
+
+AOT_CASES = _aot_cases()

@@ -1,0 +1,273 @@
+"""Linear layer as a Triton GEMM with bias, ReLU and dropout fused into the epilogue.
+
+Forward:   y = dropout(relu?(x @ w^T + b))     x [M, K], w [N, K], y [M, N]
+Dropout keeps element (m, n) when a Philox uniform draw tl.rand(seed, m*N + n) >= p and scales it
+by 1/(1-p) (0 when p == 1). The mask is never stored: the backward draws the same numbers again
+from (seed, offset). With a ReLU, the saved output alone gives the whole mask: y > 0 exactly
+where z > 0 and the element was kept (the scale is >= 1, so nothing underflows to 0).
+
+Backward, with dz = dy * mask * scale formed inside the loads:
+* input gradient  dx [M, K] = dz @ w        (reduction over N)
+* weight gradient dw [N, K] = dz^T @ x      (reduction over M, the batch), and the bias gradient
+  db = sum_m dz from the same dz tiles, written by the programs of the first K tile.
+No atomics: every output element belongs to one program.
+"""
+
+import torch
+import triton
+import triton.language as tl
+
+from .launch import DotKernel, cdiv, config, empty
+
+# Tile configs per kernel and dot class (see launch.dot_class), best general choice first: the
+# candidates that compile for sm_80 and sm_90 without spills (aot.py). 128x128 forward tiles spill:
+# the dropout epilogue's Philox rounds need registers beside the accumulator.
+FORWARD_CONFIGS = {
+    "tensor_core": [config(128, 64, 32, 8, 3), config(64, 128, 32, 8, 3), config(64, 64, 64, 4, 3),
+                    config(64, 64, 32, 4, 3)],
+    "fma": [config(64, 64, 16, 8, 2), config(32, 64, 16, 4, 2), config(64, 32, 16, 4, 2),
+            config(32, 32, 16, 4, 2)],
+}
+INPUT_GRAD_CONFIGS = {
+    "tensor_core": [config(128, 128, 32, 8, 3), config(128, 64, 32, 8, 3), config(64, 128, 32, 8, 3),
+                    config(64, 64, 32, 4, 3)],
+    "fma": [config(64, 64, 16, 4, 2), config(64, 32, 16, 4, 2), config(16, 64, 16, 4, 2),
+            config(32, 32, 16, 2, 2)],
+}
+WEIGHT_GRAD_CONFIGS = {
+    "tensor_core": [config(128, 128, 32, 8, 3), config(128, 64, 32, 8, 3), config(64, 128, 32, 8, 3),
+                    config(64, 64, 32, 4, 3)],
+    "fma": [config(64, 64, 16, 8, 2), config(32, 64, 16, 4, 2), config(32, 32, 16, 4, 2)],
+}
+
+
+@triton.jit
+def dropout_keep(seed, row, col, N, p):
+    """The dropout keep-mask of a [rows, cols] tile: Philox uniform at offset row*N + col >= p."""
+    return tl.rand(seed, row[:, None] * N + col[None, :]) >= p
+
+
+@triton.jit
+def linear_forward_kernel(
+    x_ptr,  # input [M, K], any strides
+    w_ptr,  # weight [N, K], any strides
+    b_ptr,  # bias [N] (not read when HAS_BIAS is False)
+    y_ptr,  # output [M, N], any strides
+    M, N, K,  # GEMM sizes
+    sx_m, sx_k, sw_n, sw_k, sy_m, sy_n,  # strides
+    seed,  # dropout Philox seed
+    p,  # dropout probability
+    scale,  # 1 / (1 - p), or 0 when p == 1
+    HAS_BIAS: tl.constexpr,  # add bias[n]
+    APPLY_RELU: tl.constexpr,  # apply ReLU after the bias
+    DROPOUT: tl.constexpr,  # apply dropout after the ReLU
+    ACC: tl.constexpr,  # accumulator dtype: fp32, or fp64 for fp64 inputs
+    PRECISION: tl.constexpr,  # tl.dot input precision for fp32: "ieee" or "tf32"
+    DOT_FP32: tl.constexpr,  # upcast tiles before tl.dot (bf16 under the interpreter)
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,  # tile sizes
+):
+    rm = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    rn = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    m_ok = rm < M
+    n_ok = rn < N
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC)
+    for k0 in range(0, K, BLOCK_K):
+        rk = k0 + tl.arange(0, BLOCK_K)
+        k_ok = rk < K
+        a = tl.load(x_ptr + rm[:, None] * sx_m + rk[None, :] * sx_k,
+                    mask=m_ok[:, None] & k_ok[None, :], other=0.0)
+        b = tl.load(w_ptr + rk[:, None] * sw_k + rn[None, :] * sw_n,  # w^T tile, K x N
+                    mask=k_ok[:, None] & n_ok[None, :], other=0.0)
+        if DOT_FP32:
+            a = a.to(tl.float32)
+            b = b.to(tl.float32)
+        acc = tl.dot(a, b, acc, input_precision=PRECISION, out_dtype=ACC)
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + rn, mask=n_ok, other=0.0).to(ACC)[None, :]
+    if APPLY_RELU:
+        acc = tl.where(acc < 0, 0.0, acc)  # NaN stays NaN, as in torch.relu
+    if DROPOUT:
+        acc = tl.where(dropout_keep(seed, rm, rn, N, p), acc * scale, 0.0)
+    tl.store(y_ptr + rm[:, None] * sy_m + rn[None, :] * sy_n, acc.to(y_ptr.dtype.element_ty),
+             mask=m_ok[:, None] & n_ok[None, :])
+
+
+@triton.jit
+def output_grad_tile(dy_ptr, y_ptr, rm, rn, m_ok, n_ok, N, sdy_m, sdy_n, sy_m, sy_n, seed, p, scale,
+                     APPLY_RELU: tl.constexpr, DROPOUT: tl.constexpr):
+    """dz (in fp32 or wider) for rows rm x columns rn: dy through the forward's dropout and ReLU."""
+    mask = m_ok[:, None] & n_ok[None, :]
+    dz = tl.load(dy_ptr + rm[:, None] * sdy_m + rn[None, :] * sdy_n, mask=mask, other=0.0)
+    if dz.dtype != tl.float64:
+        dz = dz.to(tl.float32)  # bf16 arithmetic is wrong in the interpreter; free on a GPU
+    if APPLY_RELU:
+        # y > 0 exactly where z > 0 and the element was kept (see the module docstring).
+        y = tl.load(y_ptr + rm[:, None] * sy_m + rn[None, :] * sy_n, mask=mask, other=0.0)
+        y = y.to(dz.dtype)
+        dz = tl.where(y > 0, dz, 0.0)
+        if DROPOUT:
+            dz = dz * scale
+    elif DROPOUT:
+        dz = tl.where(dropout_keep(seed, rm, rn, N, p), dz * scale, 0.0)
+    return dz
+
+
+@triton.jit
+def linear_input_grad_kernel(
+    dy_ptr,  # output gradient [M, N], any strides
+    y_ptr,  # saved output [M, N] (read only when APPLY_RELU)
+    w_ptr,  # weight [N, K], any strides
+    dx_ptr,  # input gradient [M, K], any strides
+    M, N, K,  # GEMM sizes of the forward
+    sdy_m, sdy_n, sy_m, sy_n, sw_n, sw_k, sdx_m, sdx_k,  # strides
+    seed, p, scale,  # dropout of the forward
+    APPLY_RELU: tl.constexpr, DROPOUT: tl.constexpr,  # what the forward fused
+    ACC: tl.constexpr, PRECISION: tl.constexpr, DOT_FP32: tl.constexpr,  # as in the forward
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,  # tile: M x K outputs, N steps
+):
+    rm = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    rk = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)  # output columns are K here
+    m_ok = rm < M
+    k_ok = rk < K
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC)
+    for n0 in range(0, N, BLOCK_K):
+        rn = n0 + tl.arange(0, BLOCK_K)
+        n_ok = rn < N
+        dz = output_grad_tile(dy_ptr, y_ptr, rm, rn, m_ok, n_ok, N, sdy_m, sdy_n, sy_m, sy_n,
+                              seed, p, scale, APPLY_RELU, DROPOUT)
+        wt = tl.load(w_ptr + rn[:, None] * sw_n + rk[None, :] * sw_k,
+                     mask=n_ok[:, None] & k_ok[None, :], other=0.0)
+        dz = dz.to(wt.dtype)  # back to the input dtype for the tensor-core dot
+        if DOT_FP32:
+            dz = dz.to(tl.float32)
+            wt = wt.to(tl.float32)
+        acc = tl.dot(dz, wt, acc, input_precision=PRECISION, out_dtype=ACC)
+    tl.store(dx_ptr + rm[:, None] * sdx_m + rk[None, :] * sdx_k, acc.to(dx_ptr.dtype.element_ty),
+             mask=m_ok[:, None] & k_ok[None, :])
+
+
+@triton.jit
+def linear_weight_grad_kernel(
+    dy_ptr,  # output gradient [M, N], any strides
+    y_ptr,  # saved output [M, N] (read only when APPLY_RELU)
+    x_ptr,  # forward input [M, K], any strides
+    dw_ptr,  # weight gradient [N, K], contiguous
+    db_ptr,  # bias gradient [N] (written only when COMPUTE_BIAS)
+    M, N, K,  # GEMM sizes of the forward
+    sdy_m, sdy_n, sy_m, sy_n, sx_m, sx_k,  # strides
+    seed, p, scale,  # dropout of the forward
+    APPLY_RELU: tl.constexpr, DROPOUT: tl.constexpr,  # what the forward fused
+    COMPUTE_WEIGHT: tl.constexpr,  # write dw
+    COMPUTE_BIAS: tl.constexpr,  # write db (programs of the first K tile)
+    ACC: tl.constexpr, PRECISION: tl.constexpr, DOT_FP32: tl.constexpr,  # as in the forward
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,  # tile: N x K outputs, M steps
+):
+    rn = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)  # output rows are N here
+    rk = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)  # output columns are K
+    n_ok = rn < N
+    k_ok = rk < K
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC)
+    bias_acc = tl.zeros((BLOCK_M,), dtype=ACC)
+    for m0 in range(0, M, BLOCK_K):
+        rm = m0 + tl.arange(0, BLOCK_K)
+        m_ok = rm < M
+        dz = output_grad_tile(dy_ptr, y_ptr, rm, rn, m_ok, n_ok, N, sdy_m, sdy_n, sy_m, sy_n,
+                              seed, p, scale, APPLY_RELU, DROPOUT)  # [BLOCK_K (m), BLOCK_M (n)]
+        if COMPUTE_BIAS:
+            bias_acc += tl.sum(dz.to(ACC), axis=0)  # sums the fp32 dz, before any rounding
+        if COMPUTE_WEIGHT:
+            xt = tl.load(x_ptr + rm[:, None] * sx_m + rk[None, :] * sx_k,
+                         mask=m_ok[:, None] & k_ok[None, :], other=0.0)
+            dzt = tl.trans(dz.to(xt.dtype))
+            if DOT_FP32:
+                dzt = dzt.to(tl.float32)
+                xt = xt.to(tl.float32)
+            acc = tl.dot(dzt, xt, acc, input_precision=PRECISION, out_dtype=ACC)
+    if COMPUTE_WEIGHT:
+        tl.store(dw_ptr + rn[:, None] * K + rk[None, :], acc.to(dw_ptr.dtype.element_ty),
+                 mask=n_ok[:, None] & k_ok[None, :])
+    if COMPUTE_BIAS:
+        if tl.program_id(1) == 0:
+            tl.store(db_ptr + rn, bias_acc.to(db_ptr.dtype.element_ty), mask=n_ok)
+
+
+_KEY = ["M", "N", "K"]
+_forward = DotKernel(linear_forward_kernel, FORWARD_CONFIGS, key=_KEY)
+_input_grad = DotKernel(linear_input_grad_kernel, INPUT_GRAD_CONFIGS, key=_KEY)
+_weight_grad = DotKernel(linear_weight_grad_kernel, WEIGHT_GRAD_CONFIGS, key=_KEY)
+
+
+def dropout_scale(p):
+    return 0.0 if p == 1.0 else 1.0 / (1.0 - p)
+
+
+def linear_forward(x, weight, bias, relu, p, seed, allow_tf32):
+    """y = dropout_p(relu?(x @ weight^T + bias)) for 2-D x; p == 0 means no dropout."""
+    m, k = x.shape
+    n = weight.shape[0]
+    y = empty((m, n), x.dtype, x.device)
+    if y.numel() == 0:
+        return y
+    grid = lambda meta: (cdiv(m, meta["BLOCK_M"]), cdiv(n, meta["BLOCK_N"]))
+    _forward.launch(grid, x, weight, bias if bias is not None else weight, y, m, n, k,
+                    *x.stride(), *weight.stride(), *y.stride(), seed, p, dropout_scale(p),
+                    dtype=x.dtype, allow_tf32=allow_tf32, tile_dims=(m, n, k), HAS_BIAS=bias is not None, APPLY_RELU=relu,
+            DROPOUT=p > 0)
+    return y
+
+
+def linear_input_grad(dy, y, weight, relu, p, seed, allow_tf32):
+    m, n = dy.shape
+    k = weight.shape[1]
+    dx = empty((m, k), dy.dtype, dy.device)
+    if dx.numel() == 0:
+        return dx
+    y = y if relu else dy
+    grid = lambda meta: (cdiv(m, meta["BLOCK_M"]), cdiv(k, meta["BLOCK_N"]))
+    _input_grad.launch(grid, dy, y, weight, dx, m, n, k, *dy.stride(), *y.stride(),
+                       *weight.stride(), *dx.stride(), seed, p, dropout_scale(p), dtype=dy.dtype,
+                       allow_tf32=allow_tf32, tile_dims=(m, k, n), APPLY_RELU=relu, DROPOUT=p > 0)
+    return dx
+
+
+def linear_weight_bias_grad(dy, y, x, relu, p, seed, need_weight, need_bias, allow_tf32):
+    m, n = dy.shape
+    k = x.shape[1]
+    dw = empty((n, k), dy.dtype, dy.device) if need_weight else None
+    db = empty((n,), dy.dtype, dy.device) if need_bias else None
+    if m == 0 or n == 0:
+        return tuple(t.zero_() if t is not None else None for t in (dw, db))
+    y = y if relu else dy
+    grid = lambda meta: (cdiv(n, meta["BLOCK_M"]), cdiv(k, meta["BLOCK_N"]) if need_weight else 1)
+    _weight_grad.launch(grid, dy, y, x, dw if need_weight else dy, db if need_bias else dy,
+                        m, n, k, *dy.stride(), *y.stride(), *x.stride(), seed, p, dropout_scale(p),
+                        dtype=dy.dtype, allow_tf32=allow_tf32, tile_dims=(n, k, m), APPLY_RELU=relu, DROPOUT=p > 0,
+            COMPUTE_WEIGHT=need_weight, COMPUTE_BIAS=need_bias)
+    return dw, db
+
+
+def _aot_cases():
+    cases = []
+    classes = {"tensor_core": [("bf16", "*bf16", "ieee"), ("fp32/tf32", "*fp32", "tf32")],
+               "fma": [("fp32/ieee", "*fp32", "ieee"), ("fp64", "*fp64", "ieee")]}
+    for cls, dtypes in classes.items():
+        for name, ptr, precision in dtypes:
+            flags = dict(ACC=tl.float64 if name == "fp64" else tl.float32, PRECISION=precision,
+                         DOT_FP32=False, APPLY_RELU=True, DROPOUT=True)
+            scalars = dict(p="fp32", scale="fp32")
+            cases += [
+                dict(kernel=linear_forward_kernel, dtype=name, configs=FORWARD_CONFIGS[cls],
+                     types=dict({k: ptr for k in ("x_ptr", "w_ptr", "b_ptr", "y_ptr")}, **scalars),
+                     constexprs=dict(flags, HAS_BIAS=True)),
+                dict(kernel=linear_input_grad_kernel, dtype=name, configs=INPUT_GRAD_CONFIGS[cls],
+                     types=dict({k: ptr for k in ("dy_ptr", "y_ptr", "w_ptr", "dx_ptr")}, **scalars),
+                     constexprs=flags),
+                dict(kernel=linear_weight_grad_kernel, dtype=name, configs=WEIGHT_GRAD_CONFIGS[cls],
+                     types=dict({k: ptr for k in ("dy_ptr", "y_ptr", "x_ptr", "dw_ptr", "db_ptr")},
+                                   **scalars),
+                     constexprs=dict(flags, COMPUTE_WEIGHT=True, COMPUTE_BIAS=True)),
+            ]
+    return cases
+
+
+AOT_CASES = _aot_cases()

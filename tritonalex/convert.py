@@ -1,0 +1,89 @@
+"""convert(model): swap supported torch.nn layers for their tritonalex twins, fusing neighbours.
+
+Leaf modules are replaced by their tritonalex subclass with the very same Parameter objects (the
+weights are shared, the state_dict keys stay the same). Inside an nn.Sequential, a Conv2d
+followed by a ReLU becomes one Conv2d(activation="relu"), and a Linear followed by a ReLU (and
+then a Dropout) becomes one Linear(activation="relu", dropout=p); the absorbed modules become
+nn.Identity, so indices and state_dict keys do not move. Anything else is left as it is, and
+listed in the returned model's ``tritonalex_unsupported``: (qualified name, type name) pairs.
+"""
+
+import torch
+
+from . import nn as tnn
+
+_TWINS = {
+    torch.nn.Conv2d: tnn.Conv2d,
+    torch.nn.Linear: tnn.Linear,
+    torch.nn.ReLU: tnn.ReLU,
+    torch.nn.Dropout: tnn.Dropout,
+    torch.nn.MaxPool2d: tnn.MaxPool2d,
+    torch.nn.LocalResponseNorm: tnn.LocalResponseNorm,
+}
+
+
+def _twin(module):
+    """The tritonalex twin of a supported torch module (same attributes, same Parameters)."""
+    cls = _TWINS[type(module)]
+    twin = cls.__new__(cls)
+    twin.__dict__.update(module.__dict__)  # parameters, buffers, hooks and hyper-parameters
+    twin._parameters = dict(module._parameters)
+    twin._buffers = dict(module._buffers)
+    twin._modules = dict(module._modules)
+    if cls in (tnn.Conv2d, tnn.Linear):
+        twin.activation = None
+    if cls is tnn.Linear:
+        twin.dropout = 0.0
+    return twin
+
+
+def _fuse_sequential(seq):
+    """Fold ReLU (and Dropout after a Linear) into the preceding Conv2d / Linear of a Sequential."""
+    names = list(seq._modules)
+    i = 0
+    while i < len(names):
+        layer = seq._modules[names[i]]
+        following = [seq._modules[n] for n in names[i + 1:i + 3]]
+        if isinstance(layer, (tnn.Conv2d, tnn.Linear)) and layer.activation is None \
+                and following and isinstance(following[0], tnn.ReLU):
+            layer.activation = "relu"
+            seq._modules[names[i + 1]] = torch.nn.Identity()
+            i += 1
+            if isinstance(layer, tnn.Linear) and len(following) > 1 \
+                    and isinstance(following[1], tnn.Dropout):
+                layer.dropout = following[1].p
+                seq._modules[names[i + 1]] = torch.nn.Identity()
+                i += 1
+        i += 1
+
+
+def convert(model, *, fuse=True):
+    """Return `model` (changed in place) running on tritonalex kernels where it can.
+
+    Supported: Conv2d, Linear, ReLU, Dropout, MaxPool2d, LocalResponseNorm (exact types; a
+    subclass of those is left alone, since its forward may differ). Outputs are unchanged up to
+    floating-point rounding; dropout masks come from tritonalex's own random stream.
+    """
+    unsupported = []
+
+    def visit(module, prefix):
+        for name, child in list(module._modules.items()):
+            if child is None:
+                continue
+            qualified = f"{prefix}{name}"
+            if type(child) in _TWINS:
+                module._modules[name] = _twin(child)
+            elif len(child._modules) == 0 and not isinstance(child, tuple(_TWINS.values())) \
+                    and not isinstance(child, torch.nn.Identity):
+                unsupported.append((qualified, type(child).__name__))
+            else:
+                visit(child, qualified + ".")
+        if fuse and isinstance(module, torch.nn.Sequential):
+            _fuse_sequential(module)
+
+    if type(model) in _TWINS:
+        model = _twin(model)
+    else:
+        visit(model, "")
+    model.tritonalex_unsupported = unsupported
+    return model
