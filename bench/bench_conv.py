@@ -11,14 +11,11 @@ minimum bytes over bandwidth), the % of that floor reached and the speedup over 
 Without CUDA (--smoke) the numbers are interpreter timings, meaningless as speed; the rows say so.
 """
 
-import argparse
-import sys
-
 import torch
 import torch.nn.functional as TF
 
 import tritonalex.functional as F
-from tritonalex.bench import compare, run_info, write_csv_atomically
+from tritonalex.bench import compare, parser, require_cuda, run_info, write_csv_atomically
 from tritonalex.shapes import ALEXNET_CONVS, conv_shapes
 
 
@@ -76,20 +73,14 @@ def _no_grad(fn):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", required=True, help="CSV file to write")
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--layers", nargs="+", default=list(ALEXNET_CONVS), choices=list(ALEXNET_CONVS))
-    parser.add_argument("--dtypes", nargs="+", default=["bfloat16", "float32"])
-    parser.add_argument("--layouts", nargs="+", default=["channels_last", "nchw"],
-                        choices=["channels_last", "nchw"])
-    parser.add_argument("--smoke", action="store_true",
-                        help="tiny run that checks the script without a GPU (times are meaningless)")
-    args = parser.parse_args(argv)
+    options = parser(__doc__)
+    options.add_argument("--layers", nargs="+", default=list(ALEXNET_CONVS), choices=list(ALEXNET_CONVS))
+    options.add_argument("--layouts", nargs="+", default=["channels_last", "nchw"],
+                         choices=["channels_last", "nchw"])
+    args = options.parse_args(argv)
+    require_cuda(args, "bench_conv.py")
     if args.smoke:
         args.batch, args.layers, args.dtypes, args.layouts = 1, ["conv3"], ["float32"], ["nchw"]
-    elif not torch.cuda.is_available():
-        sys.exit("bench_conv.py measures GPU speed and needs CUDA; use --smoke to check the script")
     rows = run(args.layers, args.batch, [getattr(torch, d) for d in args.dtypes], args.layouts,
                args.smoke, args.out)
     print(f"wrote {len(rows)} rows to {args.out}")

@@ -9,14 +9,11 @@ what they need (x, dy, indices) and write dx. One CSV row per (case, implementat
     python bench/bench_lrn_pool.py --smoke --out /tmp/lrn_pool.csv  # checks the script on CPU
 """
 
-import argparse
-import sys
-
 import torch
 import torch.nn.functional as TF
 
 import tritonalex.functional as F
-from tritonalex.bench import compare, run_info, write_csv_atomically
+from tritonalex.bench import compare, parser, require_cuda, run_info, write_csv_atomically
 
 PAPER_LRN = (5, 5e-4, 0.75, 2.0)  # size, alpha, beta, k: the paper's LRN in torch's convention
 POOL = dict(kernel_size=3, stride=2)
@@ -81,21 +78,15 @@ def run(batch, dtypes, layouts, smoke, which, out):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", required=True, help="CSV file to write")
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--ops", nargs="+", default=list(SHAPES), choices=list(SHAPES))
-    parser.add_argument("--dtypes", nargs="+", default=["bfloat16", "float32"])
-    parser.add_argument("--layouts", nargs="+", default=["nchw", "channels_last"],
-                        choices=["channels_last", "nchw"])
-    parser.add_argument("--smoke", action="store_true",
-                        help="tiny run that checks the script without a GPU (times are meaningless)")
-    args = parser.parse_args(argv)
+    options = parser(__doc__)
+    options.add_argument("--ops", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    options.add_argument("--layouts", nargs="+", default=["nchw", "channels_last"],
+                         choices=["channels_last", "nchw"])
+    args = options.parse_args(argv)
+    require_cuda(args, "bench_lrn_pool.py")
     if args.smoke:
         args.batch, args.dtypes, args.layouts = 1, ["float32"], ["nchw"]
         SHAPES.update({op: [(8, 13)] for op in SHAPES})
-    elif not torch.cuda.is_available():
-        sys.exit("bench_lrn_pool.py measures GPU speed and needs CUDA; use --smoke to check the script")
     rows = run(args.batch, [getattr(torch, d) for d in args.dtypes], args.layouts, args.smoke,
                args.ops, args.out)
     print(f"wrote {len(rows)} rows to {args.out}")

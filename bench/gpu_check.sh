@@ -5,9 +5,10 @@
 #    TRITONALEX_AUTOTUNE=0, so every layer shape costs one compile),
 # 2. the conv benchmark against cuDNN at batch 128 (autotuned),
 # 3. the LRN / max-pool / fused LRN->max-pool benchmark against torch at batch 128,
-# writing gpu_check.log, pytest.xml, conv.csv and lrn_pool.csv under OUT_DIR. Each step has its
-# own time limit (150 + 150 + 60 s: under 6 minutes on one H100); the benchmarks rewrite their CSV
-# after every case, so a step cut short still leaves what it measured.
+# 4. the fused linear+ReLU+dropout benchmark against cuBLAS + torch at batch 128,
+# writing gpu_check.log, pytest.xml, conv.csv, lrn_pool.csv and linear.csv under OUT_DIR. Each
+# step has its own time limit (130 + 130 + 50 + 40 s: under 6 minutes on one H100); the
+# benchmarks rewrite their CSV after every case, so a step cut short keeps what it measured.
 set -uo pipefail
 out=${1:?usage: bench/gpu_check.sh OUT_DIR}
 mkdir -p "$out"
@@ -29,15 +30,19 @@ export PYTHONPATH="$shim${PYTHONPATH:+:$PYTHONPATH}"
   python -c "import sys, torch, triton; print('python', sys.version.split()[0], 'torch', torch.__version__, 'triton', triton.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
 
   echo "== tests on the GPU"
-  TRITONALEX_AUTOTUNE=0 timeout 150 python -m pytest -q -p no:cacheprovider --junitxml="$out/pytest.xml" \
+  TRITONALEX_AUTOTUNE=0 timeout 130 python -m pytest -q -p no:cacheprovider --junitxml="$out/pytest.xml" \
       -k "not ahead_of_time and not benchmark_script" tests
   echo "pytest exit code: $?"
 
   echo "== conv benchmark (batch 128, bf16 and fp32, channels_last and NCHW)"
-  timeout 150 python bench/bench_conv.py --out "$out/conv.csv"
+  timeout 130 python bench/bench_conv.py --out "$out/conv.csv"
   echo "conv benchmark exit code: $?"
 
   echo "== LRN / max-pool / fused LRN->max-pool benchmark (batch 128, bf16 and fp32)"
-  timeout 60 python bench/bench_lrn_pool.py --out "$out/lrn_pool.csv"
+  timeout 50 python bench/bench_lrn_pool.py --out "$out/lrn_pool.csv"
   echo "LRN/pool benchmark exit code: $?"
+
+  echo "== fused linear benchmark (fc6, fc7, fc8 at batch 128, bf16 and fp32, with peak memory)"
+  timeout 40 python bench/bench_linear.py --out "$out/linear.csv"
+  echo "linear benchmark exit code: $?"
 } 2>&1 | tee "$out/gpu_check.log"

@@ -11,7 +11,7 @@ element about once. The backward recomputes every s_j it needs from the input in
 s (or b) from the forward: LRN is memory-bound, and the recompute only costs cached loads.
 Powers are exp2(-beta * log2(s)), which works in the interpreter (libdevice pow does not).
 
-`lrn_scale` and `pow_neg` are also used by the fused LRN -> max-pool kernels (pool.py).
+`lrn_scale`, `lrn_load_params` and `pow_neg` are also used by the fused LRN -> max-pool kernels (pool.py).
 Scalar parameters (k, alpha/size, beta) are read from a small tensor in the accumulator dtype, so
 fp64 runs get fp64 constants on a GPU too (float arguments would arrive as fp32).
 """
@@ -45,6 +45,12 @@ def lrn_scale(x_ptr, col, col_ok, c, C, sx_c, size, k, alpha_over_size, ACC: tl.
 
 
 @triton.jit
+def lrn_load_params(params_ptr):
+    """(k, alpha / size, beta) from the parameter tensor made by `lrn_params`."""
+    return tl.load(params_ptr), tl.load(params_ptr + 1), tl.load(params_ptr + 2)
+
+
+@triton.jit
 def pow_neg(s, beta):
     """s ** -beta for s > 0, as exp2(-beta * log2(s))."""
     return tl.exp2(-beta * tl.log2(s))
@@ -69,9 +75,7 @@ def lrn_forward_kernel(
     if INDEX_64:
         n = n.to(tl.int64)
         s = s.to(tl.int64)
-    k = tl.load(params_ptr)
-    alpha_over_size = tl.load(params_ptr + 1)
-    beta = tl.load(params_ptr + 2)
+    k, alpha_over_size, beta = lrn_load_params(params_ptr)
     s_ok = s < S
     c_ok = c < C
     x_base = x_ptr + n * sx_n
@@ -105,9 +109,7 @@ def lrn_backward_kernel(
     if INDEX_64:
         n = n.to(tl.int64)
         s = s.to(tl.int64)
-    k = tl.load(params_ptr)
-    alpha_over_size = tl.load(params_ptr + 1)
-    beta = tl.load(params_ptr + 2)
+    k, alpha_over_size, beta = lrn_load_params(params_ptr)
     s_ok = s < S
     c_ok = c < C
     x_base = x_ptr + n * sx_n

@@ -21,7 +21,7 @@ import triton
 import triton.language as tl
 
 from .launch import INTERPRETING, accumulator_dtype, cdiv, empty, memory_format_of, needs_int64
-from .lrn import lrn_params, lrn_scale, pow_neg
+from .lrn import lrn_load_params, lrn_params, lrn_scale, pow_neg
 
 # (BLOCK_C, BLOCK_P, warps) per kernel. Memory-bound: one GPU config each, picked from a sweep as
 # the widest that compiles without spills for every dtype, with and without the fused LRN.
@@ -58,9 +58,7 @@ def max_pool2d_forward_kernel(
     ow = p % OW
     x_base = x_ptr + n * sx_n
     if LRN:
-        k = tl.load(params_ptr)
-        alpha_over_size = tl.load(params_ptr + 1)
-        beta = tl.load(params_ptr + 2)
+        k, alpha_over_size, beta = lrn_load_params(params_ptr)
 
     best = tl.full((BLOCK_C, BLOCK_P), float("-inf"), dtype=ACC)
     best_idx = tl.full((BLOCK_C, BLOCK_P), -1, dtype=tl.int64)
@@ -150,9 +148,7 @@ def max_pool2d_backward_kernel(
     mask = c_ok[:, None] & q_ok[None, :]
     if LRN:
         # g is the gradient of the LRN output at channel c; push it through the LRN backward.
-        k = tl.load(params_ptr)
-        alpha_over_size = tl.load(params_ptr + 1)
-        beta = tl.load(params_ptr + 2)
+        k, alpha_over_size, beta = lrn_load_params(params_ptr)
         x_base = x_ptr + n * sx_n
         col = ih * sx_h + iw * sx_w
         a = tl.load(x_base + (c * sx_c)[:, None] + col[None, :], mask=mask, other=0.0).to(ACC)

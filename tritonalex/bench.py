@@ -6,9 +6,11 @@ and minimum bytes over peak bandwidth), the % of that floor reached, and the spe
 baseline (torch). Result files are written atomically.
 """
 
+import argparse
 import csv
 import datetime
 import os
+import sys
 import tempfile
 import time
 
@@ -86,3 +88,20 @@ def write_csv_atomically(rows, path):
         writer.writeheader()
         writer.writerows(rows)
     os.replace(f.name, path)
+
+
+def parser(doc):
+    """The options every benchmark script takes: --out, --batch, --dtypes, --smoke."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    p.add_argument("--out", required=True, help="CSV file to write")
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--dtypes", nargs="+", default=["bfloat16", "float32"])
+    p.add_argument("--smoke", action="store_true",
+                   help="tiny run that checks the script without a GPU (times are meaningless)")
+    return p
+
+
+def require_cuda(args, script):
+    """Exit with a clear message when a real (non --smoke) run has no GPU to measure."""
+    if not args.smoke and not torch.cuda.is_available():
+        sys.exit(f"{script} measures GPU speed and needs CUDA; use --smoke to check the script")
