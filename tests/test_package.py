@@ -74,3 +74,14 @@ def test_benchmark_script_runs(script, tmp_path):
     assert lines[0].startswith("date,gpu,torch,triton")
     assert len(lines) >= 5
     assert not list(tmp_path.glob("*.tmp")), "a temporary file was left behind"
+
+
+def test_every_package_is_listed_for_installation():
+    """A subpackage missing from pyproject's list would vanish from a non-editable install."""
+    import tomllib
+
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        listed = set(tomllib.load(f)["tool"]["setuptools"]["packages"])
+    found = {os.path.relpath(d, ROOT).replace(os.sep, ".")
+             for d, _, files in os.walk(os.path.join(ROOT, "tritonalex")) if "__init__.py" in files}
+    assert found | {"tritonalex.kernels"} == listed  # kernels/ installs as tritonalex.kernels

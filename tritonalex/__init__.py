@@ -24,7 +24,9 @@ def _choose_triton_mode():
 _choose_triton_mode()
 
 from . import functional, nn  # noqa: E402  (after the interpreter switch, which must come first)
+from .compiler import compile  # noqa: E402
 from .convert import convert  # noqa: E402
+from .spec import SpecError, load_spec  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["convert", "functional", "nn"]
+__all__ = ["SpecError", "compile", "convert", "functional", "load_spec", "nn"]

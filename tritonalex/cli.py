@@ -13,6 +13,69 @@ def _kernels(args):
     return subprocess.call([sys.executable, "-m", "tritonalex.kernels.aot"], env=env)
 
 
+def _summary(args):
+    import json
+
+    import tritonalex
+    from tritonalex.compiler import stages
+    from tritonalex.compiler.summary import summarize
+
+    spec = tritonalex.load_spec(args.spec)
+    graph = list(stages(spec, passes=[] if args.no_fuse else None,
+                        devices=tuple(f"gpu{i}" for i in range(spec.towers))))[-1][1]
+    rows, totals = summarize(spec, graph, batch=args.batch)
+    if args.json:
+        print(json.dumps(dict(layers=rows, totals=totals), indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{spec.name}: {spec.towers} tower(s), input {spec.channels}x{spec.size}x"
+                        f"{spec.size}, batch {args.batch}, one device per tower")
+    for col in ("layer", "towers", "output (HxWxC)", "parameters", "fwd GFLOP/img",
+                "activations (MiB)", "kernel (triton backend)", "device"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["layer"], r["towers"], r["output"], f"{r['parameters']:,}",
+                      f"{r['forward_flops'] / 1e9:.3f}", f"{r['activation_bytes'] / 2**20:.1f}",
+                      r["kernel"], r["devices"])
+    table.add_row("total", "", "", f"{totals['parameters']:,}", f"{totals['forward_flops'] / 1e9:.3f}",
+                  f"{totals['activation_bytes'] / 2**20:.1f}", "", "")
+    console = Console(width=160)
+    console.print(table)
+    console.print(f"bytes crossing between devices per training step (fp32): "
+                  f"{totals['crossing_bytes_per_step']:,}")
+    return 0
+
+
+def _compile(args):
+    import tritonalex
+    from tritonalex.compiler import explain
+
+    spec = tritonalex.load_spec(args.spec)
+    passes = None if args.passes is None else [p for p in args.passes.split(",") if p]
+    devices = tuple(args.devices.split(",")) if args.devices else ("cpu",)
+    if args.explain:
+        print(explain(spec, passes, devices))
+    else:
+        model = tritonalex.compile(spec, backend=args.backend, devices=devices, passes=passes)
+        print(f"{spec.name}: compiled for the {args.backend} backend, "
+              f"{sum(p.numel() for p in model.parameters()):,} parameters")
+    return 0
+
+
+def _with_spec_errors(fn):
+    def run(args):
+        from tritonalex.spec import SpecError
+
+        try:
+            return fn(args)
+        except SpecError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    return run
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="tritonalex", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -23,6 +86,31 @@ def build_parser():
                     "for sm_80 and sm_90 and print registers, spills, shared memory and wgmma use. "
                     "Exits 1 if any config fails to compile or spills registers.")
     kernels.set_defaults(run=_kernels)
+
+    summary = commands.add_parser(
+        "summary", help="per-layer table of a spec: shapes, parameters, FLOPs, memory, kernels",
+        description="Compile SPEC (a shipped name: alexnet, alexnet-owt, alexnet-small, or a .toml "
+                    "path) and print, per layer: towers, output shape, parameters, forward FLOPs, "
+                    "activation memory at --batch, the kernel that runs it and its device; then "
+                    "totals and the bytes that cross between devices per training step.")
+    summary.add_argument("spec")
+    summary.add_argument("--batch", type=int, default=128)
+    summary.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    summary.add_argument("--no-fuse", action="store_true", help="show the graph before fusion")
+    summary.set_defaults(run=_with_spec_errors(_summary))
+
+    comp = commands.add_parser(
+        "compile", help="compile a spec; --explain prints the graph after every compiler stage",
+        description="Compile SPEC through its stages (build graph, infer shapes, fusion passes, "
+                    "placement, lowering).")
+    comp.add_argument("spec")
+    comp.add_argument("--explain", action="store_true", help="print the graph after each stage")
+    comp.add_argument("--backend", choices=["triton", "torch"], default="triton")
+    comp.add_argument("--passes", default=None,
+                      help="comma-separated fusion passes to run (default: all; '' for none): "
+                           "fuse_conv_relu, fuse_linear_dropout, fuse_lrn_maxpool")
+    comp.add_argument("--devices", default=None, help="comma-separated devices, one per tower")
+    comp.set_defaults(run=_with_spec_errors(_compile))
     return parser
 
 

@@ -1,0 +1,155 @@
+"""Specs and the compiler: shipped specs, shapes, parameter counts, backends, towers, errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import tritonalex
+from tritonalex.compiler import explain, stages
+from tritonalex.compiler.summary import summarize
+from reference import Inputs, assert_close
+
+
+def placed_graph(name):
+    return list(stages(tritonalex.load_spec(name)))[-1][1]
+
+
+def test_alexnet_parameters_and_shapes():
+    spec = tritonalex.load_spec("alexnet")
+    rows, totals = summarize(spec, placed_graph("alexnet"), batch=1)
+    assert totals["parameters"] == 60_965_224
+    weighted = [r["output"] for r in rows if r["kind"] in ("conv", "linear")]
+    pools = {r["layer"]: r["output"] for r in rows}
+    assert weighted == ["55x55x96", "27x27x256", "13x13x384", "13x13x384", "13x13x256",
+                        "4096", "4096", "1000"]
+    assert pools["pool5"] == "6x6x256"
+    assert abs(totals["forward_flops"] - 2 * 724_406_816) < 1e-6 * totals["forward_flops"]
+
+
+def test_alexnet_owt_parameters():
+    _, totals = summarize(tritonalex.load_spec("alexnet-owt"), placed_graph("alexnet-owt"))
+    assert totals["parameters"] == 61_100_840
+
+
+@pytest.mark.parametrize("name", ["alexnet", "alexnet-owt", "alexnet-small"])
+def test_shipped_specs_compile(name):
+    model = tritonalex.compile(tritonalex.load_spec(name), backend="torch", devices="cpu")
+    _, totals = summarize(tritonalex.load_spec(name), placed_graph(name))
+    assert sum(p.numel() for p in model.parameters()) == totals["parameters"]
+
+
+def test_paper_initialization():
+    model = tritonalex.compile(tritonalex.load_spec("alexnet-small"), backend="torch", devices="cpu")
+    biases = {name: node.towers[0].bias.detach() for name, node in model.nodes.items() if hasattr(node, "towers")}
+    assert all(float(biases[n].abs().max()) == 0 for n in ("conv1", "conv3", "fc8"))
+    assert all(bool((biases[n] == 1).all()) for n in ("conv2", "conv4", "conv5", "fc6", "fc7"))
+    assert abs(model.nodes["conv2"].towers[0].weight.std().item() - 0.01) < 0.002
+
+
+def _small_pair(**triton_kwargs):
+    """The small spec on the torch backend and on the triton backend, with the same weights."""
+    spec = tritonalex.load_spec("alexnet-small")
+    torch.manual_seed(0)
+    ref = tritonalex.compile(spec, backend="torch", devices="cpu").double().eval()
+    with torch.no_grad():  # larger weights than the paper's init, so every layer matters
+        for p in ref.parameters():
+            p.normal_(0, 0.2 if p.dim() > 1 else 0.1)
+    ours = tritonalex.compile(spec, backend="triton", **triton_kwargs).double().eval()
+    ours.load_state_dict(ref.state_dict())
+    return ref, ours
+
+
+def test_triton_and_torch_backends_give_the_same_logits():
+    ref, ours = _small_pair(devices="cpu")
+    assert list(ref.state_dict()) == list(ours.state_dict())
+    rnd = Inputs()
+    x = rnd.randn(2, 3, 32, 32)
+    want = ref(x)
+    assert want.abs().max() > 1e-2  # a comparison of real signal, not of near-zero logits
+    assert_close(ours(x), want, 1e-10, "logits", rnd.seed)
+    assert_close(ours.probabilities(x), torch.softmax(want, 1), 1e-10, "probabilities", rnd.seed)
+
+
+def test_two_towers_on_two_devices_match_one_device():
+    ref, one = _small_pair(devices="cpu")
+    _, two = _small_pair(devices=("cpu", "cpu"), passes=[])  # also: no fusion, same result
+    two.load_state_dict(ref.state_dict())
+    x = Inputs().randn(1, 3, 32, 32)
+    assert_close(two(x), one(x), 1e-10, "two devices")
+
+
+def test_passes_can_be_switched_off():
+    spec = tritonalex.load_spec("alexnet")
+    fused = placed_graph("alexnet")
+    plain = list(stages(spec, passes=[]))[-1][1]
+    assert len(plain) == 24 and len(fused) == 13
+    assert [n.label for n in fused][:2] == ["conv1+relu1", "lrn1+pool1"]
+    assert "fuse_lrn_maxpool" in explain(spec)
+    with pytest.raises(ValueError, match="unknown passes"):
+        list(stages(spec, passes=["fuse_everything"]))
+
+
+BASE = '''name = "bad"
+towers = 2
+[input]
+channels = 3
+size = 16
+'''
+
+
+def _layers(*layers):
+    out = BASE
+    for name, kind, extra in layers:
+        out += f'[[layers]]\nname = "{name}"\nkind = "{kind}"\n{extra}\n'
+    return out
+
+
+BAD_SPECS = {
+    "unknown kind": (_layers(("c1", "convolution", "")), "layer 'c1' (#1): key 'kind'"),
+    "unknown key": (_layers(("c1", "conv", "out_channels = 8\nkernal = 3")), "layer 'c1' (#1): key 'kernal'"),
+    "missing parameter": (_layers(("c1", "conv", "kernel = 3")), "layer 'c1' (#1): key 'out_channels': missing"),
+    "empty output": (_layers(("c1", "conv", "out_channels = 8\nkernel = 17")), "layer 'c1' (#1): key 'kernel': output would be empty"),
+    "channels do not split": (_layers(("c1", "conv", "out_channels = 7\nkernel = 3")), "key 'out_channels': 7 does not split across 2 towers"),
+    "no such tower reference": (_layers(("c1", "conv", 'out_channels = 8\nkernel = 3\nreads = "tower3"')), "key 'reads': must be 'own' or 'all'"),
+    "linear on maps": (_layers(("f1", "linear", "out_features = 4")), "layer 'f1' (#1): a linear layer needs features"),
+    "softmax not last": (_layers(("s", "softmax", ""), ("r", "relu", "")), "layer 's' (#1): softmax must be the last layer"),
+    "duplicate name": (_layers(("r", "relu", ""), ("r", "relu", "")), "layer 'r' (#2): key 'name'"),
+    "not toml": ("name = [", "not valid TOML"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_SPECS))
+def test_bad_specs_name_file_layer_and_key(case, tmp_path):
+    text, message = BAD_SPECS[case]
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(tritonalex.SpecError) as error:
+        tritonalex.compile(tritonalex.load_spec(path), backend="torch", devices="cpu")
+    assert str(error.value).startswith("bad.toml: ")
+    assert message in str(error.value)
+
+
+def test_missing_spec_file():
+    with pytest.raises(tritonalex.SpecError, match="no such spec file"):
+        tritonalex.load_spec("/nonexistent/net.toml")
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "tritonalex.cli", *args], capture_output=True, text=True)
+
+
+def test_cli_summary_json_and_explain(tmp_path):
+    out = _cli("summary", "alexnet", "--json", "--batch", "2")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["totals"]["parameters"] == 60_965_224
+    assert data["totals"]["crossing_bytes_per_step"] > 0
+    assert any(r["kernel"] == "lrn_max_pool2d (fused)" for r in data["layers"])
+    explained = _cli("compile", "alexnet", "--explain")
+    assert explained.returncode == 0 and "after place" in explained.stdout
+    (tmp_path / "bad.toml").write_text(BAD_SPECS["unknown key"][0])
+    failed = _cli("summary", str(tmp_path / "bad.toml"))
+    assert failed.returncode == 2 and "key 'kernal'" in failed.stderr

@@ -1,0 +1,59 @@
+"""The spec compiler: parse -> graph -> shapes -> fusion passes -> placement -> lowering.
+
+    model = tritonalex.compile(tritonalex.load_spec("alexnet"), backend="triton")
+
+Each stage is a plain function over a list of `graph.Node`; `explain` returns the graph as text
+after every stage, which `tritonalex compile SPEC --explain` prints.
+"""
+
+from .graph import build_graph, forward_flops, infer_shapes, parameter_count
+from .lower import CompiledNet, lower
+from .passes import FUSION_PASSES, place
+
+__all__ = ["CompiledNet", "FUSION_PASSES", "compile", "explain", "forward_flops", "parameter_count",
+           "stages"]
+
+
+def stages(spec, passes=None, devices=("cpu",)):
+    """Yield (stage name, graph) after each compiler stage. `passes`: fusion pass names to run
+    (default: all of FUSION_PASSES, in order)."""
+    passes = list(FUSION_PASSES) if passes is None else list(passes)
+    unknown = [p for p in passes if p not in FUSION_PASSES]
+    if unknown:
+        raise ValueError(f"unknown passes {unknown}; available: {', '.join(FUSION_PASSES)}")
+    graph = build_graph(spec)
+    yield "build graph", graph
+    graph = infer_shapes(graph, spec)
+    yield "infer shapes", graph
+    for name in passes:
+        graph = FUSION_PASSES[name](graph)
+        yield name, graph
+    graph = place(graph, spec.towers, devices)
+    yield "place", graph
+
+
+def compile(spec, backend="triton", devices=None, passes=None):
+    """Compile a Spec (see tritonalex.load_spec) to an nn.Module.
+
+    devices: None (CPU, or cuda:0 when CUDA is present), one device, or one per tower.
+    passes: fusion passes to run (default all); the torch backend runs the same graph.
+    """
+    import torch
+
+    if devices is None:
+        devices = ("cuda:0",) if torch.cuda.is_available() else ("cpu",)
+    elif isinstance(devices, (str, torch.device)):
+        devices = (devices,)
+    graph = None
+    for _, graph in stages(spec, passes, devices):
+        pass
+    return lower(spec, graph, backend)
+
+
+def explain(spec, passes=None, devices=("cpu",)):
+    """The graph after every stage, as text."""
+    lines = []
+    for stage, graph in stages(spec, passes, devices):
+        lines.append(f"== after {stage}: {len(graph)} nodes")
+        lines += ["  " + node.describe() for node in graph]
+    return "\n".join(lines)

@@ -1,0 +1,64 @@
+"""Graph passes: fusion (each can be switched off by name) and device placement."""
+
+import dataclasses
+
+
+def _fold(graph, matches, merge):
+    """Walk the chain; where matches(node, next) holds, merge the next node into this one."""
+    out = []
+    for node in graph:
+        if out and matches(out[-1], node):
+            merged = merge(dataclasses.replace(out[-1], fused=list(out[-1].fused)), node)
+            merged.fused.append(node.name)
+            merged.parts, merged.shape = node.parts, node.shape
+            out[-1] = merged
+        else:
+            out.append(node)
+    return out
+
+
+def fuse_conv_relu(graph):
+    """conv -> relu and linear -> relu become one node with activation="relu"."""
+    def merge(node, relu):
+        node.activation = "relu"
+        return node
+    return _fold(graph, lambda a, b: a.kind in ("conv", "linear") and a.activation is None
+                 and not a.fused and b.kind == "relu", merge)
+
+
+def fuse_linear_dropout(graph):
+    """linear(+relu) -> dropout becomes one node: dropout in the GEMM epilogue."""
+    def merge(node, drop):
+        node.dropout = drop.params["p"]
+        return node
+    return _fold(graph, lambda a, b: a.kind == "linear" and not a.dropout and b.kind == "dropout",
+                 merge)
+
+
+def fuse_lrn_maxpool(graph):
+    """lrn -> maxpool becomes one lrn_maxpool node (the fused LRN -> max-pool kernel)."""
+    def merge(node, pool):
+        node.kind = "lrn_maxpool"
+        node.params = {"lrn": node.params, "pool": pool.params}
+        return node
+    return _fold(graph, lambda a, b: a.kind == "lrn" and b.kind == "maxpool", merge)
+
+
+FUSION_PASSES = {
+    "fuse_conv_relu": fuse_conv_relu,
+    "fuse_linear_dropout": fuse_linear_dropout,
+    "fuse_lrn_maxpool": fuse_lrn_maxpool,
+}
+
+
+def place(graph, towers, devices):
+    """Set each node's output devices: tower i on devices[i]; undivided outputs on devices[0].
+
+    `devices` is one device for everything, or one per tower.
+    """
+    devices = tuple(str(d) for d in devices)
+    if len(devices) not in (1, towers):
+        raise ValueError(f"devices: give one device, or one per tower ({towers}); got {devices}")
+    for node in graph:
+        node.devices = tuple(devices[i % len(devices)] for i in range(node.parts))
+    return graph
