@@ -6,9 +6,10 @@
 # 2. the conv benchmark against cuDNN at batch 128 (autotuned),
 # 3. the LRN / max-pool / fused LRN->max-pool benchmark against torch at batch 128,
 # 4. the fused linear+ReLU+dropout benchmark against cuBLAS + torch at batch 128,
-# writing gpu_check.log, pytest.xml, conv.csv, lrn_pool.csv and linear.csv under OUT_DIR. Each
-# step has its own time limit (130 + 130 + 50 + 40 s: under 6 minutes on one H100); the
-# benchmarks rewrite their CSV after every case, so a step cut short keeps what it measured.
+# 5. a training step and an inference pass of the alexnet spec, triton vs torch backend (bf16),
+# writing gpu_check.log, pytest.xml, conv.csv, lrn_pool.csv, linear.csv and net.csv under OUT_DIR.
+# Each step has its own time limit (120 + 110 + 45 + 35 + 45 s: under 6 minutes on one H100);
+# the benchmarks rewrite their CSV after every case, so a step cut short keeps what it measured.
 set -uo pipefail
 out=${1:?usage: bench/gpu_check.sh OUT_DIR}
 mkdir -p "$out"
@@ -30,19 +31,23 @@ export PYTHONPATH="$shim${PYTHONPATH:+:$PYTHONPATH}"
   python -c "import sys, torch, triton; print('python', sys.version.split()[0], 'torch', torch.__version__, 'triton', triton.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
 
   echo "== tests on the GPU"
-  TRITONALEX_AUTOTUNE=0 timeout 130 python -m pytest -q -p no:cacheprovider --junitxml="$out/pytest.xml" \
+  TRITONALEX_AUTOTUNE=0 timeout 120 python -m pytest -q -p no:cacheprovider --junitxml="$out/pytest.xml" \
       -k "not ahead_of_time and not benchmark_script" tests
   echo "pytest exit code: $?"
 
   echo "== conv benchmark (batch 128, bf16 and fp32, channels_last and NCHW)"
-  timeout 130 python bench/bench_conv.py --out "$out/conv.csv"
+  timeout 110 python bench/bench_conv.py --out "$out/conv.csv"
   echo "conv benchmark exit code: $?"
 
   echo "== LRN / max-pool / fused LRN->max-pool benchmark (batch 128, bf16 and fp32)"
-  timeout 50 python bench/bench_lrn_pool.py --out "$out/lrn_pool.csv"
+  timeout 45 python bench/bench_lrn_pool.py --out "$out/lrn_pool.csv"
   echo "LRN/pool benchmark exit code: $?"
 
   echo "== fused linear benchmark (fc6, fc7, fc8 at batch 128, bf16 and fp32, with peak memory)"
-  timeout 40 python bench/bench_linear.py --out "$out/linear.csv"
+  timeout 35 python bench/bench_linear.py --out "$out/linear.csv"
   echo "linear benchmark exit code: $?"
+
+  echo "== alexnet spec: training step and inference, triton vs torch backend (batch 128, bf16)"
+  timeout 45 python bench/bench_net.py --out "$out/net.csv"
+  echo "net benchmark exit code: $?"
 } 2>&1 | tee "$out/gpu_check.log"

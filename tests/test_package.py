@@ -61,7 +61,8 @@ def test_ahead_of_time_compile_check_passes():
 
 GPU_BENCH_ARGS = {"bench_conv.py": ["--batch", "2", "--layers", "conv5", "--layouts", "nchw"],
                   "bench_lrn_pool.py": ["--batch", "2", "--ops", "max_pool", "--layouts", "nchw"],
-                  "bench_linear.py": ["--batch", "2", "--layers", "fc8", "--dtypes", "float32"]}
+                  "bench_linear.py": ["--batch", "2", "--layers", "fc8", "--dtypes", "float32"],
+                  "bench_net.py": ["--batch", "2", "--spec", "alexnet-small", "--dtypes", "float32"]}
 
 
 @pytest.mark.parametrize("script", list(GPU_BENCH_ARGS))
