@@ -25,6 +25,15 @@ ln -s "$repo"/tritonalex/* "$shim/tritonalex/"
 ln -s "$repo/kernels" "$shim/tritonalex/kernels"
 export PYTHONPATH="$shim${PYTHONPATH:+:$PYTHONPATH}"
 
+# step SECONDS TITLE SCRIPT ARGS...: one benchmark script under its own time limit.
+step() {
+  local limit=$1 title=$2
+  shift 2
+  echo "== $title"
+  timeout "$limit" python "$@"
+  echo "$1 exit code: $?"
+}
+
 {
   echo "== gpu_check $(date -u +%Y-%m-%dT%H:%M:%SZ) commit $(git rev-parse --short HEAD 2>/dev/null || echo none)"
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
@@ -35,19 +44,12 @@ export PYTHONPATH="$shim${PYTHONPATH:+:$PYTHONPATH}"
       -k "not ahead_of_time and not benchmark_script" tests
   echo "pytest exit code: $?"
 
-  echo "== conv benchmark (batch 128, bf16 and fp32, channels_last and NCHW)"
-  timeout 110 python bench/bench_conv.py --out "$out/conv.csv"
-  echo "conv benchmark exit code: $?"
-
-  echo "== LRN / max-pool / fused LRN->max-pool benchmark (batch 128, bf16 and fp32)"
-  timeout 45 python bench/bench_lrn_pool.py --out "$out/lrn_pool.csv"
-  echo "LRN/pool benchmark exit code: $?"
-
-  echo "== fused linear benchmark (fc6, fc7, fc8 at batch 128, bf16 and fp32, with peak memory)"
-  timeout 35 python bench/bench_linear.py --out "$out/linear.csv"
-  echo "linear benchmark exit code: $?"
-
-  echo "== alexnet spec: training step and inference, triton vs torch backend (batch 128, bf16)"
-  timeout 45 python bench/bench_net.py --out "$out/net.csv"
-  echo "net benchmark exit code: $?"
+  step 110 "conv benchmark (batch 128, bf16 and fp32, channels_last and NCHW)" \
+      bench/bench_conv.py --out "$out/conv.csv"
+  step 45 "LRN / max-pool / fused LRN->max-pool benchmark (batch 128, bf16 and fp32)" \
+      bench/bench_lrn_pool.py --out "$out/lrn_pool.csv"
+  step 35 "fused linear benchmark (fc6, fc7, fc8 at batch 128, bf16 and fp32, peak memory)" \
+      bench/bench_linear.py --out "$out/linear.csv"
+  step 45 "alexnet spec: training step and inference, triton vs torch backend (batch 128, bf16)" \
+      bench/bench_net.py --out "$out/net.csv"
 } 2>&1 | tee "$out/gpu_check.log"
