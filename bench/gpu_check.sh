@@ -40,8 +40,12 @@ step() {
   python -c "import sys, torch, triton; print('python', sys.version.split()[0], 'torch', torch.__version__, 'triton', triton.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
 
   echo "== tests on the GPU"
-  TRITONALEX_AUTOTUNE=0 timeout 120 python -m pytest -q -p no:cacheprovider --junitxml="$out/pytest.xml" \
-      -k "not ahead_of_time and not benchmark_script" tests
+  # Most telling first (each new shape costs a compile on the GPU, so 120 s may not cover all):
+  # AlexNet's layer shapes, then the LRN/pool, FC and compiler suites, then everything else.
+  TRITONALEX_AUTOTUNE=0 timeout 120 python -m pytest -q -p no:cacheprovider -rf \
+      --junitxml="$out/pytest.xml" -k "not ahead_of_time and not benchmark_script" \
+      tests/test_conv.py::test_alexnet_layers tests/test_lrn_pool.py tests/test_linear.py \
+      tests/test_compiler.py tests
   echo "pytest exit code: $?"
 
   step 110 "conv benchmark (batch 128, bf16 and fp32, channels_last and NCHW)" \
