@@ -57,6 +57,18 @@ def pow_neg(s, beta):
 
 
 @triton.jit
+def lrn_tile(C, S, INDEX_64: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+    """This program's image n, positions s and channels c, with their in-bounds masks."""
+    n = tl.program_id(2)
+    s = tl.program_id(0) * BLOCK_S + tl.arange(0, BLOCK_S)
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    if INDEX_64:
+        n = n.to(tl.int64)
+        s = s.to(tl.int64)
+    return n, s, c, s < S, c < C
+
+
+@triton.jit
 def lrn_forward_kernel(
     x_ptr,  # input viewed as [N, C, S], any strides
     y_ptr,  # output [N, C, S], any strides
@@ -69,15 +81,8 @@ def lrn_forward_kernel(
     INDEX_64: tl.constexpr,  # compute element offsets in int64
     BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr,  # tile: channels x positions
 ):
-    n = tl.program_id(2)
-    s = tl.program_id(0) * BLOCK_S + tl.arange(0, BLOCK_S)
-    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    if INDEX_64:
-        n = n.to(tl.int64)
-        s = s.to(tl.int64)
+    n, s, c, s_ok, c_ok = lrn_tile(C, S, INDEX_64, BLOCK_C, BLOCK_S)
     k, alpha_over_size, beta = lrn_load_params(params_ptr)
-    s_ok = s < S
-    c_ok = c < C
     x_base = x_ptr + n * sx_n
     col = s * sx_s
     scale = lrn_scale(x_base, col, s_ok, c, C, sx_c, size, k, alpha_over_size, ACC, BLOCK_C, BLOCK_S)
@@ -103,15 +108,8 @@ def lrn_backward_kernel(
     INDEX_64: tl.constexpr,  # compute element offsets in int64
     BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr,  # tile: channels x positions
 ):
-    n = tl.program_id(2)
-    s = tl.program_id(0) * BLOCK_S + tl.arange(0, BLOCK_S)
-    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    if INDEX_64:
-        n = n.to(tl.int64)
-        s = s.to(tl.int64)
+    n, s, c, s_ok, c_ok = lrn_tile(C, S, INDEX_64, BLOCK_C, BLOCK_S)
     k, alpha_over_size, beta = lrn_load_params(params_ptr)
-    s_ok = s < S
-    c_ok = c < C
     x_base = x_ptr + n * sx_n
     dy_base = dy_ptr + n * sdy_n
     col = s * sx_s
