@@ -47,7 +47,7 @@ class DotKernel:
 
     def launch(self, grid, *args, dtype, allow_tf32, tile_dims, **constexprs):
         precision = dot_precision(dtype, allow_tf32)
-        constexprs.update(ACC=tl.float64 if dtype == torch.float64 else tl.float32,
+        constexprs.update(ACC=tl_accumulator(dtype),
                           PRECISION=precision, DOT_FP32=dot_in_fp32(dtype))
         if INTERPRETING:
             self.kernel[grid](*args, **interpreter_tile(*tile_dims), num_warps=1, **constexprs)
@@ -93,6 +93,11 @@ def dot_precision(dtype, allow_tf32):
 def dot_in_fp32(dtype):
     """Whether to upcast tiles to fp32 before `tl.dot`: bf16 arithmetic is wrong in the interpreter."""
     return INTERPRETING and dtype == torch.bfloat16
+
+
+def tl_accumulator(dtype):
+    """`accumulator_dtype` as the Triton dtype a kernel's ACC constexpr takes."""
+    return tl.float64 if dtype == torch.float64 else tl.float32
 
 
 def accumulator_dtype(dtype):

@@ -22,7 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .launch import INTERPRETING, accumulator_dtype, cdiv, needs_int64
+from .launch import INTERPRETING, accumulator_dtype, cdiv, needs_int64, tl_accumulator
 
 # (BLOCK_C, BLOCK_S, warps): channels x positions per program. One GPU config: the kernel is
 # memory-bound and the tile only needs to be wide along the contiguous axis.
@@ -150,10 +150,6 @@ def _grid(n, c, s):
     return (cdiv(s, block_s), cdiv(c, block_c), n)
 
 
-def _tl_acc(dtype):
-    return tl.float64 if dtype == torch.float64 else tl.float32
-
-
 def lrn_forward(x, y, size, alpha, beta, k):
     """y = LRN(x) for x and y viewed as [N, C, S] (3-D, any strides); returns y."""
     n, c, s = x.shape
@@ -162,7 +158,7 @@ def lrn_forward(x, y, size, alpha, beta, k):
     block_c, block_s, warps = _tile()
     lrn_forward_kernel[_grid(n, c, s)](
         x, y, lrn_params(k, alpha, beta, size, x.dtype, x.device), c, s, size,
-        *x.stride(), *y.stride(), ACC=_tl_acc(x.dtype), INDEX_64=needs_int64(x, y),
+        *x.stride(), *y.stride(), ACC=tl_accumulator(x.dtype), INDEX_64=needs_int64(x, y),
         BLOCK_C=block_c, BLOCK_S=block_s, num_warps=warps)
     return y
 
@@ -175,7 +171,7 @@ def lrn_backward(x, dy, dx, size, alpha, beta, k):
     block_c, block_s, warps = _tile()
     lrn_backward_kernel[_grid(n, c, s)](
         x, dy, dx, lrn_params(k, alpha, beta, size, x.dtype, x.device), c, s, size,
-        *x.stride(), *dy.stride(), *dx.stride(), ACC=_tl_acc(x.dtype),
+        *x.stride(), *dy.stride(), *dx.stride(), ACC=tl_accumulator(x.dtype),
         INDEX_64=needs_int64(x, dy, dx), BLOCK_C=block_c, BLOCK_S=block_s, num_warps=warps)
     return dx
 

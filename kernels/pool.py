@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .launch import INTERPRETING, accumulator_dtype, cdiv, empty, memory_format_of, needs_int64
+from .launch import INTERPRETING, cdiv, empty, memory_format_of, needs_int64, tl_accumulator
 from .lrn import lrn_load_params, lrn_params, lrn_scale, pow_neg
 
 # (BLOCK_C, BLOCK_P, warps) per kernel. Memory-bound: one GPU config each, picked from a sweep as
@@ -176,10 +176,6 @@ def _tile(kernel):
     return INTERPRETER_TILE if INTERPRETING else GPU_TILES[kernel]
 
 
-def _tl_acc(dtype):
-    return tl.float64 if dtype == torch.float64 else tl.float32
-
-
 def max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw, lrn=None):
     """(y, indices) of a max-pool of 4-D x; `lrn` = (size, alpha, beta, k) fuses an LRN before it.
 
@@ -197,7 +193,7 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw, lrn=None):
     max_pool2d_forward_kernel[(cdiv(oh * ow, block_p), cdiv(c, block_c), n)](
         x, y, idx, params, c, h, w, oh, ow, *stride, *padding, *dilation, lrn[0] if lrn else 0,
         *x.stride(), *y.stride(), KH=kernel[0], KW=kernel[1], LRN=lrn is not None,
-        ACC=_tl_acc(x.dtype), INDEX_64=needs_int64(x, idx), BLOCK_C=block_c, BLOCK_P=block_p,
+        ACC=tl_accumulator(x.dtype), INDEX_64=needs_int64(x, idx), BLOCK_C=block_c, BLOCK_P=block_p,
         num_warps=warps)
     return y, idx
 
@@ -217,7 +213,7 @@ def max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation, lrn=None)
     max_pool2d_backward_kernel[(cdiv(h * w, block_p), cdiv(c, block_c), n)](
         x, dy, idx, dx, params, c, h, w, oh, ow, *stride, *padding, *dilation,
         lrn[0] if lrn else 0, *x.stride(), *dy.stride(), *dx.stride(), KH=kernel[0], KW=kernel[1],
-        LRN=lrn is not None, ACC=_tl_acc(x.dtype), INDEX_64=needs_int64(x, dy, idx, dx),
+        LRN=lrn is not None, ACC=tl_accumulator(x.dtype), INDEX_64=needs_int64(x, dy, idx, dx),
         BLOCK_C=block_c, BLOCK_P=block_p, num_warps=warps)
     return dx
 
