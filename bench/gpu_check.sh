@@ -3,13 +3,13 @@
 #     bash bench/gpu_check.sh OUT_DIR
 # 1. the test suite on the GPU (compiled kernels, not the interpreter; first config of each list,
 #    TRITONALEX_AUTOTUNE=0, so every layer shape costs one compile),
-# 2. the conv benchmark against cuDNN at batch 128 (autotuned),
-# 3. the LRN / max-pool / fused LRN->max-pool benchmark against torch at batch 128,
-# 4. the fused linear+ReLU+dropout benchmark against cuBLAS + torch at batch 128,
-# 5. a training step and an inference pass of the alexnet spec, triton vs torch backend (bf16),
-# writing gpu_check.log, pytest.xml, conv.csv, lrn_pool.csv, linear.csv and net.csv under OUT_DIR.
-# Each step has its own time limit (120 + 110 + 45 + 35 + 45 s: under 6 minutes on one H100);
-# the benchmarks rewrite their CSV after every case, so a step cut short keeps what it measured.
+# 2. `tritonalex bench --layer all` (bf16, channels_last, forward / backward / forward+backward,
+#    tritonalex vs torch eager vs torch.compile, batch 128),
+# 3. the conv layers in NCHW (bf16), and in fp32 (IEEE) and tf32, training step, no torch.compile,
+# 4. `tritonalex bench --net` (alexnet: inference and a training step, bf16), and the plot,
+# writing gpu_check.log, pytest.xml, bench.csv (every measured row) and speedup.png under OUT_DIR.
+# Each step has its own time limit (120 + 180 + 90 + 90 + 90 s: under 10 minutes on one H100);
+# the bench command appends to its CSV after every case, so a step cut short keeps what it measured.
 set -uo pipefail
 out=${1:?usage: bench/gpu_check.sh OUT_DIR}
 mkdir -p "$out"
@@ -25,13 +25,13 @@ ln -s "$repo"/tritonalex/* "$shim/tritonalex/"
 ln -s "$repo/kernels" "$shim/tritonalex/kernels"
 export PYTHONPATH="$shim${PYTHONPATH:+:$PYTHONPATH}"
 
-# step SECONDS TITLE SCRIPT ARGS...: one benchmark script under its own time limit.
+# step SECONDS TITLE BENCH-ARGS...: one `tritonalex bench` run under its own time limit.
 step() {
   local limit=$1 title=$2
   shift 2
   echo "== $title"
-  timeout "$limit" python "$@"
-  echo "$1 exit code: $?"
+  timeout "$limit" python -m tritonalex.cli bench --csv "$out/bench.csv" "$@"
+  echo "bench exit code: $?"
 }
 
 {
@@ -43,17 +43,18 @@ step() {
   # Most telling first (each new shape costs a compile on the GPU, so 120 s may not cover all):
   # AlexNet's layer shapes, then the LRN/pool, FC and compiler suites, then everything else.
   TRITONALEX_AUTOTUNE=0 timeout 120 python -m pytest -q -p no:cacheprovider -rf \
-      --junitxml="$out/pytest.xml" -k "not ahead_of_time and not benchmark_script" \
+      --junitxml="$out/pytest.xml" -k "not ahead_of_time" \
       tests/test_conv.py::test_alexnet_layers tests/test_lrn_pool.py tests/test_linear.py \
       tests/test_compiler.py tests
   echo "pytest exit code: $?"
 
-  step 110 "conv benchmark (batch 128, bf16 and fp32, channels_last and NCHW)" \
-      bench/bench_conv.py --out "$out/conv.csv"
-  step 45 "LRN / max-pool / fused LRN->max-pool benchmark (batch 128, bf16 and fp32)" \
-      bench/bench_lrn_pool.py --out "$out/lrn_pool.csv"
-  step 35 "fused linear benchmark (fc6, fc7, fc8 at batch 128, bf16 and fp32, peak memory)" \
-      bench/bench_linear.py --out "$out/linear.csv"
-  step 45 "alexnet spec: training step and inference, triton vs torch backend (batch 128, bf16)" \
-      bench/bench_net.py --out "$out/net.csv"
+  step 180 "every layer: bf16, channels_last, three directions, with torch.compile" \
+      --layer all --dtype bf16 --layout channels_last --direction all
+  step 90 "conv layers: NCHW bf16, training step" \
+      --layer conv --dtype bf16 --layout nchw --direction both --no-compile
+  step 90 "conv layers: fp32 (IEEE) and tf32, both layouts, training step" \
+      --layer conv --dtype fp32 tf32 --direction both --no-compile
+  step 90 "alexnet spec: inference and training step, triton vs torch backend vs torch.compile (bf16)" \
+      --net alexnet --dtype bf16
+  python -m tritonalex.cli bench --csv "$out/bench.csv" --plot "$out/speedup.png" || true
 } 2>&1 | tee "$out/gpu_check.log"

@@ -59,24 +59,6 @@ def test_ahead_of_time_compile_check_passes():
     assert " 0 failed or spilled" in result.stdout
 
 
-GPU_BENCH_ARGS = {"bench_conv.py": ["--batch", "2", "--layers", "conv5", "--layouts", "nchw"],
-                  "bench_lrn_pool.py": ["--batch", "2", "--ops", "max_pool", "--layouts", "nchw"],
-                  "bench_linear.py": ["--batch", "2", "--layers", "fc8", "--dtypes", "float32"],
-                  "bench_net.py": ["--batch", "2", "--spec", "alexnet-small", "--dtypes", "float32"]}
-
-
-@pytest.mark.parametrize("script", list(GPU_BENCH_ARGS))
-def test_benchmark_script_runs(script, tmp_path):
-    out = tmp_path / "result.csv"
-    args = [sys.executable, os.path.join(ROOT, "bench", script), "--out", str(out)]
-    args += GPU_BENCH_ARGS[script] if torch.cuda.is_available() else ["--smoke"]
-    subprocess.run(args, check=True, capture_output=True, text=True)
-    lines = out.read_text().splitlines()
-    assert lines[0].startswith("date,gpu,torch,triton")
-    assert len(lines) >= 5
-    assert not list(tmp_path.glob("*.tmp")), "a temporary file was left behind"
-
-
 def test_every_package_is_listed_for_installation():
     """A subpackage missing from pyproject's list would vanish from a non-editable install."""
     import tomllib

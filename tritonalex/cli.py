@@ -111,6 +111,10 @@ def build_parser():
                            "fuse_conv_relu, fuse_linear_dropout, fuse_lrn_maxpool")
     comp.add_argument("--devices", default=None, help="comma-separated devices, one per tower")
     comp.set_defaults(run=_with_spec_errors(_compile))
+
+    from .bench.command import add_parser as add_bench_parser
+
+    add_bench_parser(commands)
     return parser
 
 

@@ -54,6 +54,12 @@ class Spec:
     size: int
     layers: list
 
+    @property
+    def classes(self):
+        """Outputs of the network: the last linear layer's out_features (None without one)."""
+        linears = [layer for layer in self.layers if layer.kind == "linear"]
+        return linears[-1].params["out_features"] if linears else None
+
     def error(self, layer, key, message):
         where = f"layer {layer.name!r} (#{layer.index})" if layer else "spec"
         key_part = f": key {key!r}" if key else ""
