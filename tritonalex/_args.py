@@ -59,3 +59,14 @@ def check_activation(activation):
     if activation not in (None, "relu"):
         raise ValueError(f"activation must be None or 'relu', got {activation!r}")
     return activation
+
+
+def autocast_inputs(*tensors):
+    """What torch.autocast does to conv2d and linear: inside an autocast region for the inputs'
+    device type, floating tensors are cast to the region's dtype (fp16 or bf16); outside, as is."""
+    first = tensors[0]
+    device_type = first.device.type
+    if not torch.is_autocast_enabled(device_type):
+        return tensors
+    dtype = torch.get_autocast_dtype(device_type)
+    return tuple(t.to(dtype) if t is not None and t.is_floating_point() else t for t in tensors)

@@ -115,6 +115,10 @@ def build_parser():
     from .bench.command import add_parser as add_bench_parser
 
     add_bench_parser(commands)
+
+    from .train.command import add_parsers as add_train_parsers
+
+    add_train_parsers(commands)
     return parser
 
 

@@ -5,6 +5,7 @@ Each function also takes keyword-only options that fuse what usually follows it
 """
 
 from . import ops
+from ._args import autocast_inputs
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, activation=None):
@@ -14,7 +15,9 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     groups, unbatched (C, H, W) input, any strides (NCHW and channels_last; channels_last is the
     layout whose reduction loads are coalesced). fp16/bf16 accumulate in fp32; fp32 uses TF32 on a
     GPU when ``torch.backends.cudnn.allow_tf32`` is set (torch's default), IEEE otherwise.
+    Inside torch.autocast, input, weight and bias are cast to its dtype, as for torch's conv2d.
     """
+    input, weight, bias = autocast_inputs(input, weight, bias)  # as torch.autocast does for conv2d
     return ops.conv2d(input, weight, bias, stride, padding, dilation, groups, activation)
 
 
@@ -53,7 +56,9 @@ def linear(input, weight, bias=None, *, activation=None, dropout=0.0, training=T
     epilogue; the backward re-derives both masks (the dropout one from its seed) instead of
     storing them. With neither, this is exactly torch's linear, for any leading dims.
     fp32 uses TF32 on a GPU when ``torch.backends.cuda.matmul.allow_tf32`` is set (off by default).
+    Inside torch.autocast, input, weight and bias are cast to its dtype, as for torch's linear.
     """
+    input, weight, bias = autocast_inputs(input, weight, bias)  # as torch.autocast does for linear
     return ops.linear(input, weight, bias, activation, dropout, training)
 
 

@@ -53,6 +53,7 @@ class Spec:
     channels: int
     size: int
     layers: list
+    text: str = ""  # the TOML it was read from
 
     @property
     def classes(self):
@@ -73,13 +74,16 @@ def spec_path(name_or_path):
     return os.fspath(name_or_path)
 
 
-def load_spec(name_or_path):
-    """Read and validate a spec: a shipped name (alexnet, alexnet-owt, alexnet-small) or a path."""
+def load_spec(name_or_path, text=None):
+    """Read and validate a spec: a shipped name (alexnet, alexnet-owt, alexnet-small) or a path;
+    with `text`, parse that TOML instead of the file (a checkpoint keeps its spec's text)."""
     path = spec_path(name_or_path)
     base = os.path.basename(path)
     try:
-        with open(path, "rb") as f:
-            raw = tomllib.load(f)
+        if text is None:
+            with open(path, "rb") as f:
+                text = f.read().decode()
+        raw = tomllib.loads(text)
     except FileNotFoundError:
         raise SpecError(f"{base}: no such spec file (shipped specs: {', '.join(SHIPPED)})") from None
     except tomllib.TOMLDecodeError as exc:
@@ -96,7 +100,7 @@ def load_spec(name_or_path):
         if not isinstance(inp.get(key), int) or inp[key] <= 0:
             raise SpecError(f"{base}: input: key {key!r}: a positive integer is required")
     spec = Spec(raw.get("name", os.path.splitext(base)[0]), path, towers, inp["channels"],
-                inp["size"], [])
+                inp["size"], [], text)
     names = set()
     for i, entry in enumerate(raw.get("layers", []), start=1):
         name = entry.get("name", f"#{i}")
