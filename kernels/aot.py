@@ -22,7 +22,7 @@ import tempfile
 from concurrent.futures import ProcessPoolExecutor
 
 ARCHS = (80, 90)
-MODULES = ("conv", "reduce", "lrn", "pool", "gemm", "activation")
+MODULES = ("conv", "reduce", "lrn", "pool", "gemm", "activation", "augment")
 
 
 def _jit_function(kernel):

@@ -149,3 +149,12 @@ def test_two_process_gloo_run_keeps_ranks_identical(tmp_path):
     initial = checkpoint.load(str(tmp_path / "last.pt"))  # rank 0 wrote the checkpoint alone
     assert initial["config"]["batch_size"] == 16
     assert torch.equal(initial["model"]["nodes.fc8.towers.0.weight"], a["nodes.fc8.towers.0.weight"])
+
+
+@pytest.mark.parametrize("precision, devices", [("bf16", None), ("fp16", None), ("fp32", "cpu,cpu")])
+def test_precisions_and_tower_devices(tmp_path, precision, devices):
+    """bf16 autocast, fp16 autocast with loss scaling, and towers on two devices all train."""
+    model, history = train(TrainConfig(epochs=1, out=str(tmp_path), precision=precision,
+                                       devices=devices, **TINY))
+    assert np.isfinite(history[0]["train_loss"]) and np.isfinite(history[0]["val_loss"])
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # fp32 master weights

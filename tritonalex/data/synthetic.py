@@ -41,7 +41,7 @@ def _mask(kind, yy, xx, r):
     raise ValueError(kind)
 
 
-def generate(count, size, seed, noise=0.08):
+def generate(count, size, seed, noise=0.03):
     """(uint8 images (count, size, size, 3), int64 labels (count,)), balanced over the classes."""
     rng = np.random.default_rng(seed)
     labels = np.arange(count) % len(CLASSES)

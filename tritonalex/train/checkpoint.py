@@ -20,6 +20,9 @@ def save_atomically(state, path):
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".pt")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it owner-only; a checkpoint is a normal file
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(dict(state, format=FORMAT), f)
