@@ -7,8 +7,10 @@
 #    tritonalex vs torch eager vs torch.compile, batch 128),
 # 3. the conv layers in NCHW (bf16), and in fp32 (IEEE) and tf32, training step, no torch.compile,
 # 4. `tritonalex bench --net` (alexnet: inference and a training step, bf16), and the plot,
-# writing gpu_check.log, pytest.xml, bench.csv (every measured row) and speedup.png under OUT_DIR.
-# Each step has its own time limit (120 + 180 + 90 + 90 + 90 s: under 10 minutes on one H100);
+# 5. `tritonalex train` on the built-in data with the triton backend (2 epochs, bf16) and `eval`,
+# writing gpu_check.log, pytest.xml, bench.csv (every measured row), speedup.png and train/
+# (checkpoints, metrics.jsonl, curves.png) under OUT_DIR.
+# Each step has its own time limit (120 + 160 + 60 + 70 + 80 + 60 s: under 9.5 minutes on one H100);
 # the bench command appends to its CSV after every case, so a step cut short keeps what it measured.
 set -uo pipefail
 out=${1:?usage: bench/gpu_check.sh OUT_DIR}
@@ -48,13 +50,19 @@ step() {
       tests/test_compiler.py tests
   echo "pytest exit code: $?"
 
-  step 180 "every layer: bf16, channels_last, three directions, with torch.compile" \
+  step 160 "every layer: bf16, channels_last, three directions, with torch.compile" \
       --layer all --dtype bf16 --layout channels_last --direction all
-  step 90 "conv layers: NCHW bf16, training step" \
+  step 60 "conv layers: NCHW bf16, training step" \
       --layer conv --dtype bf16 --layout nchw --direction both --no-compile
-  step 90 "conv layers: fp32 (IEEE) and tf32, both layouts, training step" \
+  step 70 "conv layers: fp32 (IEEE) and tf32, both layouts, training step" \
       --layer conv --dtype fp32 tf32 --direction both --no-compile
-  step 90 "alexnet spec: inference and training step, triton vs torch backend vs torch.compile (bf16)" \
+  step 80 "alexnet spec: inference and training step, triton vs torch backend vs torch.compile (bf16)" \
       --net alexnet --dtype bf16
   python -m tritonalex.cli bench --csv "$out/bench.csv" --plot "$out/speedup.png" || true
+
+  echo "== train alexnet-small on the built-in data, triton backend, bf16, 2 epochs; 10-crop eval"
+  timeout 60 python -m tritonalex.cli train --epochs 2 --precision bf16 --out "$out/train"
+  echo "train exit code: $?"
+  timeout 20 python -m tritonalex.cli eval --checkpoint "$out/train/last.pt"
+  echo "eval exit code: $?"
 } 2>&1 | tee "$out/gpu_check.log"

@@ -141,6 +141,8 @@ def _rank_worker(rank, world, port, out):
     torch.distributed.destroy_process_group()
 
 
+@pytest.mark.skipif(torch.cuda.is_available() and torch.cuda.device_count() < 2,
+                    reason="with CUDA the ranks use NCCL, one GPU each")
 def test_two_process_gloo_run_keeps_ranks_identical(tmp_path):
     torch.multiprocessing.spawn(_rank_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2)
     a, b = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
@@ -158,3 +160,13 @@ def test_precisions_and_tower_devices(tmp_path, precision, devices):
                                        devices=devices, **TINY))
     assert np.isfinite(history[0]["train_loss"]) and np.isfinite(history[0]["val_loss"])
     assert all(p.dtype == torch.float32 for p in model.parameters())  # fp32 master weights
+
+
+@pytest.mark.slow
+def test_triton_backend_trains_on_the_cpu(tmp_path):
+    """--backend triton without CUDA runs every kernel in the interpreter: slow (about 3 minutes
+    for two batches of 8), but it trains."""
+    model, history = train(TrainConfig(epochs=1, out=str(tmp_path), train_images=16,
+                                       val_images=8, batch_size=8, quiet=True, backend="triton"))
+    assert np.isfinite(history[0]["train_loss"])
+    assert type(model.nodes["conv1"].towers[0]).__module__ == "tritonalex.nn"

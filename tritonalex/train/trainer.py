@@ -285,7 +285,7 @@ def train(config):
         run.say(f"epoch {epoch + 1}/{config.epochs}: train loss {metrics['train_loss']:.4f}, "
                 f"val loss {val['loss']:.4f}, val top-1 {100 * val['top1']:.1f}%, top-5 "
                 f"{100 * val['top5']:.1f}%, lr {metrics['lr']:g}, "
-                f"{metrics['images_per_s']:.0f} images/s"
+                f"{metrics['images_per_s']:.3g} images/s"
                 + (f", {metrics['dropped_files']} unreadable files skipped"
                    if metrics["dropped_files"] else ""))
     return model, history
