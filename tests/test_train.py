@@ -102,6 +102,9 @@ def test_resume_after_an_interruption_reproduces_the_uninterrupted_run(tmp_path,
     strip = [{k: v for k, v in json.loads(line).items() if k not in ("images_per_s", "seconds")}
              for line in a_lines + b_lines]
     assert strip[:2] == strip[2:]
+    # resuming a finished run trains nothing more
+    _, again = train(TrainConfig(epochs=2, out=str(tmp_path / "b"), resume="last", quiet=True))
+    assert again == history
 
 
 def test_damaged_checkpoint_is_a_clear_error(tmp_path, capsys):

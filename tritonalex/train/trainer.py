@@ -199,8 +199,7 @@ def train(config):
     set_tf32(config.precision)
     torch.manual_seed(config.seed)
     model = compiler.compile(spec, backend=config.backend, devices=run.devices)
-    params = [p for p in model.parameters()]
-    optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
     scaler = torch.amp.GradScaler(run.device.type, enabled=config.precision == "fp16")
     schedule = dict(lr=config.lr, best_error=None, bad_epochs=0, drops=0)
@@ -211,6 +210,10 @@ def train(config):
         scaler.load_state_dict(state["scaler"])
         schedule, history, start = dict(state["schedule"]), list(state["metrics"]), state["epoch"]
         checkpoint.set_rng_state(state["rng"])
+    if start >= config.epochs:
+        run.say(f"{config.out}: already trained for {start} epochs; pass a larger --epochs to "
+                f"continue")
+        return model, history
     trained = model
     if run.world > 1:
         trained = torch.nn.parallel.DistributedDataParallel(
@@ -227,38 +230,9 @@ def train(config):
     for epoch in range(start, config.epochs):
         for group in optimizer.param_groups:
             group["lr"] = schedule["lr"]
-        torch.manual_seed(_epoch_seed(config.seed, epoch, run.rank))
-        gen = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch, run.rank) + 1)
-        trained.train()
-        began, loss_sum, seen, dropped = time.perf_counter(), torch.zeros((), dtype=torch.float64,
-                                                                          device=run.device), 0, 0
-        steps = -(-(data.train_count() // run.world) // per_rank)
-        with _progress(run, epoch, config.epochs, steps) as advance:
-            for images, index, labels, bad in data.train_batches(epoch, per_rank, config.seed,
-                                                                run.rank, run.world):
-                dropped += bad
-                if images is None:
-                    advance(None, seen, began, schedule["lr"])
-                    continue
-                views = (random_views(index.cpu(), stored, crop, gen, alpha_std=config.pca_std,
-                                      flip=config.flip)
-                         if config.random_crop else center_views(index.cpu(), stored, crop))
-                if not config.random_crop and config.flip:  # reflections without crops
-                    views.flip = torch.randint(0, 2, views.flip.shape, generator=gen,
-                                               dtype=torch.int32)
-                x = augment(images, views, stats, crop, backend=config.backend)
-                with forward_context():
-                    loss = TF.cross_entropy(trained(x).float(), labels)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                loss_sum += loss.detach().double() * labels.shape[0]
-                seen += labels.shape[0]
-                advance(loss, seen, began, schedule["lr"])
-        seconds = time.perf_counter() - began
-        train_totals = reduce_across_ranks(dict(loss=loss_sum.item(), images=seen, dropped=dropped),
-                                           run.device)
+        train_totals = _train_epoch(trained, optimizer, scaler, data, stats, config, run, epoch,
+                                    per_rank, stored, crop, forward_context, schedule["lr"])
+        seconds = train_totals["seconds"]
         val = summary(reduce_across_ranks(
             evaluate(model, data, stats, crop, per_rank, config.backend, forward_context,
                      rank=run.rank, world=run.world), run.device))
@@ -289,6 +263,50 @@ def train(config):
                 + (f", {metrics['dropped_files']} unreadable files skipped"
                    if metrics["dropped_files"] else ""))
     return model, history
+
+
+def _train_epoch(model, optimizer, scaler, data, stats, config, run, epoch, per_rank, stored, crop,
+                 forward_context, lr):
+    """One pass over this rank's shard; returns totals over all ranks: loss (summed over images),
+    images, unreadable files dropped, and the seconds it took."""
+    torch.manual_seed(_epoch_seed(config.seed, epoch, run.rank))  # dropout masks
+    gen = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch, run.rank) + 1)
+    model.train()
+    began, seen, dropped = time.perf_counter(), 0, 0
+    loss_sum = torch.zeros((), dtype=torch.float64, device=run.device)  # no sync per step
+    steps = -(-(data.train_count() // run.world) // per_rank)
+    with _progress(run, epoch, config.epochs, steps) as advance:
+        for images, index, labels, bad in data.train_batches(epoch, per_rank, config.seed,
+                                                            run.rank, run.world):
+            dropped += bad
+            if images is None:  # every file of the batch was unreadable
+                advance(None, seen, began, lr)
+                continue
+            x = augment(images, _training_views(index.cpu(), stored, crop, gen, config), stats,
+                        crop, backend=config.backend)
+            with forward_context():
+                loss = TF.cross_entropy(model(x).float(), labels)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            loss_sum += loss.detach().double() * labels.shape[0]
+            seen += labels.shape[0]
+            advance(loss, seen, began, lr)
+    totals = dict(loss=loss_sum.item(), images=seen, dropped=dropped)
+    return dict(reduce_across_ranks(totals, run.device), seconds=time.perf_counter() - began)
+
+
+def _training_views(index, stored, crop, gen, config):
+    """The augmentation draws of a batch: random crops, reflections and lighting as configured."""
+    if config.random_crop:
+        return random_views(index, stored, crop, gen, alpha_std=config.pca_std, flip=config.flip)
+    views = center_views(index, stored, crop)
+    if config.flip:  # reflections without crops
+        views.flip = torch.randint(0, 2, views.flip.shape, generator=gen, dtype=torch.int32)
+    if config.pca_std:
+        views.alphas = torch.randn(views.alphas.shape, generator=gen) * config.pca_std
+    return views
 
 
 def _epoch_seed(seed, epoch, rank):
