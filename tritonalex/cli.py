@@ -1,4 +1,5 @@
-"""The ``tritonalex`` command."""
+"""tritonalex: AlexNet on Triton kernels. Compile-check the kernels, inspect and compile specs,
+benchmark against cuDNN/cuBLAS, train with the paper's recipe and evaluate with its 10-crop test."""
 
 import argparse
 import os
