@@ -111,7 +111,7 @@ def test_cpu_path_checks_a_whole_spec(capsys):
     code, out = run_cli(capsys, "--net", "alexnet-small", "--json", "--check-batch", "2")
     assert code == 0, out.err
     rows = json.loads(out.out)["rows"]
-    assert [r["direction"] for r in rows] == ["inference", "training step"]
+    assert [r["direction"] for r in rows] == ["inference", "training step", "augmentation"]
     assert all(r["check"] == "ok" for r in rows)
 
 

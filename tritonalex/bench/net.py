@@ -1,6 +1,8 @@
 """A whole compiled spec as a benchmark case: an inference pass and a training step (forward,
 cross-entropy, backward, SGD with momentum and weight decay), triton backend against the torch
-backend (cuDNN/cuBLAS), the same weights on the same card.
+backend (cuDNN/cuBLAS), the same weights on the same card; and the training augmentation of one
+batch (the fused Triton kernel against the same transformation in torch ops), to set beside the
+training step it feeds.
 
 Cost of a step (batch N, P parameters, A activation elements per image from the compiler's
 summary, I input elements per image, s bytes per element):
@@ -10,12 +12,16 @@ summary, I input elements per image, s bytes per element):
   forward's, plus the backward's (each activation and its gradient read, the gradient written:
   3*N*A; weights read and their gradients written: 2P) and SGD's (read weight, gradient and
   momentum, write weight and momentum: 5P).
+- augmentation: no FLOPs counted; bytes: the crops' uint8 pixels read once (N*I) and the float
+  input written once (N*I*s).
 """
 
 import torch
 import torch.nn.functional as TF
 
 from ..compiler import compile as compile_spec
+from ..data import stored_size
+from ..data.augment import ColorStats, augment, random_views
 from ..compiler import stages
 from ..compiler.summary import summarize
 
@@ -67,3 +73,19 @@ def step(model, pass_, x, labels):
         TF.cross_entropy(model(x).float(), labels).backward()
         optimizer.step()
     return train_step
+
+
+def augmentation_case(spec, batch, dtype, device, seed=0):
+    """({"tritonalex": step, "torch": step}, bytes): augmenting one training batch from stored
+    uint8 images (random, at the spec's stored size) into the network's input, two ways."""
+    stored = stored_size(spec.size)
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (batch, stored, stored, spec.channels), generator=gen,
+                           dtype=torch.uint8)
+    stats = ColorStats.from_images([images])
+    views = random_views(torch.arange(batch), stored, spec.size, gen, channels=spec.channels)
+    images = images.to(device)
+    steps = {impl: (lambda b=backend: augment(images, views, stats, spec.size, dtype, backend=b))
+             for impl, backend in (("tritonalex", "triton"), ("torch", "torch"))}
+    pixels = batch * spec.channels * spec.size * spec.size
+    return steps, pixels * (1 + torch.tensor([], dtype=dtype).element_size())
