@@ -197,3 +197,23 @@ def test_bad_input_is_a_clear_error(capsys, tmp_path):
     assert code == 2 and "--batch" in out.err
     code, out = run_cli(capsys, "--plot", str(tmp_path / "p.png"), "--csv", str(tmp_path / "no.csv"))
     assert code == 2 and "no recorded results" in out.err
+
+
+def test_a_torch_compile_failure_becomes_a_row_with_its_reason(monkeypatch):
+    def broken_compile(fn):
+        def compiled(*args):
+            raise RuntimeError("inductor is not available here")
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    fns, notes = command._with_compiled({"tritonalex": abs, "torch": abs}, skip=False)
+    steps, notes = command._steps(fns, notes, lambda fn: (lambda: fn(-1)))
+    assert steps["torch.compile"] is None and "inductor is not available" in notes["torch.compile"]
+    assert steps["torch"]() == 1  # the other implementations are untouched
+    monkeypatch.setattr(harness, "time_ms", lambda step: (1.0, 1.0, 1.0))
+    monkeypatch.setattr(harness, "peak_mib", lambda step: 0.0)
+    info = dict(gpu="NVIDIA H100", date="d", torch="t", triton="tr", tritonalex="v", batch=1)
+    rows = harness.measurement_rows(info, "fc8", "fp32", "row-major", "forward", steps, 1, 1, notes)
+    assert [r["impl"] for r in rows] == ["tritonalex", "torch", "torch.compile"]
+    assert "p50_ms" not in rows[2] and "inductor" in rows[2]["note"]
+    assert rows[0]["speedup_vs_torch"] == 1.0

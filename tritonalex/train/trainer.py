@@ -337,15 +337,14 @@ def _progress(run, epoch, epochs, steps):
     with Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), TextColumn("{task.fields[info]}")) as progress:
         task = progress.add_task("train", total=steps, epoch=f"{epoch + 1}/{epochs}", info="")
-        count = [0]
+        count, shown_loss = [0], [""]
 
         def advance(loss, seen, began, lr):
             count[0] += 1
-            info = f"{seen / max(time.perf_counter() - began, 1e-9):.0f} img/s  lr {lr:g}"
             if loss is not None and (count[0] % 10 == 1 or count[0] == steps):
-                info = f"loss {loss.item():.4f}  " + info  # .item() syncs: every 10 steps only
-                progress.update(task, info=info)
-            progress.update(task, advance=1)
+                shown_loss[0] = f"loss {loss.item():.4f}  "  # .item() syncs: every 10 steps only
+            rate = seen / max(time.perf_counter() - began, 1e-9)
+            progress.update(task, advance=1, info=f"{shown_loss[0]}{rate:.0f} img/s  lr {lr:g}")
         yield advance
 
 
