@@ -193,7 +193,6 @@ def _check_all(chosen, spec, args, directions, layouts):
     rows = []
     for precision in args.dtype:
         size = harness.PRECISIONS[precision][0].itemsize
-        kind = "tf32" if precision == "tf32" else precision
         for layer in chosen:
             for layout in layouts if layers.kind(layer) != "fc" else ("row-major",):
                 error = _check_layer(layer, args.check_batch, layout,
@@ -201,29 +200,28 @@ def _check_all(chosen, spec, args, directions, layouts):
                 for direction in directions:
                     flops, bytes_ = layers.cost(layer, args.batch, size, direction)
                     rows.append(_check_row(layer, precision, layout, direction, error, flops,
-                                           bytes_, kind, args.batch))
+                                           bytes_, args.batch))
         if spec is not None:
             error = _check_net(spec, args.check_batch)
             for pass_ in net.PASSES:
                 flops, bytes_ = net.cost(spec, args.batch, size, pass_)
                 rows.append(_check_row(spec.name, precision, "nchw", pass_, error, flops, bytes_,
-                                       kind, args.batch))
+                                       args.batch))
             # the augmentation computes in fp32 by design (its input is 8-bit): fp32 tolerance
             steps, _ = net.augmentation_case(spec, args.check_batch, torch.float32, "cpu")
             error = _rel_error(steps["tritonalex"](), steps["torch"]())
-            _, bytes_ = net.augmentation_case(spec, args.batch, harness.PRECISIONS[precision][0],
-                                              "cpu")
-            rows.append(_check_row(spec.name, precision, "nchw", "augmentation", error, 0, bytes_,
-                                   kind, args.batch, tolerance=AUGMENT_TOLERANCE))
+            rows.append(_check_row(spec.name, precision, "nchw", "augmentation", error, 0,
+                                   net.augmentation_bytes(spec, args.batch, size), args.batch,
+                                   tolerance=AUGMENT_TOLERANCE))
     return rows
 
 
-def _check_row(case, precision, layout, direction, error, flops, bytes_, kind, batch,
+def _check_row(case, precision, layout, direction, error, flops, bytes_, batch,
                tolerance=CHECK_TOLERANCE):
     return dict(case=case, dtype=precision, layout=layout, direction=direction, batch=batch,
                 check="ok" if error <= tolerance else "FAIL", max_rel_error=error,
                 gflop=flops / 1e9, mbytes=bytes_ / 1e6,
-                h100_floor_ms=harness.floor_ms("H100", kind, flops, bytes_))
+                h100_floor_ms=harness.floor_ms("H100", precision, flops, bytes_))
 
 
 def _rel_error(ours, ref):

@@ -10,9 +10,10 @@ and the peak memory of one call. Result files are written atomically.
 import csv
 import datetime
 import os
-import tempfile
 
 import torch
+
+from .._output import atomic_open
 
 # Dense datasheet peaks (SXM parts): TFLOP/s per compute kind, and HBM bandwidth in TB/s.
 PEAKS = {
@@ -107,11 +108,8 @@ def measurement_rows(info, case, precision, layout, direction, steps, flops, byt
 
 
 def append_csv_atomically(rows, path):
-    """Append rows to the CSV at `path` (created with a header if missing) by writing the old
-    content plus the new rows to a temporary file beside it and renaming: a crash or Ctrl-C
-    leaves either the old file or the new one, never half of it."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
+    """Append rows to the CSV at `path` (created with a header if missing) by rewriting the old
+    content plus the new rows atomically: a crash or Ctrl-C leaves the old file or the new one."""
     old = []
     if os.path.exists(path):
         with open(path, newline="") as f:
@@ -120,12 +118,10 @@ def append_csv_atomically(rows, path):
                 raise ValueError(f"{path} has other columns than this version writes; "
                                  f"pass another --csv file")
             old = list(reader)
-    with tempfile.NamedTemporaryFile("w", dir=directory, delete=False, newline="",
-                                     suffix=".tmp") as f:
+    with atomic_open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=FIELDS)
         writer.writeheader()
         writer.writerows(old + rows)
-    os.replace(f.name, path)
 
 
 def read_csv(path):

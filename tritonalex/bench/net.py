@@ -87,5 +87,9 @@ def augmentation_case(spec, batch, dtype, device, seed=0):
     images = images.to(device)
     steps = {impl: (lambda b=backend: augment(images, views, stats, spec.size, dtype, backend=b))
              for impl, backend in (("tritonalex", "triton"), ("torch", "torch"))}
-    pixels = batch * spec.channels * spec.size * spec.size
-    return steps, pixels * (1 + torch.tensor([], dtype=dtype).element_size())
+    return steps, augmentation_bytes(spec, batch, dtype.itemsize)
+
+
+def augmentation_bytes(spec, batch, element_size):
+    """Minimum bytes of augmenting a batch: the crops' uint8 pixels read, the input written."""
+    return batch * spec.channels * spec.size * spec.size * (1 + element_size)

@@ -7,6 +7,7 @@ implementation (tritonalex, torch.compile), the torch eager time being 1.0.
 import os
 import sys
 
+from .._output import pyplot, save_figure
 from .harness import read_csv
 from .layers import ORDER
 
@@ -28,12 +29,8 @@ def latest_speedups(rows):
 
 def plot_speedups(csv_path, out_path):
     """Draw the plot; returns an exit code (2 with a message when it cannot)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         print("error: --plot needs matplotlib: pip install matplotlib (or tritonalex[plot])",
               file=sys.stderr)
         return 2
@@ -59,8 +56,6 @@ def plot_speedups(csv_path, out_path):
         ax.set_title(f"{gpu}: {dtype}, {layout}, {direction}")
         ax.legend()
     fig.tight_layout()
-    tmp = out_path + ".tmp.png"
-    fig.savefig(tmp)
-    os.replace(tmp, out_path)  # atomically, like every result file
+    save_figure(fig, out_path)  # atomically, like every result file
     print(f"wrote {out_path} ({len(groups)} panels from {csv_path})")
     return 0

@@ -11,7 +11,7 @@ from .lower import CompiledNet, lower
 from .passes import FUSION_PASSES, place
 
 __all__ = ["CompiledNet", "FUSION_PASSES", "compile", "explain", "forward_flops", "parameter_count",
-           "stages"]
+           "parse_devices", "stages"]
 
 
 def stages(spec, passes=None, devices=("cpu",)):
@@ -32,6 +32,16 @@ def stages(spec, passes=None, devices=("cpu",)):
     yield "place", graph
 
 
+def parse_devices(text=None):
+    """Devices from a comma-separated list ("cuda:0,cuda:1"), or the default when none is given:
+    cuda:0 when CUDA is present, the CPU otherwise."""
+    import torch
+
+    if text:
+        return tuple(d.strip() for d in text.split(",") if d.strip())
+    return ("cuda:0",) if torch.cuda.is_available() else ("cpu",)
+
+
 def compile(spec, backend="triton", devices=None, passes=None):
     """Compile a Spec (see tritonalex.load_spec) to an nn.Module.
 
@@ -41,7 +51,7 @@ def compile(spec, backend="triton", devices=None, passes=None):
     import torch
 
     if devices is None:
-        devices = ("cuda:0",) if torch.cuda.is_available() else ("cpu",)
+        devices = parse_devices()
     elif isinstance(devices, (str, torch.device)):
         devices = (devices,)
     graph = None

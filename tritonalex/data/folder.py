@@ -32,9 +32,9 @@ class ImageFolder(torch.utils.data.Dataset):
         self.stored = stored
         self.classes = classes or find_classes(split_dir)
         known = set(find_classes(split_dir))
-        missing = [c for c in known if c not in self.classes]
-        if missing:
-            raise ValueError(f"{split_dir} has classes the model was not trained on: {missing}")
+        unknown = [c for c in known if c not in self.classes]
+        if unknown:
+            raise ValueError(f"{split_dir} has classes the model was not trained on: {unknown}")
         self.samples = []
         for label, name in enumerate(self.classes):
             folder = os.path.join(split_dir, name)

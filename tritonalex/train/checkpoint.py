@@ -3,9 +3,10 @@ renamed over the old one), so a crash or Ctrl-C leaves the previous checkpoint o
 never a broken file; read back with a clear error when a file is damaged or not ours."""
 
 import os
-import tempfile
 
 import torch
+
+from .._output import atomic_open
 
 FORMAT = "tritonalex-checkpoint-1"
 KEYS = ("format", "epoch", "model", "optimizer", "scaler", "schedule", "rng", "config", "spec",
@@ -17,22 +18,8 @@ class CheckpointError(RuntimeError):
 
 
 def save_atomically(state, path):
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".pt")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it owner-only; a checkpoint is a normal file
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(dict(state, format=FORMAT), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "wb") as f:
+        torch.save(dict(state, format=FORMAT), f)
 
 
 def load(path, map_location="cpu"):

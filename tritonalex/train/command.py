@@ -139,8 +139,7 @@ def evaluate_checkpoint(args):
     spec = load_spec(config["spec"], state["spec"])
     prepare_spec(spec, len(info["classes"]), config["dropout"])
     backend = args.backend or default_backend()[0]
-    devices = tuple(args.devices.split(",")) if args.devices else (
-        ("cuda:0",) if torch.cuda.is_available() else ("cpu",))
+    devices = compiler.parse_devices(args.devices)
     model = compiler.compile(spec, backend=backend, devices=devices)
     model.load_state_dict(state["model"])
     if args.data:

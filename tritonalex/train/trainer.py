@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as TF
 
 from .. import compiler
+from .._output import atomic_open, pyplot, save_figure
 from ..data import BuiltinData, FolderData, stored_size
 from ..data.augment import ColorStats, augment, center_views, random_views
 from ..spec import load_spec
@@ -112,10 +113,8 @@ class Run:
                              "each rank uses one device (cuda:LOCAL_RANK), so leave it out")
         if self.world > 1 and torch.cuda.is_available():
             self.devices = (f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}",)
-        elif config.devices:
-            self.devices = tuple(d.strip() for d in config.devices.split(",") if d.strip())
         else:
-            self.devices = ("cuda:0",) if torch.cuda.is_available() else ("cpu",)
+            self.devices = compiler.parse_devices(config.devices)
         self.device = torch.device(self.devices[0])
         self.main = self.rank == 0
         self.quiet = config.quiet or not self.main
@@ -351,12 +350,9 @@ def _progress(run, epoch, epochs, steps):
 def write_metrics(history, out):
     """OUT/metrics.jsonl, one JSON line per epoch, rewritten atomically from the checkpoint's
     history (so after a resume it never holds epochs the checkpoint does not)."""
-    path = os.path.join(out, "metrics.jsonl")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    with atomic_open(os.path.join(out, "metrics.jsonl"), "w") as f:
         for metrics in history:
             f.write(json.dumps(metrics) + "\n")
-    os.replace(tmp, path)
 
 
 _warned_no_matplotlib = []
@@ -364,12 +360,8 @@ _warned_no_matplotlib = []
 
 def plot_curves(history, path):
     """Loss and accuracy per epoch to `path` (PNG), atomically; skipped without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         if not _warned_no_matplotlib:
             print("curves.png skipped: matplotlib is not installed (pip install matplotlib)")
             _warned_no_matplotlib.append(True)
@@ -383,7 +375,4 @@ def plot_curves(history, path):
     ax2.plot(epochs, [100 * m["val_top5"] for m in history], "o-", label="top-5")
     ax2.set_xlabel("epoch"), ax2.set_ylabel("validation accuracy (%)"), ax2.legend()
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)
