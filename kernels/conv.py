@@ -64,6 +64,18 @@ _SHAPE_KEY = ["C_PER_GROUP", "OC_PER_GROUP", "H", "W", "OH", "OW", "KH", "KW"]
 
 
 @triton.jit
+def bias_relu_epilogue(acc, b_ptr, cols, cols_ok, HAS_BIAS: tl.constexpr,
+                       APPLY_RELU: tl.constexpr, ACC: tl.constexpr):
+    """Bias (one per output column) and ReLU on a GEMM's accumulator tile, before its single
+    rounding to the output dtype; the conv and linear forwards share it."""
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + cols, mask=cols_ok, other=0.0).to(ACC)[None, :]
+    if APPLY_RELU:
+        acc = tl.where(acc < 0, 0.0, acc)  # NaN stays NaN, as in torch.relu
+    return acc
+
+
+@triton.jit
 def conv2d_forward_kernel(
     x_ptr,  # input [N, C, H, W], any strides
     w_ptr,  # weight [OC, C_PER_GROUP, KH, KW], any strides
@@ -130,11 +142,7 @@ def conv2d_forward_kernel(
                 b = b.to(tl.float32)
             acc = tl.dot(a, b, acc, input_precision=PRECISION, out_dtype=ACC)
 
-    # Epilogue: bias and ReLU on the accumulator, one rounding to the output dtype.
-    if HAS_BIAS:
-        acc += tl.load(b_ptr + oc, mask=oc_ok, other=0.0).to(ACC)[None, :]
-    if APPLY_RELU:
-        acc = tl.where(acc < 0, 0.0, acc)  # NaN stays NaN, as in torch.relu
+    acc = bias_relu_epilogue(acc, b_ptr, oc, oc_ok, HAS_BIAS, APPLY_RELU, ACC)
     y_off = (n * sy_n + oh * sy_h + ow * sy_w)[:, None] + (oc * sy_c)[None, :]
     tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty), mask=m_ok[:, None] & oc_ok[None, :])
 

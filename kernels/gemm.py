@@ -17,6 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .conv import bias_relu_epilogue
 from .launch import DotKernel, cdiv, config, empty
 
 # Tile configs per kernel and dot class (see launch.dot_class), best general choice first: the
@@ -82,10 +83,7 @@ def linear_forward_kernel(
             a = a.to(tl.float32)
             b = b.to(tl.float32)
         acc = tl.dot(a, b, acc, input_precision=PRECISION, out_dtype=ACC)
-    if HAS_BIAS:
-        acc += tl.load(b_ptr + rn, mask=n_ok, other=0.0).to(ACC)[None, :]
-    if APPLY_RELU:
-        acc = tl.where(acc < 0, 0.0, acc)  # NaN stays NaN, as in torch.relu
+    acc = bias_relu_epilogue(acc, b_ptr, rn, n_ok, HAS_BIAS, APPLY_RELU, ACC)
     if DROPOUT:
         acc = tl.where(dropout_keep(seed, rm, rn, N, p), acc * scale, 0.0)
     tl.store(y_ptr + rm[:, None] * sy_m + rn[None, :] * sy_n, acc.to(y_ptr.dtype.element_ty),

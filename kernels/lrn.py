@@ -57,8 +57,9 @@ def pow_neg(s, beta):
 
 
 @triton.jit
-def lrn_tile(C, S, INDEX_64: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
-    """This program's image n, positions s and channels c, with their in-bounds masks."""
+def channel_tile(C, S, INDEX_64: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+    """This program's image n (grid axis 2), BLOCK_S positions s of S (axis 0) and BLOCK_C
+    channels c of C (axis 1), with their in-bounds masks; the LRN and max-pool kernels tile so."""
     n = tl.program_id(2)
     s = tl.program_id(0) * BLOCK_S + tl.arange(0, BLOCK_S)
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
@@ -81,7 +82,7 @@ def lrn_forward_kernel(
     INDEX_64: tl.constexpr,  # compute element offsets in int64
     BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr,  # tile: channels x positions
 ):
-    n, s, c, s_ok, c_ok = lrn_tile(C, S, INDEX_64, BLOCK_C, BLOCK_S)
+    n, s, c, s_ok, c_ok = channel_tile(C, S, INDEX_64, BLOCK_C, BLOCK_S)
     k, alpha_over_size, beta = lrn_load_params(params_ptr)
     x_base = x_ptr + n * sx_n
     col = s * sx_s
@@ -108,7 +109,7 @@ def lrn_backward_kernel(
     INDEX_64: tl.constexpr,  # compute element offsets in int64
     BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr,  # tile: channels x positions
 ):
-    n, s, c, s_ok, c_ok = lrn_tile(C, S, INDEX_64, BLOCK_C, BLOCK_S)
+    n, s, c, s_ok, c_ok = channel_tile(C, S, INDEX_64, BLOCK_C, BLOCK_S)
     k, alpha_over_size, beta = lrn_load_params(params_ptr)
     x_base = x_ptr + n * sx_n
     dy_base = dy_ptr + n * sdy_n

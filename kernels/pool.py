@@ -21,7 +21,7 @@ import triton
 import triton.language as tl
 
 from .launch import INTERPRETING, cdiv, empty, memory_format_of, needs_int64, tl_accumulator
-from .lrn import lrn_load_params, lrn_params, lrn_scale, pow_neg
+from .lrn import channel_tile, lrn_load_params, lrn_params, lrn_scale, pow_neg
 
 # (BLOCK_C, BLOCK_P, warps) per kernel. Memory-bound: one GPU config each, picked from a sweep as
 # the widest that compiles without spills for every dtype, with and without the fused LRN.
@@ -46,14 +46,7 @@ def max_pool2d_forward_kernel(
     INDEX_64: tl.constexpr,  # compute element offsets in int64
     BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,  # tile: channels x output pixels
 ):
-    n = tl.program_id(2)
-    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
-    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    if INDEX_64:
-        n = n.to(tl.int64)
-        p = p.to(tl.int64)
-    p_ok = p < OH * OW
-    c_ok = c < C
+    n, p, c, p_ok, c_ok = channel_tile(C, OH * OW, INDEX_64, BLOCK_C, BLOCK_P)  # output pixels
     oh = p // OW
     ow = p % OW
     x_base = x_ptr + n * sx_n
@@ -130,14 +123,7 @@ def max_pool2d_backward_kernel(
     INDEX_64: tl.constexpr,  # compute element offsets in int64
     BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,  # tile: channels x input pixels
 ):
-    n = tl.program_id(2)
-    q = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
-    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    if INDEX_64:
-        n = n.to(tl.int64)
-        q = q.to(tl.int64)
-    q_ok = q < H * W
-    c_ok = c < C
+    n, q, c, q_ok, c_ok = channel_tile(C, H * W, INDEX_64, BLOCK_C, BLOCK_P)  # input pixels
     ih = q // W
     iw = q % W
     dy_base = dy_ptr + n * sdy_n
