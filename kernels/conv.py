@@ -76,6 +76,17 @@ def bias_relu_epilogue(acc, b_ptr, cols, cols_ok, HAS_BIAS: tl.constexpr,
 
 
 @triton.jit
+def window_source(i, pad, tap, dil, stride, O, ok):
+    """Along one axis, the output position o whose window reads input position i at tap `tap`
+    (o*stride = i + pad - tap*dil), and whether there is one: the right side must be a
+    non-negative multiple of the stride below O*stride. The conv input gradient and the
+    max-pool backward invert their windows with it."""
+    t = i + pad - tap * dil
+    o = t // stride
+    return o, ok & (t >= 0) & (t % stride == 0) & (o < O)
+
+
+@triton.jit
 def conv2d_forward_kernel(
     x_ptr,  # input [N, C, H, W], any strides
     w_ptr,  # weight [OC, C_PER_GROUP, KH, KW], any strides
@@ -190,13 +201,9 @@ def conv2d_input_grad_kernel(
     # one are masked, so each tap costs a vector of bounds checks, not a tile.
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC)
     for kh in range(KH):
-        th = ih + pad_h - kh * dil_h
-        oh = th // stride_h
-        h_ok = m_ok & (th >= 0) & (th % stride_h == 0) & (oh < OH)
+        oh, h_ok = window_source(ih, pad_h, kh, dil_h, stride_h, OH, m_ok)
         for kw in range(KW):
-            tw = iw + pad_w - kw * dil_w
-            ow = tw // stride_w
-            row_ok = h_ok & (tw >= 0) & (tw % stride_w == 0) & (ow < OW)
+            ow, row_ok = window_source(iw, pad_w, kw, dil_w, stride_w, OW, h_ok)
             dy_row = n * sdy_n + oh * sdy_h + ow * sdy_w
             y_row = n * sy_n + oh * sy_h + ow * sy_w
             w_tap = kh * sw_h + kw * sw_w

@@ -20,6 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .conv import window_source
 from .launch import INTERPRETING, cdiv, empty, memory_format_of, needs_int64, tl_accumulator
 from .lrn import channel_tile, lrn_load_params, lrn_params, lrn_scale, pow_neg
 
@@ -90,13 +91,9 @@ def pool_grad_gather(dy_base, idx_base, ch, ch_ok, ih, iw, pix_ok, W, OH, OW,
     target = (ih * W + iw).to(tl.int64)
     g = tl.zeros((BLOCK_C, BLOCK_P), dtype=ACC)
     for kh in range(KH):
-        th = ih + pad_h - kh * dil_h
-        oh = th // stride_h
-        h_ok = pix_ok & (th >= 0) & (th % stride_h == 0) & (oh < OH)
+        oh, h_ok = window_source(ih, pad_h, kh, dil_h, stride_h, OH, pix_ok)
         for kw in range(KW):
-            tw = iw + pad_w - kw * dil_w
-            ow = tw // stride_w
-            ok = h_ok & (tw >= 0) & (tw % stride_w == 0) & (ow < OW)
+            ow, ok = window_source(iw, pad_w, kw, dil_w, stride_w, OW, h_ok)
             off = (ch * sdy_c)[:, None] + (oh * sdy_h + ow * sdy_w)[None, :]
             mask = ch_ok[:, None] & ok[None, :]
             hit = mask & (tl.load(idx_base + off, mask=mask, other=-1) == target[None, :])
