@@ -1,8 +1,10 @@
 """Training and validation data as stored uint8 images, sharded per rank, in batches.
 
 A source yields batches as (images, index, labels, dropped): `images` is a uint8 (M, S, S, 3)
-tensor on the device and `index` picks the batch out of it (the built-in set lives on the device
-whole; a folder batch is its own `images` with index 0..N-1); `dropped` counts unreadable files.
+tensor on the device and `index`, a CPU tensor (the augmentation draws its views on the host and
+sends them over once), picks the batch out of it (the built-in set lives on the device whole; a
+folder batch is its own `images` with index 0..N-1); `labels` are on the device; `dropped` counts
+unreadable files.
 Augmentation (tritonalex.data.augment) turns them into the network's input.
 
 Every epoch's order is a permutation drawn from (seed, epoch), so a resumed run sees the same
@@ -58,8 +60,8 @@ class BuiltinData:
     def _batches(self, split, indices, batch):
         images, labels = split
         for start in range(0, len(indices), batch):
-            index = indices[start:start + batch].to(self.device)
-            yield images, index, labels[index], 0
+            index = indices[start:start + batch]
+            yield images, index, labels[index.to(self.device)], 0
 
     def train_batches(self, epoch, batch, seed, rank=0, world=1):
         return self._batches(self.train, epoch_order(self.train_count(), seed, epoch, rank, world),
@@ -104,8 +106,7 @@ class FolderData:
                 yield None, None, None, dropped
                 continue
             images = images.to(self.device, non_blocking=True)
-            yield images, torch.arange(images.shape[0], device=self.device), \
-                labels.to(self.device), dropped
+            yield images, torch.arange(images.shape[0]), labels.to(self.device), dropped
 
     def train_batches(self, epoch, batch, seed, rank=0, world=1):
         return self._batches(self.train, epoch_order(len(self.train), seed, epoch, rank, world),

@@ -27,8 +27,8 @@ def evaluate(model, data, stats, crop, batch, backend, precision_context, tta=1,
         if images is None:
             continue
         stored = images.shape[1]
-        views = (ten_crop_views(index.cpu(), stored, crop) if tta == 10
-                 else center_views(index.cpu(), stored, crop))
+        views = (ten_crop_views(index, stored, crop) if tta == 10
+                 else center_views(index, stored, crop))
         x = augment(images, views, stats, crop, memory_format=memory_format, backend=backend)
         with precision_context():
             logits = model(x).float()

@@ -281,7 +281,7 @@ def _train_epoch(model, optimizer, scaler, data, stats, config, run, epoch, per_
             if images is None:  # every file of the batch was unreadable
                 advance(None, seen, began, lr)
                 continue
-            x = augment(images, _training_views(index.cpu(), stored, crop, gen, config), stats,
+            x = augment(images, _training_views(index, stored, crop, gen, config), stats,
                         crop, backend=config.backend)
             with forward_context():
                 loss = TF.cross_entropy(model(x).float(), labels)
