@@ -8,7 +8,7 @@ the output gradient: the mask is never stored. The ReLU backward reads the saved
 import triton
 import triton.language as tl
 
-from .launch import INTERPRETING, cdiv, empty
+from .launch import INTERPRETING, Cost, cdiv, empty, launch, nbytes
 
 BLOCK_GPU = 1024
 BLOCK_INTERPRETER = 1 << 16
@@ -62,22 +62,22 @@ def dropout_kernel(
     tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty), mask=mask)
 
 
-def _launch(kernel, numel, *args):
+def _launch(kernel, numel, min_bytes, *args):
     block = BLOCK_INTERPRETER if INTERPRETING else BLOCK_GPU
     if numel:
-        kernel[(cdiv(numel, block),)](*args, BLOCK=block)
+        launch(kernel, (cdiv(numel, block),), *args, BLOCK=block, cost=Cost(0, min_bytes))
 
 
 def relu_forward(x, out=None):
     """relu of a contiguous x into `out` (a new tensor, or x itself for in place)."""
     y = empty(x.shape, x.dtype, x.device) if out is None else out
-    _launch(relu_forward_kernel, x.numel(), x, y, x.numel())
+    _launch(relu_forward_kernel, x.numel(), nbytes(x, y), x, y, x.numel())
     return y
 
 
 def relu_backward(y, dy):
     dx = empty(y.shape, dy.dtype, dy.device)
-    _launch(relu_backward_kernel, y.numel(), y, dy, dx, y.numel())
+    _launch(relu_backward_kernel, y.numel(), nbytes(y, dy, dx), y, dy, dx, y.numel())
     return dx
 
 
@@ -85,7 +85,7 @@ def dropout(x, p, seed, out=None):
     """Dropout of a contiguous x with drop probability p, the mask drawn from `seed`."""
     y = empty(x.shape, x.dtype, x.device) if out is None else out
     scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
-    _launch(dropout_kernel, x.numel(), x, y, x.numel(), seed, p, scale)
+    _launch(dropout_kernel, x.numel(), nbytes(x, y), x, y, x.numel(), seed, p, scale)
     return y
 
 

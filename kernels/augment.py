@@ -18,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .launch import INTERPRETING, cdiv, empty
+from .launch import INTERPRETING, Cost, cdiv, empty, launch, nbytes
 
 BLOCK_GPU = 256  # output pixels per program; each loads 3 strided bytes per pixel
 BLOCK_INTERPRETER = 1 << 14  # a whole image per program: the interpreter pays per program
@@ -73,9 +73,11 @@ def augment_forward(images, index, top, left, flip, shift, mean, std, crop, dtyp
     block = BLOCK_INTERPRETER if INTERPRETING else BLOCK_GPU
     block = min(block, triton.next_power_of_2(crop * crop))
     grid = (n, cdiv(crop * crop, block))
-    augment_forward_kernel[grid](
-        images, out, index, top, left, flip, shift, mean, 1.0 / std, crop, *images.stride(),
-        *out.stride(), CHANNELS=channels, BLOCK=block, num_warps=NUM_WARPS)
+    # Minimum bytes: the cropped uint8 pixels read once, the output written once.
+    cost = Cost(0, n * channels * crop * crop + nbytes(out, index, top, left, flip, shift))
+    launch(augment_forward_kernel, grid,
+           images, out, index, top, left, flip, shift, mean, 1.0 / std, crop, *images.stride(),
+           *out.stride(), CHANNELS=channels, BLOCK=block, num_warps=NUM_WARPS, cost=cost)
     return out
 
 

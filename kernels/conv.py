@@ -30,13 +30,16 @@ import triton.language as tl
 
 from .launch import (
     INTERPRETING,
+    Cost,
     DotKernel,
     accumulator_dtype,
     cdiv,
     config,
     empty,
     memory_format_of,
+    nbytes,
     needs_int64,
+    sm_count,
 )
 from .reduce import sum_splits
 
@@ -340,12 +343,14 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, relu, all
     if y.numel() == 0:
         return y
     grid = lambda meta: (cdiv(m, meta["BLOCK_M"]), cdiv(oc // groups, meta["BLOCK_N"]), groups)
+    cost = Cost(2 * m * oc * c_per_group * kh * kw, nbytes(x, weight, bias, y),
+                trips=lambda meta: kh * cdiv(kw * c_per_group, meta["BLOCK_K"]))
     _forward.launch(
         grid, x, weight, bias if bias is not None else weight, y,
         m, h, w, oh, ow, c_per_group, oc // groups,
         stride[0], stride[1], padding[0][0], padding[1][0], dilation[0], dilation[1],
         *x.stride(), *weight.stride(), *y.stride(),
-        dtype=x.dtype, allow_tf32=allow_tf32, tile_dims=(m, oc // groups, kw * c_per_group),
+        dtype=x.dtype, allow_tf32=allow_tf32, tile_dims=(m, oc // groups, kw * c_per_group), cost=cost,
         INDEX_64=needs_int64(x, weight, y), KH=kh, KW=kw, HAS_BIAS=bias is not None, APPLY_RELU=relu,
     )
     return y
@@ -367,18 +372,21 @@ def conv2d_input_grad(dy, y, weight, x_like, stride, padding, dilation, groups, 
         return dx.zero_()
     y = y if relu else dy
     grid = lambda meta: (cdiv(m, meta["BLOCK_M"]), cdiv(c_per_group, meta["BLOCK_N"]), groups)
+    cost = Cost(2 * n * oh * ow * oc * c_per_group * kh * kw,
+                nbytes(dy, y if relu else None, weight, dx),
+                trips=lambda meta: kh * kw * cdiv(oc // groups, meta["BLOCK_K"]))
     _input_grad.launch(
         grid, dy, y, weight, dx,
         m, h, w, oh, ow, c_per_group, oc // groups,
         stride[0], stride[1], padding[0][0], padding[1][0], dilation[0], dilation[1],
         *dy.stride(), *y.stride(), *weight.stride(), *dx.stride(),
-        dtype=dy.dtype, allow_tf32=allow_tf32, tile_dims=(m, c_per_group, oc // groups),
+        dtype=dy.dtype, allow_tf32=allow_tf32, tile_dims=(m, c_per_group, oc // groups), cost=cost,
         INDEX_64=needs_int64(dy, y, weight, dx), KH=kh, KW=kw, APPLY_RELU=relu,
     )
     return dx
 
 
-def _weight_grad_splits(tiles, pixels):
+def _weight_grad_splits(tiles, pixels, device):
     """How many programs share the pixel reduction of the weight gradient.
 
     On a GPU: enough (tile, split) programs to fill every SM about twice, each still reducing at
@@ -386,7 +394,7 @@ def _weight_grad_splits(tiles, pixels):
     """
     if INTERPRETING:
         return 1
-    sms = torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
+    sms = sm_count(device)
     return max(1, min(cdiv(2 * sms, tiles), cdiv(pixels, 512)))
 
 
@@ -406,11 +414,14 @@ def conv2d_weight_bias_grad(dy, y, x, weight_shape, stride, padding, dilation, g
 
     col_tiles = lambda block_n: kh * cdiv(kw * c_per_group, block_n) if need_weight else 1
     tiles = cdiv(oc // groups, 64) * col_tiles(64) * groups
-    splits = _weight_grad_splits(tiles, pixels)
+    splits = _weight_grad_splits(tiles, pixels, dy.device)
     per_split = cdiv(pixels, splits)
     splits = cdiv(pixels, per_split)
     dw_part = empty((splits, oc, ckk), acc, dy.device) if need_weight else None
     db_part = empty((splits, oc), acc, dy.device) if need_bias else None
+    cost = Cost(2 * pixels * oc * ckk if need_weight else 0,
+                nbytes(dy, y if relu else None, x if need_weight else None, dw, db),
+                trips=lambda meta: cdiv(per_split, meta["BLOCK_K"]))
     y = y if relu else dy
     grid = lambda meta: (cdiv(oc // groups, meta["BLOCK_M"]),
                          col_tiles(meta["BLOCK_N"]), groups * splits)
@@ -420,6 +431,7 @@ def conv2d_weight_bias_grad(dy, y, x, weight_shape, stride, padding, dilation, g
         stride[0], stride[1], padding[0][0], padding[1][0], dilation[0], dilation[1],
         *dy.stride(), *y.stride(), *x.stride(),
         dtype=dy.dtype, allow_tf32=allow_tf32, tile_dims=(oc // groups, kw * c_per_group, per_split),
+        cost=cost,
         INDEX_64=needs_int64(dy, y, x), KH=kh, KW=kw, APPLY_RELU=relu, COMPUTE_WEIGHT=need_weight, COMPUTE_BIAS=need_bias,
     )
     if need_weight:

@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 
 from .conv import bias_relu_epilogue
-from .launch import DotKernel, cdiv, config, empty
+from .launch import Cost, DotKernel, cdiv, config, empty, nbytes
 
 # Tile configs per kernel and dot class (see launch.dot_class), best general choice first: the
 # candidates that compile for sm_80 and sm_90 without spills (aot.py). 128x128 forward tiles spill:
@@ -207,10 +207,11 @@ def linear_forward(x, weight, bias, relu, p, seed, allow_tf32):
     if y.numel() == 0:
         return y
     grid = lambda meta: (cdiv(m, meta["BLOCK_M"]), cdiv(n, meta["BLOCK_N"]))
+    cost = Cost(2 * m * n * k, nbytes(x, weight, bias, y), trips=lambda meta: cdiv(k, meta["BLOCK_K"]))
     _forward.launch(grid, x, weight, bias if bias is not None else weight, y, m, n, k,
                     *x.stride(), *weight.stride(), *y.stride(), seed, p, dropout_scale(p),
-                    dtype=x.dtype, allow_tf32=allow_tf32, tile_dims=(m, n, k), HAS_BIAS=bias is not None, APPLY_RELU=relu,
-            DROPOUT=p > 0)
+                    dtype=x.dtype, allow_tf32=allow_tf32, tile_dims=(m, n, k), cost=cost,
+                    HAS_BIAS=bias is not None, APPLY_RELU=relu, DROPOUT=p > 0)
     return y
 
 
@@ -220,11 +221,14 @@ def linear_input_grad(dy, y, weight, relu, p, seed, allow_tf32):
     dx = empty((m, k), dy.dtype, dy.device)
     if dx.numel() == 0:
         return dx
+    cost = Cost(2 * m * n * k, nbytes(dy, y if relu else None, weight, dx),
+                trips=lambda meta: cdiv(n, meta["BLOCK_K"]))
     y = y if relu else dy
     grid = lambda meta: (cdiv(m, meta["BLOCK_M"]), cdiv(k, meta["BLOCK_N"]))
     _input_grad.launch(grid, dy, y, weight, dx, m, n, k, *dy.stride(), *y.stride(),
                        *weight.stride(), *dx.stride(), seed, p, dropout_scale(p), dtype=dy.dtype,
-                       allow_tf32=allow_tf32, tile_dims=(m, k, n), APPLY_RELU=relu, DROPOUT=p > 0)
+                       allow_tf32=allow_tf32, tile_dims=(m, k, n), cost=cost, APPLY_RELU=relu,
+                       DROPOUT=p > 0)
     return dx
 
 
@@ -235,12 +239,16 @@ def linear_weight_bias_grad(dy, y, x, relu, p, seed, need_weight, need_bias, all
     db = empty((n,), dy.dtype, dy.device) if need_bias else None
     if m == 0 or n == 0:
         return tuple(t.zero_() if t is not None else None for t in (dw, db))
+    cost = Cost(2 * m * n * k if need_weight else 0,
+                nbytes(dy, y if relu else None, x if need_weight else None, dw, db),
+                trips=lambda meta: cdiv(m, meta["BLOCK_K"]))
     y = y if relu else dy
     grid = lambda meta: (cdiv(n, meta["BLOCK_M"]), cdiv(k, meta["BLOCK_N"]) if need_weight else 1)
     _weight_grad.launch(grid, dy, y, x, dw if need_weight else dy, db if need_bias else dy,
                         m, n, k, *dy.stride(), *y.stride(), *x.stride(), seed, p, dropout_scale(p),
-                        dtype=dy.dtype, allow_tf32=allow_tf32, tile_dims=(n, k, m), APPLY_RELU=relu, DROPOUT=p > 0,
-            COMPUTE_WEIGHT=need_weight, COMPUTE_BIAS=need_bias)
+                        dtype=dy.dtype, allow_tf32=allow_tf32, tile_dims=(n, k, m), cost=cost,
+                        APPLY_RELU=relu, DROPOUT=p > 0, COMPUTE_WEIGHT=need_weight,
+                        COMPUTE_BIAS=need_bias)
     return dw, db
 
 

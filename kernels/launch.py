@@ -13,6 +13,9 @@ their launchers:
   and the interpreter's bf16 workaround.
 * ``empty``: every output buffer comes from here, so tests can poison them (fill with NaN) and
   catch an element that a kernel never wrote.
+* ``launch``: the one place every kernel launch goes through. Each launch states its ``Cost``
+  (useful FLOPs, minimum bytes, main-loop trips per program), so the static performance model
+  (``tritonalex.perf``) can capture a whole training step's launches without running one.
 """
 
 import os
@@ -28,6 +31,58 @@ INTERPRETING = os.environ.get("TRITON_INTERPRET", "0").lower() not in ("", "0", 
 AUTOTUNE = os.environ.get("TRITONALEX_AUTOTUNE", "1") != "0"
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+class Cost:
+    """What a launch costs at least, for the static performance model (``tritonalex.perf``).
+
+    flops: useful floating-point operations (2 per multiply-add of a GEMM, 0 for data movement);
+    min_bytes: bytes that must cross DRAM at least (each input read once, each output written once);
+    trips: per config (a dict of its constexprs), how many times one program runs the kernel's
+    main loop (the one holding the ``tl.dot``, else the longest); 1 for loop-free kernels.
+    """
+
+    __slots__ = ("flops", "min_bytes", "trips")
+
+    def __init__(self, flops, min_bytes, trips=None):
+        self.flops, self.min_bytes = int(flops), int(min_bytes)
+        self.trips = trips or (lambda meta: 1)
+
+
+def nbytes(*tensors):
+    """Bytes of the elements of these tensors (None skipped): a minimum-traffic term."""
+    return sum(t.numel() * t.element_size() for t in tensors if t is not None)
+
+
+# Set by the static performance model while it captures a step: called with every launch instead
+# of running it (see `launch`). None the rest of the time.
+capture_hook = None
+
+
+def launch(kernel, grid, *args, cost, configs=None, **kwargs):
+    """Run `kernel[grid](*args, **kwargs)`: every launch in tritonalex goes through here.
+
+    `configs` is the list a launch autotunes over (`kernel` is then the autotuner); `cost` is its
+    `Cost`. While a capture is active the launch is handed to it first; it returns True when it
+    consumed the launch (nothing runs). A launch on meta tensors runs nothing: meta tensors carry
+    shapes only, so the outputs the launcher allocated are already the whole answer.
+    """
+    if capture_hook is not None and capture_hook(kernel=kernel, grid=grid, args=args,
+                                                 kwargs=kwargs, cost=cost, configs=configs):
+        return None
+    if any(isinstance(a, torch.Tensor) and a.is_meta for a in args):
+        return None
+    return kernel[grid](*args, **kwargs)
+
+
+_sm_count_override = None
+
+
+def sm_count(device):
+    """Streaming multiprocessors of `device` (the static model substitutes its target card's)."""
+    if _sm_count_override is not None:
+        return _sm_count_override
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
 
 class DotKernel:
     """A `tl.dot` kernel and how to launch it: on a GPU, autotuned over the config list of its dot
@@ -45,14 +100,17 @@ class DotKernel:
             cls: triton.autotune(configs=list(configs) if AUTOTUNE else list(configs[:1]), key=key)(kernel)
             for cls, configs in gpu_configs.items()}
 
-    def launch(self, grid, *args, dtype, allow_tf32, tile_dims, **constexprs):
+    def launch(self, grid, *args, dtype, allow_tf32, tile_dims, cost, **constexprs):
         precision = dot_precision(dtype, allow_tf32)
         constexprs.update(ACC=tl_accumulator(dtype),
                           PRECISION=precision, DOT_FP32=dot_in_fp32(dtype))
         if INTERPRETING:
-            self.kernel[grid](*args, **interpreter_tile(*tile_dims), num_warps=1, **constexprs)
+            launch(self.kernel, grid, *args, cost=cost, **interpreter_tile(*tile_dims), num_warps=1,
+                   **constexprs)
         else:
-            self.tuned[dot_class(dtype, precision)][grid](*args, **constexprs)
+            cls = dot_class(dtype, precision)
+            launch(self.tuned[cls], grid, *args, cost=cost, configs=self.tuned[cls].configs,
+                   **constexprs)
 
 
 def interpreter_tile(rows, cols, reduction):

@@ -22,7 +22,16 @@ import torch
 import triton
 import triton.language as tl
 
-from .launch import INTERPRETING, accumulator_dtype, cdiv, needs_int64, tl_accumulator
+from .launch import (
+    INTERPRETING,
+    Cost,
+    accumulator_dtype,
+    cdiv,
+    launch,
+    nbytes,
+    needs_int64,
+    tl_accumulator,
+)
 
 # (BLOCK_C, BLOCK_S, warps): channels x positions per program. One GPU config: the kernel is
 # memory-bound and the tile only needs to be wide along the contiguous axis.
@@ -31,12 +40,12 @@ INTERPRETER_TILE = (64, 4096, 1)
 
 
 @triton.jit
-def lrn_scale(x_ptr, col, col_ok, c, C, sx_c, size, k, alpha_over_size, ACC: tl.constexpr,
-              BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+def lrn_scale(x_ptr, col, col_ok, c, C, sx_c, SIZE: tl.constexpr, k, alpha_over_size,
+              ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
     """s = k + alpha/size * (windowed sum of squares) for channels c x columns col (offsets)."""
     acc = tl.zeros((BLOCK_C, BLOCK_S), dtype=ACC)
-    for d in range(size):
-        cc = c + d - size // 2
+    for d in tl.static_range(SIZE):
+        cc = c + d - SIZE // 2
         ok = (cc >= 0) & (cc < C)
         v = tl.load(x_ptr + (cc * sx_c)[:, None] + col[None, :], mask=ok[:, None] & col_ok[None, :],
                     other=0.0).to(ACC)
@@ -75,9 +84,9 @@ def lrn_forward_kernel(
     y_ptr,  # output [N, C, S], any strides
     params_ptr,  # [k, alpha/size, beta] in the ACC dtype
     C, S,  # channels, flattened spatial size
-    size,  # window length in channels
     sx_n, sx_c, sx_s,  # input strides
     sy_n, sy_c, sy_s,  # output strides
+    SIZE: tl.constexpr,  # window length in channels (the loops over it unroll)
     ACC: tl.constexpr,  # compute dtype: fp32, or fp64 for fp64 inputs
     INDEX_64: tl.constexpr,  # compute element offsets in int64
     BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr,  # tile: channels x positions
@@ -86,7 +95,7 @@ def lrn_forward_kernel(
     k, alpha_over_size, beta = lrn_load_params(params_ptr)
     x_base = x_ptr + n * sx_n
     col = s * sx_s
-    scale = lrn_scale(x_base, col, s_ok, c, C, sx_c, size, k, alpha_over_size, ACC, BLOCK_C, BLOCK_S)
+    scale = lrn_scale(x_base, col, s_ok, c, C, sx_c, SIZE, k, alpha_over_size, ACC, BLOCK_C, BLOCK_S)
     mask = c_ok[:, None] & s_ok[None, :]
     a = tl.load(x_base + (c * sx_c)[:, None] + col[None, :], mask=mask, other=0.0).to(ACC)
     y = a * pow_neg(scale, beta)
@@ -101,10 +110,10 @@ def lrn_backward_kernel(
     dx_ptr,  # input gradient [N, C, S], any strides
     params_ptr,  # [k, alpha/size, beta] in the ACC dtype
     C, S,  # channels, flattened spatial size
-    size,  # window length in channels
     sx_n, sx_c, sx_s,  # input strides
     sdy_n, sdy_c, sdy_s,  # output-gradient strides
     sdx_n, sdx_c, sdx_s,  # input-gradient strides
+    SIZE: tl.constexpr,  # window length in channels (the loops over it unroll)
     ACC: tl.constexpr,  # compute dtype
     INDEX_64: tl.constexpr,  # compute element offsets in int64
     BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr,  # tile: channels x positions
@@ -120,16 +129,16 @@ def lrn_backward_kernel(
     # Own term: g_c * s_c^-beta.
     a = tl.load(x_base + (c * sx_c)[:, None] + col[None, :], mask=mask, other=0.0).to(ACC)
     g = tl.load(dy_base + (c * sdy_c)[:, None] + dy_col[None, :], mask=mask, other=0.0).to(ACC)
-    scale = lrn_scale(x_base, col, s_ok, c, C, sx_c, size, k, alpha_over_size, ACC, BLOCK_C, BLOCK_S)
+    scale = lrn_scale(x_base, col, s_ok, c, C, sx_c, SIZE, k, alpha_over_size, ACC, BLOCK_C, BLOCK_S)
     dx = g * pow_neg(scale, beta)
     # Cross term: every output j whose window holds c, i.e. j in [c - (size-1)//2, c + size//2].
     cross = tl.zeros((BLOCK_C, BLOCK_S), dtype=ACC)
-    for d in range(size):
-        j = c + d - (size - 1) // 2
+    for d in tl.static_range(SIZE):
+        j = c + d - (SIZE - 1) // 2
         j_mask = ((j >= 0) & (j < C))[:, None] & s_ok[None, :]
         a_j = tl.load(x_base + (j * sx_c)[:, None] + col[None, :], mask=j_mask, other=0.0).to(ACC)
         g_j = tl.load(dy_base + (j * sdy_c)[:, None] + dy_col[None, :], mask=j_mask, other=0.0).to(ACC)
-        s_j = lrn_scale(x_base, col, s_ok, j, C, sx_c, size, k, alpha_over_size, ACC, BLOCK_C, BLOCK_S)
+        s_j = lrn_scale(x_base, col, s_ok, j, C, sx_c, SIZE, k, alpha_over_size, ACC, BLOCK_C, BLOCK_S)
         cross += g_j * a_j * pow_neg(s_j, beta + 1.0)  # s_j^(-beta-1), no division
     dx -= 2.0 * alpha_over_size * beta * a * cross
     dx_off = n * sdx_n + (c * sdx_c)[:, None] + (s * sdx_s)[None, :]
@@ -157,10 +166,11 @@ def lrn_forward(x, y, size, alpha, beta, k):
     if y.numel() == 0:
         return y
     block_c, block_s, warps = _tile()
-    lrn_forward_kernel[_grid(n, c, s)](
-        x, y, lrn_params(k, alpha, beta, size, x.dtype, x.device), c, s, size,
-        *x.stride(), *y.stride(), ACC=tl_accumulator(x.dtype), INDEX_64=needs_int64(x, y),
-        BLOCK_C=block_c, BLOCK_S=block_s, num_warps=warps)
+    launch(lrn_forward_kernel, _grid(n, c, s),
+           x, y, lrn_params(k, alpha, beta, size, x.dtype, x.device), c, s,
+           *x.stride(), *y.stride(), SIZE=size, ACC=tl_accumulator(x.dtype),
+           INDEX_64=needs_int64(x, y), BLOCK_C=block_c, BLOCK_S=block_s, num_warps=warps,
+           cost=Cost(0, nbytes(x, y)))
     return y
 
 
@@ -170,10 +180,11 @@ def lrn_backward(x, dy, dx, size, alpha, beta, k):
     if dx.numel() == 0:
         return dx
     block_c, block_s, warps = _tile()
-    lrn_backward_kernel[_grid(n, c, s)](
-        x, dy, dx, lrn_params(k, alpha, beta, size, x.dtype, x.device), c, s, size,
-        *x.stride(), *dy.stride(), *dx.stride(), ACC=tl_accumulator(x.dtype),
-        INDEX_64=needs_int64(x, dy, dx), BLOCK_C=block_c, BLOCK_S=block_s, num_warps=warps)
+    launch(lrn_backward_kernel, _grid(n, c, s),
+           x, dy, dx, lrn_params(k, alpha, beta, size, x.dtype, x.device), c, s,
+           *x.stride(), *dy.stride(), *dx.stride(), SIZE=size, ACC=tl_accumulator(x.dtype),
+           INDEX_64=needs_int64(x, dy, dx), BLOCK_C=block_c, BLOCK_S=block_s, num_warps=warps,
+           cost=Cost(0, nbytes(x, dy, dx)))
     return dx
 
 
@@ -182,7 +193,7 @@ def _aot_cases():
     cfg = [triton.Config({"BLOCK_C": block_c, "BLOCK_S": block_s}, num_warps=warps, num_stages=1)]
     cases = []
     for name, ptr in (("bf16", "*bf16"), ("fp32", "*fp32"), ("fp64", "*fp64")):
-        acc = dict(ACC=tl.float64 if name == "fp64" else tl.float32, INDEX_64=False)
+        acc = dict(ACC=tl.float64 if name == "fp64" else tl.float32, INDEX_64=False, SIZE=5)
         params = "*fp64" if name == "fp64" else "*fp32"
         cases += [
             dict(kernel=lrn_forward_kernel, dtype=name, configs=cfg, constexprs=acc,

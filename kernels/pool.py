@@ -21,7 +21,17 @@ import triton
 import triton.language as tl
 
 from .conv import window_source
-from .launch import INTERPRETING, cdiv, empty, memory_format_of, needs_int64, tl_accumulator
+from .launch import (
+    INTERPRETING,
+    Cost,
+    cdiv,
+    empty,
+    launch,
+    memory_format_of,
+    nbytes,
+    needs_int64,
+    tl_accumulator,
+)
 from .lrn import channel_tile, lrn_load_params, lrn_params, lrn_scale, pow_neg
 
 # (BLOCK_C, BLOCK_P, warps) per kernel. Memory-bound: one GPU config each, picked from a sweep as
@@ -38,10 +48,10 @@ def max_pool2d_forward_kernel(
     params_ptr,  # LRN [k, alpha/size, beta] in the ACC dtype (read only when LRN)
     C, H, W, OH, OW,  # channels, input and output spatial sizes
     stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,  # pooling geometry
-    lrn_size,  # LRN window in channels (used only when LRN)
     sx_n, sx_c, sx_h, sx_w,  # input strides
     sy_n, sy_c, sy_h, sy_w,  # output (and index) strides
-    KH: tl.constexpr, KW: tl.constexpr,  # window size
+    KH: tl.constexpr, KW: tl.constexpr,  # window size (the tap loops unroll)
+    LRN_SIZE: tl.constexpr,  # LRN window in channels (used only when LRN)
     LRN: tl.constexpr,  # normalize across channels before pooling (the fused LRN -> max-pool)
     ACC: tl.constexpr,  # compute dtype: fp32, or fp64 for fp64 inputs
     INDEX_64: tl.constexpr,  # compute element offsets in int64
@@ -56,10 +66,10 @@ def max_pool2d_forward_kernel(
 
     best = tl.full((BLOCK_C, BLOCK_P), float("-inf"), dtype=ACC)
     best_idx = tl.full((BLOCK_C, BLOCK_P), -1, dtype=tl.int64)
-    for kh in range(KH):
+    for kh in tl.static_range(KH):
         ih = oh * stride_h - pad_h + kh * dil_h
         h_ok = p_ok & (ih >= 0) & (ih < H)
-        for kw in range(KW):
+        for kw in tl.static_range(KW):
             iw = ow * stride_w - pad_w + kw * dil_w
             tap_ok = h_ok & (iw >= 0) & (iw < W)
             col = ih * sx_h + iw * sx_w
@@ -67,7 +77,7 @@ def max_pool2d_forward_kernel(
             v = tl.load(x_base + (c * sx_c)[:, None] + col[None, :], mask=mask, other=float("-inf"))
             v = v.to(ACC)
             if LRN:
-                scale = lrn_scale(x_base, col, tap_ok, c, C, sx_c, lrn_size, k, alpha_over_size, ACC,
+                scale = lrn_scale(x_base, col, tap_ok, c, C, sx_c, LRN_SIZE, k, alpha_over_size, ACC,
                                   BLOCK_C, BLOCK_P)
                 v = v * pow_neg(scale, beta)
             # torch's rule: take a larger value or a NaN; the first in-image tap seeds the index.
@@ -90,9 +100,9 @@ def pool_grad_gather(dy_base, idx_base, ch, ch_ok, ih, iw, pix_ok, W, OH, OW,
     over the output pixels whose window holds the pixel and whose saved argmax is that pixel."""
     target = (ih * W + iw).to(tl.int64)
     g = tl.zeros((BLOCK_C, BLOCK_P), dtype=ACC)
-    for kh in range(KH):
+    for kh in tl.static_range(KH):
         oh, h_ok = window_source(ih, pad_h, kh, dil_h, stride_h, OH, pix_ok)
-        for kw in range(KW):
+        for kw in tl.static_range(KW):
             ow, ok = window_source(iw, pad_w, kw, dil_w, stride_w, OW, h_ok)
             off = (ch * sdy_c)[:, None] + (oh * sdy_h + ow * sdy_w)[None, :]
             mask = ch_ok[:, None] & ok[None, :]
@@ -110,11 +120,11 @@ def max_pool2d_backward_kernel(
     params_ptr,  # LRN [k, alpha/size, beta] in the ACC dtype (read only when LRN)
     C, H, W, OH, OW,  # channels, input and output spatial sizes
     stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,  # pooling geometry
-    lrn_size,  # LRN window in channels (used only when LRN)
     sx_n, sx_c, sx_h, sx_w,  # input strides
     sdy_n, sdy_c, sdy_h, sdy_w,  # output-gradient and index strides
     sdx_n, sdx_c, sdx_h, sdx_w,  # input-gradient strides
-    KH: tl.constexpr, KW: tl.constexpr,  # window size
+    KH: tl.constexpr, KW: tl.constexpr,  # window size (the tap loops unroll)
+    LRN_SIZE: tl.constexpr,  # LRN window in channels (used only when LRN)
     LRN: tl.constexpr,  # the forward was the fused LRN -> max-pool
     ACC: tl.constexpr,  # compute dtype
     INDEX_64: tl.constexpr,  # compute element offsets in int64
@@ -135,19 +145,19 @@ def max_pool2d_backward_kernel(
         x_base = x_ptr + n * sx_n
         col = ih * sx_h + iw * sx_w
         a = tl.load(x_base + (c * sx_c)[:, None] + col[None, :], mask=mask, other=0.0).to(ACC)
-        scale = lrn_scale(x_base, col, q_ok, c, C, sx_c, lrn_size, k, alpha_over_size, ACC,
+        scale = lrn_scale(x_base, col, q_ok, c, C, sx_c, LRN_SIZE, k, alpha_over_size, ACC,
                           BLOCK_C, BLOCK_P)
         dx = g * pow_neg(scale, beta)
         cross = tl.zeros((BLOCK_C, BLOCK_P), dtype=ACC)
-        for d in range(lrn_size):
-            j = c + d - (lrn_size - 1) // 2  # the LRN outputs whose window holds channel c
+        for d in tl.static_range(LRN_SIZE):
+            j = c + d - (LRN_SIZE - 1) // 2  # the LRN outputs whose window holds channel c
             j_ok = (j >= 0) & (j < C)
             g_j = pool_grad_gather(dy_base, idx_base, j, j_ok, ih, iw, q_ok, W, OH, OW, stride_h,
                                    stride_w, pad_h, pad_w, dil_h, dil_w, sdy_c, sdy_h, sdy_w, KH,
                                    KW, ACC, BLOCK_C, BLOCK_P)
             a_j = tl.load(x_base + (j * sx_c)[:, None] + col[None, :],
                           mask=j_ok[:, None] & q_ok[None, :], other=0.0).to(ACC)
-            s_j = lrn_scale(x_base, col, q_ok, j, C, sx_c, lrn_size, k, alpha_over_size, ACC,
+            s_j = lrn_scale(x_base, col, q_ok, j, C, sx_c, LRN_SIZE, k, alpha_over_size, ACC,
                             BLOCK_C, BLOCK_P)
             cross += g_j * a_j * pow_neg(s_j, beta + 1.0)  # s_j^(-beta-1), no division
         g = dx - 2.0 * alpha_over_size * beta * a * cross
@@ -173,11 +183,11 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw, lrn=None):
         return y, idx
     block_c, block_p, warps = _tile("forward")
     params = lrn_params(lrn[3], lrn[1], lrn[2], lrn[0], x.dtype, x.device) if lrn else x
-    max_pool2d_forward_kernel[(cdiv(oh * ow, block_p), cdiv(c, block_c), n)](
-        x, y, idx, params, c, h, w, oh, ow, *stride, *padding, *dilation, lrn[0] if lrn else 0,
-        *x.stride(), *y.stride(), KH=kernel[0], KW=kernel[1], LRN=lrn is not None,
-        ACC=tl_accumulator(x.dtype), INDEX_64=needs_int64(x, idx), BLOCK_C=block_c, BLOCK_P=block_p,
-        num_warps=warps)
+    launch(max_pool2d_forward_kernel, (cdiv(oh * ow, block_p), cdiv(c, block_c), n),
+           x, y, idx, params, c, h, w, oh, ow, *stride, *padding, *dilation,
+           *x.stride(), *y.stride(), KH=kernel[0], KW=kernel[1], LRN_SIZE=lrn[0] if lrn else 0,
+           LRN=lrn is not None, ACC=tl_accumulator(x.dtype), INDEX_64=needs_int64(x, idx),
+           BLOCK_C=block_c, BLOCK_P=block_p, num_warps=warps, cost=Cost(0, nbytes(x, y, idx)))
     return y, idx
 
 
@@ -193,11 +203,12 @@ def max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation, lrn=None)
         return dx.zero_()
     block_c, block_p, warps = _tile("backward")
     params = lrn_params(lrn[3], lrn[1], lrn[2], lrn[0], x.dtype, x.device) if lrn else x
-    max_pool2d_backward_kernel[(cdiv(h * w, block_p), cdiv(c, block_c), n)](
-        x, dy, idx, dx, params, c, h, w, oh, ow, *stride, *padding, *dilation,
-        lrn[0] if lrn else 0, *x.stride(), *dy.stride(), *dx.stride(), KH=kernel[0], KW=kernel[1],
-        LRN=lrn is not None, ACC=tl_accumulator(x.dtype), INDEX_64=needs_int64(x, dy, idx, dx),
-        BLOCK_C=block_c, BLOCK_P=block_p, num_warps=warps)
+    launch(max_pool2d_backward_kernel, (cdiv(h * w, block_p), cdiv(c, block_c), n),
+           x, dy, idx, dx, params, c, h, w, oh, ow, *stride, *padding, *dilation,
+           *x.stride(), *dy.stride(), *dx.stride(), KH=kernel[0], KW=kernel[1],
+           LRN_SIZE=lrn[0] if lrn else 0, LRN=lrn is not None, ACC=tl_accumulator(x.dtype),
+           INDEX_64=needs_int64(x, dy, idx, dx), BLOCK_C=block_c, BLOCK_P=block_p, num_warps=warps,
+           cost=Cost(0, nbytes(x if lrn else None, dy, idx, dx)))
     return dx
 
 
@@ -207,7 +218,7 @@ def _aot_cases():
     cases = []
     for name, ptr in (("bf16", "*bf16"), ("fp32", "*fp32"), ("fp64", "*fp64")):
         for lrn in (False, True):
-            flags = dict(KH=3, KW=3, LRN=lrn, ACC=tl.float64 if name == "fp64" else tl.float32,
+            flags = dict(KH=3, KW=3, LRN=lrn, LRN_SIZE=5 if lrn else 0, ACC=tl.float64 if name == "fp64" else tl.float32,
                          INDEX_64=False)
             params = "*fp64" if name == "fp64" else "*fp32"
             label = name + (" +LRN" if lrn else "")

@@ -41,14 +41,14 @@ def check_float_dtype(tensor, op):
 
 
 def check_device(op, *tensors):
-    """All tensors on one device, and one the Triton kernels can run on."""
+    """All tensors on one device, and one the Triton kernels can run on (or meta: shapes only)."""
     tensors = [t for t in tensors if t is not None]
     devices = {t.device for t in tensors}
     if len(devices) > 1:
         raise RuntimeError(f"Expected all tensors to be on the same device, but found at least two "
                            f"devices, {', '.join(sorted(str(d) for d in devices))}!")
     device = tensors[0].device
-    if not INTERPRETING and device.type != "cuda":
+    if not INTERPRETING and device.type not in ("cuda", "meta"):
         raise RuntimeError(
             f"tritonalex {op}: Triton kernels run on CUDA tensors, got a tensor on {device}. "
             "Without CUDA, tritonalex runs them on CPU tensors in Triton's interpreter "

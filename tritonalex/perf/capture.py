@@ -1,0 +1,250 @@
+"""Capture every launch one training step of a compiled spec makes, without a GPU.
+
+The step runs as `tritonalex train` runs it (forward under bf16/fp16 autocast or in fp32, cross-
+entropy on fp32 logits, backward, then SGD with momentum and weight decay), but on meta tensors
+(shapes, strides and dtypes, no storage; autograd works on them, which it does not on fake CUDA
+tensors in a CPU build of torch): nothing is computed and no GPU is needed. Every Triton launch goes through `kernels.launch.launch`; while the
+capture runs, that hands each launch here instead of running it. Tensors are recorded as
+`PointerArg` (dtype and byte offset: what Triton's argument binder reads of a pointer), every
+other argument as given, so the compile step can bind them exactly as a real launch would.
+
+Also counted: the torch kernels the step dispatches (every aten op but views and allocations:
+casts, cats, adds, zero fills, the loss...), the optimizer's apart, and the autograd Function calls.
+The step runs twice and the second is recorded: the steady state, after one-time allocations.
+
+Must run with TRITON_INTERPRET=0 (so kernels are compiled functions, launchers use their GPU
+configs): `tritonalex kernels` starts it in such a subprocess.
+"""
+
+import contextlib
+import dataclasses
+import importlib
+from collections import Counter
+
+import torch
+import torch.nn.functional as TF
+from torch.utils._python_dispatch import TorchDispatchMode
+
+# aten ops that launch no kernel: views, allocations and metadata.
+_NO_KERNEL = ("empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided",
+              "lift_fresh", "detach", "alias", "is_same_size", "_local_scalar_dense",
+              "_record_function_enter_new", "_record_function_exit")
+
+# A stand-in for host values a real step draws (the dropout seed): odd and > 1, so Triton's
+# binder specializes it as it would a typical random seed (neither ==1 nor divisible by 16).
+STAND_IN_SEED = 1234567
+
+
+@dataclasses.dataclass(frozen=True)
+class PointerArg:
+    """A tensor argument as Triton's binder sees it: dtype and data_ptr (its byte offset from a
+    256-byte-aligned allocation, as torch's CUDA allocator gives)."""
+    dtype: torch.dtype
+    offset: int
+
+    def data_ptr(self):
+        return self.offset
+
+
+@dataclasses.dataclass
+class Launch:
+    """One captured launch."""
+    layer: str  # the compiled net's node, "loss", or "optimizer"
+    direction: str  # "forward" or "backward"
+    kernel: object  # the JITFunction, or the Autotuner wrapping it
+    grid: object  # a tuple, or a callable of the config's constexprs
+    args: tuple
+    kwargs: dict
+    cost: object  # kernels.launch.Cost
+    configs: list  # the autotuned configs, or None for a fixed launch
+
+    @property
+    def name(self):
+        return kernel_name(self.kernel)
+
+
+def kernel_name(kernel):
+    fn = kernel
+    while hasattr(fn, "fn"):  # Autotuner -> JITFunction -> python function
+        fn = fn.fn
+    return fn.__name__
+
+
+@dataclasses.dataclass
+class Step:
+    """What one training step launches and dispatches."""
+    spec: str
+    batch: int
+    dtype: str
+    layout: str
+    launches: list
+    torch_kernels: Counter  # forward + backward (the loss included)
+    optimizer_kernels: Counter
+    function_calls: Counter
+
+
+class _State:
+    layer = "input"
+    direction = "forward"
+
+
+class _CountKernels(TorchDispatchMode):
+    """Counts dispatched aten ops that launch a kernel, into `counter` (switchable)."""
+
+    def __init__(self):
+        super().__init__()
+        self.counter = Counter()
+        self.recording = False
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if self.recording and not func.is_view and func.overloadpacket.__name__ not in _NO_KERNEL:
+            self.counter[func.overloadpacket.__name__] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def _pointer(arg):
+    if isinstance(arg, torch.Tensor):
+        return PointerArg(arg.dtype, arg.storage_offset() * arg.element_size())
+    return arg
+
+
+@contextlib.contextmanager
+def _simulated_autocast(dtype):
+    """torch.autocast has no meta device; tritonalex's conv2d/linear ask torch whether autocast
+    is on for their inputs' device (as torch's own ops do) and cast, so answer as a CUDA autocast
+    would for the meta tensors of the capture."""
+    if dtype is None:
+        yield
+        return
+    enabled, get_dtype = torch.is_autocast_enabled, torch.get_autocast_dtype
+    torch.is_autocast_enabled = lambda device_type=None: device_type == "meta"
+    torch.get_autocast_dtype = lambda device_type: dtype
+    try:
+        yield
+    finally:
+        torch.is_autocast_enabled, torch.get_autocast_dtype = enabled, get_dtype
+
+
+def _our_functions():
+    from .. import ops  # noqa: F401  (imports every autograd Function)
+
+    seen, todo = [], list(torch.autograd.Function.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        todo += cls.__subclasses__()
+        if cls.__module__.startswith("tritonalex.ops"):
+            seen.append(cls)
+    return seen
+
+
+@contextlib.contextmanager
+def _attribute_launches(state, calls):
+    """Tag launches with their layer and direction: each Function's forward remembers the layer
+    that called it; its backward sets that layer again while it launches."""
+    saved = []
+    for cls in _our_functions():
+        fwd, bwd = cls.forward, cls.backward
+        saved.append((cls, fwd, bwd))
+
+        def forward(ctx, *args, _fwd=fwd, _name=cls.__name__):
+            calls[_name] += 1
+            ctx.tritonalex_layer = state.layer
+            return _fwd(ctx, *args)
+
+        def backward(ctx, *grads, _bwd=bwd):
+            state.layer, state.direction = ctx.tritonalex_layer, "backward"
+            return _bwd(ctx, *grads)
+
+        cls.forward, cls.backward = staticmethod(forward), staticmethod(backward)
+    try:
+        yield
+    finally:
+        for cls, fwd, bwd in saved:
+            cls.forward, cls.backward = staticmethod(fwd), staticmethod(bwd)
+
+
+def capture_step(spec="alexnet", batch=128, dtype="bf16", layout="nchw", passes=None, sms=132):
+    """Capture one training step of `spec` (a name or path) as a `Step`.
+
+    dtype: "bf16" / "fp16" (autocast, as `tritonalex train --precision`), "tf32" or "fp32".
+    layout: "nchw" or "channels_last" input images. sms: the target card's SM count (the conv
+    weight gradient sizes its split of the reduction by it).
+    """
+    import tritonalex
+    from ..kernels import launch as launch_module
+
+    if launch_module.INTERPRETING:
+        raise RuntimeError("capture_step needs TRITON_INTERPRET=0 (it compiles, it does not run)")
+    autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(dtype)
+    if dtype not in ("bf16", "fp16", "tf32", "fp32"):
+        raise ValueError(f"dtype must be bf16, fp16, tf32 or fp32, got {dtype!r}")
+    spec_obj = tritonalex.load_spec(spec) if isinstance(spec, str) else spec
+    state, launches, calls = _State(), [], Counter()
+
+    def hook(kernel, grid, args, kwargs, cost, configs):
+        launches.append(Launch(state.layer, state.direction, kernel, grid,
+                               tuple(_pointer(a) for a in args), dict(kwargs), cost, configs))
+        return True  # consumed: nothing runs
+
+    counter = _CountKernels()
+    tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = dtype == "tf32"
+    seed_patch = _patched_seed()
+    previous_hook, previous_sms = launch_module.capture_hook, launch_module._sm_count_override
+    launch_module._sm_count_override = sms
+    try:
+        with counter, seed_patch, _attribute_launches(state, calls):
+            model = tritonalex.compile(spec_obj, backend="triton", devices=("meta",), passes=passes)
+            model.train()
+            # foreach=True: what torch picks for CUDA parameters (the meta default is a loop).
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9,
+                                        weight_decay=5e-4, foreach=True)
+            fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+            images = torch.empty(batch, spec_obj.channels, spec_obj.size, spec_obj.size,
+                                 device="meta").contiguous(memory_format=fmt)
+            labels = torch.zeros(batch, dtype=torch.int64, device="meta")
+            hooks = [module.register_forward_pre_hook(_set_layer(state, name))
+                     for name, module in model.nodes.items()]
+            for step in range(2):  # the second step is the one recorded
+                if step == 1:
+                    launches.clear()
+                    calls.clear()
+                    launch_module.capture_hook = hook
+                    counter.recording = True
+                state.direction = "forward"
+                with _simulated_autocast(autocast):
+                    logits = model(images)
+                state.layer = "loss"
+                loss = TF.cross_entropy(logits.float(), labels)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch_kernels, counter.counter = counter.counter, Counter()
+                state.layer, state.direction = "optimizer", "optimizer"
+                optimizer.step()
+                optimizer_kernels, counter.counter = counter.counter, Counter()
+            for h in hooks:
+                h.remove()
+    finally:
+        launch_module.capture_hook, launch_module._sm_count_override = previous_hook, previous_sms
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+    return Step(spec_obj.name, batch, dtype, layout, launches, torch_kernels, optimizer_kernels,
+                calls)
+
+
+def _set_layer(state, name):
+    def pre_hook(module, inputs):
+        state.layer, state.direction = name, "forward"
+    return pre_hook
+
+
+@contextlib.contextmanager
+def _patched_seed():
+    """The dropout seed is drawn on the host with `.item()`, which fake tensors cannot do; stand
+    in a fixed value (see STAND_IN_SEED)."""
+    linear_ops = importlib.import_module("tritonalex.ops.linear")
+    draw = linear_ops.draw_seed
+    linear_ops.draw_seed = lambda: STAND_IN_SEED
+    try:
+        yield
+    finally:
+        linear_ops.draw_seed = draw

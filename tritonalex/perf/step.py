@@ -1,0 +1,146 @@
+"""Compile every captured launch (each config of an autotuned one) and estimate it.
+
+`compile_jobs` turns captured launches into distinct compile jobs, deduplicated on what Triton's
+binder specializes on (kernel, pointer dtypes and 16-byte alignment, integers ==1 / divisible by
+16 / 64-bit, constexprs, config) and the target arch, and compiles them in parallel processes;
+`estimate_step` applies the model (`model.py`) to every launch and totals per layer and step.
+"""
+
+import math
+import os
+from collections import OrderedDict
+from concurrent.futures import ProcessPoolExecutor
+import multiprocessing
+
+from . import model
+from .capture import PointerArg
+from .sass import analyze, compile_launch
+
+_JOBS = []  # filled before the pool forks: the children read their jobs from here
+
+
+def _arg_key(a):
+    if isinstance(a, PointerArg):
+        return ("p", str(a.dtype), a.offset % 16 == 0)
+    if isinstance(a, bool) or a is None:
+        return ("c", a)
+    if isinstance(a, int):
+        return ("i", a == 1, a % 16 == 0, abs(a) >= 2**31)
+    if isinstance(a, float):
+        return ("f",)
+    return ("o", repr(a))
+
+
+def config_variants(launch):
+    """(label, kwargs, meta) for each config a launch may run with."""
+    configs = launch.configs or [None]
+    for cfg in configs:
+        kwargs = dict(launch.kwargs)
+        if cfg is not None:
+            kwargs.update(cfg.kwargs, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+        kwargs.setdefault("num_warps", 4)
+        kwargs.setdefault("num_stages", 3)
+        blocks = [f"{v}" for k, v in kwargs.items() if k.startswith("BLOCK")]
+        label = "x".join(blocks) + f" w{kwargs['num_warps']}"
+        if launch.configs:
+            label += f" s{kwargs['num_stages']}"
+        yield label, kwargs
+
+
+def job_key(launch, kwargs, arch):
+    constexprs = tuple(sorted((k, repr(v)) for k, v in kwargs.items()))
+    return (launch.name, tuple(_arg_key(a) for a in launch.args), constexprs, arch)
+
+
+def _compile_job(index):
+    kernel, args, kwargs, arch = _JOBS[index]
+    try:
+        return index, analyze(compile_launch(kernel, args, kwargs, arch), arch), None
+    except Exception as exc:  # a config that does not compile is a result, not a crash
+        message = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else ""
+        return index, None, f"{type(exc).__name__}: {message}"
+
+
+def compile_all(launches, archs, processes=None):
+    """Compile every (launch, config, arch); returns {job key: (facts or None, error or None)}."""
+    global _JOBS
+    keys, jobs = [], OrderedDict()
+    for launch in launches:
+        for _, kwargs in config_variants(launch):
+            for arch in archs:
+                key = job_key(launch, kwargs, arch)
+                if key not in jobs:
+                    jobs[key] = (launch.kernel, launch.args, kwargs, arch)
+    keys = list(jobs)
+    _JOBS = list(jobs.values())
+    processes = processes or os.cpu_count() or 1
+    results = {}
+    if processes == 1 or len(_JOBS) == 1:
+        outcomes = map(_compile_job, range(len(_JOBS)))
+        results = {keys[i]: (facts, err) for i, facts, err in outcomes}
+    else:
+        ctx = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=processes, mp_context=ctx) as pool:
+            for i, facts, err in pool.map(_compile_job, range(len(_JOBS))):
+                results[keys[i]] = (facts, err)
+    return results
+
+
+def estimate_launch(launch, compiled, card, precision):
+    """The row for one launch: every config estimated, the fastest kept (the autotuner's pick)."""
+    best = None
+    for label, kwargs in config_variants(launch):
+        facts, error = compiled[job_key(launch, kwargs, card.arch)]
+        grid = launch.grid(kwargs) if callable(launch.grid) else launch.grid
+        ctas = math.prod(grid)
+        trips = launch.cost.trips(kwargs)
+        row = dict(layer=launch.layer, direction=launch.direction, kernel=launch.name,
+                   config=label, grid=list(grid), flops=launch.cost.flops,
+                   min_bytes=launch.cost.min_bytes,
+                   floor_us=model.floor_us(card, launch.cost.flops, launch.cost.min_bytes, precision))
+        if facts is None:
+            row.update(ok=False, error=error, estimate_us=math.inf, bound="compile failed")
+        else:
+            est = model.estimate(card, facts, ctas, kwargs["num_warps"], trips, launch.cost.flops,
+                                 launch.cost.min_bytes, precision)
+            row.update(registers=facts["registers"], spill_bytes=facts["spill_bytes"],
+                       shared_bytes=facts["shared_bytes"], async_loads=facts["async_loads"],
+                       tma=facts["tma"], stages=facts["stages"],
+                       loop_instructions=facts["loop_instructions"],
+                       loop_mma=len(facts["loop_mma"]), trips=trips, **est)
+            row["ok"] = facts["spill_bytes"] == 0 and facts["shared_ok"]
+            row["error"] = "" if row["ok"] else ("register spills" if facts["spill_bytes"]
+                                                 else "shared memory over the limit")
+        if best is None or row["estimate_us"] < best["estimate_us"]:
+            best = row
+    return best
+
+
+def estimate_step(step, compiled, card):
+    """Rows per launch, per-layer totals and the step totals (the JSON `tritonalex kernels
+    --step` prints)."""
+    precision = model.precision_of(step.dtype)
+    rows = [estimate_launch(launch, compiled, card, precision) for launch in step.launches]
+    layers = OrderedDict()
+    for r in rows:
+        t = layers.setdefault(r["layer"], dict(layer=r["layer"], launches=0, estimate_us=0.0,
+                                               floor_us=0.0, flops=0, min_bytes=0))
+        t["launches"] += 1
+        for k in ("estimate_us", "floor_us", "flops", "min_bytes"):
+            t[k] += r[k]
+    for t in layers.values():
+        t["ratio"] = t["estimate_us"] / t["floor_us"] if t["floor_us"] else None
+    est, floor = sum(r["estimate_us"] for r in rows), sum(r["floor_us"] for r in rows)
+    totals = dict(
+        triton_launches=len(rows),
+        torch_kernels=sum(step.torch_kernels.values()),
+        torch_kernel_kinds=dict(step.torch_kernels),
+        optimizer_kernels=sum(step.optimizer_kernels.values()),
+        function_calls=dict(step.function_calls),
+        estimate_us=est, floor_us=floor, ratio=est / floor if floor else None,
+        spills=sum(1 for r in rows if r.get("spill_bytes")),
+        failed=sum(1 for r in rows if not r["ok"]),
+    )
+    return dict(spec=step.spec, batch=step.batch, dtype=step.dtype, layout=step.layout,
+                card=card.name, arch=f"sm_{card.arch}", kind="static estimate (not a measurement)",
+                launches=rows, layers=list(layers.values()), step=totals)
