@@ -87,21 +87,3 @@ def dropout(x, p, seed, out=None):
     scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
     _launch(dropout_kernel, x.numel(), nbytes(x, y), x, y, x.numel(), seed, p, scale)
     return y
-
-
-def _aot_cases():
-    cfg = [triton.Config({"BLOCK": BLOCK_GPU}, num_warps=4, num_stages=1)]
-    cases = []
-    for name, ptr in (("bf16", "*bf16"), ("fp32", "*fp32"), ("fp64", "*fp64")):
-        cases += [
-            dict(kernel=relu_forward_kernel, dtype=name, configs=cfg, constexprs={},
-                 types=dict(x_ptr=ptr, y_ptr=ptr)),
-            dict(kernel=relu_backward_kernel, dtype=name, configs=cfg, constexprs={},
-                 types=dict(y_ptr=ptr, dy_ptr=ptr, dx_ptr=ptr)),
-            dict(kernel=dropout_kernel, dtype=name, configs=cfg, constexprs={},
-                 types=dict(x_ptr=ptr, y_ptr=ptr, p="fp32", scale="fp32")),
-        ]
-    return cases
-
-
-AOT_CASES = _aot_cases()

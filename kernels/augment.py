@@ -79,15 +79,3 @@ def augment_forward(images, index, top, left, flip, shift, mean, std, crop, dtyp
            images, out, index, top, left, flip, shift, mean, 1.0 / std, crop, *images.stride(),
            *out.stride(), CHANNELS=channels, BLOCK=block, num_warps=NUM_WARPS, cost=cost)
     return out
-
-
-def _aot_cases():
-    cfg = [triton.Config({"BLOCK": BLOCK_GPU}, num_warps=NUM_WARPS)]
-    pointers = dict(src_ptr="*u8", index_ptr="*i64", top_ptr="*i32", left_ptr="*i32",
-                    flip_ptr="*i32", shift_ptr="*fp32", mean_ptr="*fp32", inv_std_ptr="*fp32")
-    return [dict(kernel=augment_forward_kernel, dtype=name, configs=cfg, constexprs=dict(CHANNELS=3),
-                 types=dict(pointers, dst_ptr=f"*{name}")) for name in ("bf16", "fp16", "fp32")]
-
-
-AOT_CASES = _aot_cases()
-

@@ -44,10 +44,11 @@ from .launch import (
 from .reduce import sum_splits
 
 # GPU tile configs (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages) per dot class, best general choice
-# first, autotuned per layer shape; the interpreter uses one large tile instead. aot.py compiles
-# every one for sm_80 and sm_90, and these lists keep only the configs that compiled there with no
-# register spills (a sweep of 14 candidates per kernel; 128x128 tiles and BLOCK_K=64 all spilled:
-# the gathered A tile keeps a 64-bit address per element in registers).
+# first, autotuned per layer shape; the interpreter uses one large tile instead. `tritonalex
+# kernels` compiles every one for sm_80 and sm_90 as the alexnet step's launches bind it; these
+# lists keep only configs that compiled there with no register spills (a sweep of 14 candidates
+# per kernel; 128x128 tiles and BLOCK_K=64 all spilled: the gathered A tile keeps a 64-bit
+# address per element in registers).
 FORWARD_CONFIGS = {
     "tensor_core": [config(128, 64, 32, 8, 3), config(64, 128, 32, 8, 3), config(64, 64, 32, 8, 3)],
     "fma": [config(64, 64, 16, 8, 2), config(32, 64, 16, 4, 2), config(64, 32, 16, 4, 2),
@@ -439,34 +440,3 @@ def conv2d_weight_bias_grad(dy, y, x, weight_shape, stride, padding, dilation, g
     if need_bias:
         sum_splits(db_part, db)
     return dw, db
-
-
-# What the ahead-of-time check compiles: every GPU config of every kernel, at AlexNet's conv2
-# geometry (5x5 kernel), for each dot class: bf16 and TF32 (tensor cores), IEEE fp32 and fp64 (FMA).
-AOT_DTYPES = {"tensor_core": [("bf16", "*bf16", "ieee"), ("fp32/tf32", "*fp32", "tf32")],
-              "fma": [("fp32/ieee", "*fp32", "ieee"), ("fp64", "*fp64", "ieee")]}
-
-
-def _aot_cases():
-    cases = []
-    for cls, dtypes in AOT_DTYPES.items():
-        for name, ptr, precision in dtypes:
-            acc = tl.float64 if name == "fp64" else tl.float32
-            flags = dict(KH=5, KW=5, ACC=acc, PRECISION=precision, DOT_FP32=False, INDEX_64=False)
-            acc_ptr = "*fp64" if name == "fp64" else "*fp32"
-            cases += [
-                dict(kernel=conv2d_forward_kernel, dtype=name, configs=FORWARD_CONFIGS[cls],
-                     types={k: ptr for k in ("x_ptr", "w_ptr", "b_ptr", "y_ptr")},
-                     constexprs=dict(flags, HAS_BIAS=True, APPLY_RELU=True)),
-                dict(kernel=conv2d_input_grad_kernel, dtype=name, configs=INPUT_GRAD_CONFIGS[cls],
-                     types={k: ptr for k in ("dy_ptr", "y_ptr", "w_ptr", "dx_ptr")},
-                     constexprs=dict(flags, APPLY_RELU=True)),
-                dict(kernel=conv2d_weight_grad_kernel, dtype=name, configs=WEIGHT_GRAD_CONFIGS[cls],
-                     types=dict({k: ptr for k in ("dy_ptr", "y_ptr", "x_ptr")},
-                                   dw_ptr=acc_ptr, db_ptr=acc_ptr),
-                     constexprs=dict(flags, APPLY_RELU=True, COMPUTE_WEIGHT=True, COMPUTE_BIAS=True)),
-            ]
-    return cases
-
-
-AOT_CASES = _aot_cases()

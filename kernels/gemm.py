@@ -21,7 +21,7 @@ from .conv import bias_relu_epilogue
 from .launch import Cost, DotKernel, cdiv, config, empty, nbytes
 
 # Tile configs per kernel and dot class (see launch.dot_class), best general choice first: the
-# candidates that compile for sm_80 and sm_90 without spills (aot.py). 128x128 forward tiles spill:
+# candidates that compile for sm_80 and sm_90 without spills (`tritonalex kernels`). 128x128 forward tiles spill:
 # the dropout epilogue's Philox rounds need registers beside the accumulator.
 FORWARD_CONFIGS = {
     "tensor_core": [config(128, 64, 32, 8, 3), config(64, 128, 32, 8, 3), config(64, 64, 64, 4, 3),
@@ -250,30 +250,3 @@ def linear_weight_bias_grad(dy, y, x, relu, p, seed, need_weight, need_bias, all
                         APPLY_RELU=relu, DROPOUT=p > 0, COMPUTE_WEIGHT=need_weight,
                         COMPUTE_BIAS=need_bias)
     return dw, db
-
-
-def _aot_cases():
-    cases = []
-    classes = {"tensor_core": [("bf16", "*bf16", "ieee"), ("fp32/tf32", "*fp32", "tf32")],
-               "fma": [("fp32/ieee", "*fp32", "ieee"), ("fp64", "*fp64", "ieee")]}
-    for cls, dtypes in classes.items():
-        for name, ptr, precision in dtypes:
-            flags = dict(ACC=tl.float64 if name == "fp64" else tl.float32, PRECISION=precision,
-                         DOT_FP32=False, APPLY_RELU=True, DROPOUT=True)
-            scalars = dict(p="fp32", scale="fp32")
-            cases += [
-                dict(kernel=linear_forward_kernel, dtype=name, configs=FORWARD_CONFIGS[cls],
-                     types=dict({k: ptr for k in ("x_ptr", "w_ptr", "b_ptr", "y_ptr")}, **scalars),
-                     constexprs=dict(flags, HAS_BIAS=True)),
-                dict(kernel=linear_input_grad_kernel, dtype=name, configs=INPUT_GRAD_CONFIGS[cls],
-                     types=dict({k: ptr for k in ("dy_ptr", "y_ptr", "w_ptr", "dx_ptr")}, **scalars),
-                     constexprs=flags),
-                dict(kernel=linear_weight_grad_kernel, dtype=name, configs=WEIGHT_GRAD_CONFIGS[cls],
-                     types=dict({k: ptr for k in ("dy_ptr", "y_ptr", "x_ptr", "dw_ptr", "db_ptr")},
-                                   **scalars),
-                     constexprs=dict(flags, COMPUTE_WEIGHT=True, COMPUTE_BIAS=True)),
-            ]
-    return cases
-
-
-AOT_CASES = _aot_cases()

@@ -8,7 +8,7 @@ their launchers:
 * ``DotKernel``: the GPU tile configs (autotuned) on a GPU; under the interpreter, where a program
   instance costs ~0.45 ms whatever its size and multi-config autotune crashes, one large tile
   sized to the problem.
-  The ahead-of-time check (``aot.py``) compiles exactly the GPU config lists given here.
+  The compile check (``tritonalex kernels``) compiles exactly the GPU config lists given here.
 * dtype rules: which torch dtypes a kernel takes, the ``tl.dot`` input precision (IEEE or TF32)
   and the interpreter's bf16 workaround.
 * ``empty``: every output buffer comes from here, so tests can poison them (fill with NaN) and

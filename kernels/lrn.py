@@ -186,22 +186,3 @@ def lrn_backward(x, dy, dx, size, alpha, beta, k):
            INDEX_64=needs_int64(x, dy, dx), BLOCK_C=block_c, BLOCK_S=block_s, num_warps=warps,
            cost=Cost(0, nbytes(x, dy, dx)))
     return dx
-
-
-def _aot_cases():
-    block_c, block_s, warps = GPU_TILE
-    cfg = [triton.Config({"BLOCK_C": block_c, "BLOCK_S": block_s}, num_warps=warps, num_stages=1)]
-    cases = []
-    for name, ptr in (("bf16", "*bf16"), ("fp32", "*fp32"), ("fp64", "*fp64")):
-        acc = dict(ACC=tl.float64 if name == "fp64" else tl.float32, INDEX_64=False, SIZE=5)
-        params = "*fp64" if name == "fp64" else "*fp32"
-        cases += [
-            dict(kernel=lrn_forward_kernel, dtype=name, configs=cfg, constexprs=acc,
-                 types=dict(x_ptr=ptr, y_ptr=ptr, params_ptr=params)),
-            dict(kernel=lrn_backward_kernel, dtype=name, configs=cfg, constexprs=acc,
-                 types=dict(x_ptr=ptr, dy_ptr=ptr, dx_ptr=ptr, params_ptr=params)),
-        ]
-    return cases
-
-
-AOT_CASES = _aot_cases()

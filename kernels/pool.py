@@ -210,28 +210,3 @@ def max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation, lrn=None)
            INDEX_64=needs_int64(x, dy, idx, dx), BLOCK_C=block_c, BLOCK_P=block_p, num_warps=warps,
            cost=Cost(0, nbytes(x if lrn else None, dy, idx, dx)))
     return dx
-
-
-def _aot_cases():
-    cfg = {kernel: [triton.Config({"BLOCK_C": c, "BLOCK_P": p}, num_warps=warps, num_stages=1)]
-           for kernel, (c, p, warps) in GPU_TILES.items()}
-    cases = []
-    for name, ptr in (("bf16", "*bf16"), ("fp32", "*fp32"), ("fp64", "*fp64")):
-        for lrn in (False, True):
-            flags = dict(KH=3, KW=3, LRN=lrn, LRN_SIZE=5 if lrn else 0, ACC=tl.float64 if name == "fp64" else tl.float32,
-                         INDEX_64=False)
-            params = "*fp64" if name == "fp64" else "*fp32"
-            label = name + (" +LRN" if lrn else "")
-            cases += [
-                dict(kernel=max_pool2d_forward_kernel, dtype=label, configs=cfg["forward"],
-                     constexprs=flags,
-                     types=dict(x_ptr=ptr, y_ptr=ptr, idx_ptr="*i64", params_ptr=params)),
-                dict(kernel=max_pool2d_backward_kernel, dtype=label, configs=cfg["backward"],
-                     constexprs=flags,
-                     types=dict(x_ptr=ptr, dy_ptr=ptr, idx_ptr="*i64", dx_ptr=ptr,
-                                   params_ptr=params)),
-            ]
-    return cases
-
-
-AOT_CASES = _aot_cases()

@@ -38,9 +38,3 @@ def sum_splits(partial, out):
     launch(sum_splits_kernel, (cdiv(length, block),), partial, out, partial.shape[0], length,
            BLOCK=block, cost=Cost(0, 0, trips=lambda meta: partial.shape[0] - 1))
     return out
-
-
-AOT_CASES = [
-    dict(kernel=sum_splits_kernel, dtype="fp32->bf16", types={"partial_ptr": "*fp32", "out_ptr": "*bf16"},
-         configs=[triton.Config({"BLOCK": BLOCK_GPU}, num_warps=4, num_stages=1)], constexprs={}),
-]

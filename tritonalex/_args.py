@@ -64,9 +64,9 @@ def check_activation(activation):
 def autocast_inputs(*tensors):
     """What torch.autocast does to conv2d and linear: inside an autocast region for the inputs'
     device type, floating tensors are cast to the region's dtype (fp16 or bf16); outside, as is."""
-    first = tensors[0]
-    device_type = first.device.type
-    if not torch.is_autocast_enabled(device_type):
+    device_type = tensors[0].device.type
+    # meta tensors (shape-only runs) have no autocast: asking torch about it would raise.
+    if not (torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type)):
         return tensors
     dtype = torch.get_autocast_dtype(device_type)
     return tuple(t.to(dtype) if t is not None and t.is_floating_point() else t for t in tensors)

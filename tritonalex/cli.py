@@ -8,10 +8,11 @@ import sys
 
 
 def _kernels(args):
-    # The compile check needs Triton's real compiler, not the interpreter that importing
-    # tritonalex turns on without CUDA, so it runs in its own process with TRITON_INTERPRET=0.
+    # The compile check and the static model need Triton's real compiler, not the interpreter
+    # that importing tritonalex turns on without CUDA: they run in a process with
+    # TRITON_INTERPRET=0, which parses the same arguments.
     env = dict(os.environ, TRITON_INTERPRET="0")
-    return subprocess.call([sys.executable, "-m", "tritonalex.kernels.aot"], env=env)
+    return subprocess.call([sys.executable, "-m", "tritonalex.perf", *args.forward], env=env)
 
 
 def _summary(args):
@@ -80,12 +81,14 @@ def _with_spec_errors(fn):
 def build_parser():
     parser = argparse.ArgumentParser(prog="tritonalex", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    from .perf.command import __doc__ as kernels_doc, add_arguments as add_kernels_arguments
+
     kernels = commands.add_parser(
         "kernels",
-        help="compile every kernel's GPU configs for sm_80 and sm_90 ahead of time (no GPU needed)",
-        description="Compile every kernel in tritonalex.kernels with each of its GPU tile configs "
-                    "for sm_80 and sm_90 and print registers, spills, shared memory and wgmma use. "
-                    "Exits 1 if any config fails to compile or spills registers.")
+        help="compile check of every kernel config (sm_80, sm_90), or with --step the static "
+             "performance model of a training step; no GPU needed",
+        description=kernels_doc.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_kernels_arguments(kernels)
     kernels.set_defaults(run=_kernels)
 
     summary = commands.add_parser(
@@ -124,7 +127,9 @@ def build_parser():
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.forward = argv[1:]  # `kernels`: its arguments, already checked, go to the subprocess
     return args.run(args)
 
 

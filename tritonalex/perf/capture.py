@@ -116,13 +116,14 @@ def _simulated_autocast(dtype):
     if dtype is None:
         yield
         return
-    enabled, get_dtype = torch.is_autocast_enabled, torch.get_autocast_dtype
+    saved = torch.amp.is_autocast_available, torch.is_autocast_enabled, torch.get_autocast_dtype
+    torch.amp.is_autocast_available = lambda device_type: device_type == "meta" or saved[0](device_type)
     torch.is_autocast_enabled = lambda device_type=None: device_type == "meta"
     torch.get_autocast_dtype = lambda device_type: dtype
     try:
         yield
     finally:
-        torch.is_autocast_enabled, torch.get_autocast_dtype = enabled, get_dtype
+        torch.amp.is_autocast_available, torch.is_autocast_enabled, torch.get_autocast_dtype = saved
 
 
 def _our_functions():
@@ -163,72 +164,97 @@ def _attribute_launches(state, calls):
             cls.forward, cls.backward = staticmethod(fwd), staticmethod(bwd)
 
 
-def capture_step(spec="alexnet", batch=128, dtype="bf16", layout="nchw", passes=None, sms=132):
-    """Capture one training step of `spec` (a name or path) as a `Step`.
+DTYPES = ("bf16", "fp16", "tf32", "fp32", "fp64")
 
-    dtype: "bf16" / "fp16" (autocast, as `tritonalex train --precision`), "tf32" or "fp32".
-    layout: "nchw" or "channels_last" input images. sms: the target card's SM count (the conv
-    weight gradient sizes its split of the reduction by it).
-    """
-    import tritonalex
+
+@contextlib.contextmanager
+def recording(state, sms=132):
+    """While inside, every launch is appended to the yielded list (tagged with `state`'s layer and
+    direction) and nothing runs; `sms` stands in for the GPU's SM count."""
     from ..kernels import launch as launch_module
 
     if launch_module.INTERPRETING:
-        raise RuntimeError("capture_step needs TRITON_INTERPRET=0 (it compiles, it does not run)")
-    autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(dtype)
-    if dtype not in ("bf16", "fp16", "tf32", "fp32"):
-        raise ValueError(f"dtype must be bf16, fp16, tf32 or fp32, got {dtype!r}")
-    spec_obj = tritonalex.load_spec(spec) if isinstance(spec, str) else spec
-    state, launches, calls = _State(), [], Counter()
+        raise RuntimeError("capturing launches needs TRITON_INTERPRET=0 (it compiles, it does not "
+                           "run)")
+    launches = []
 
     def hook(kernel, grid, args, kwargs, cost, configs):
         launches.append(Launch(state.layer, state.direction, kernel, grid,
                                tuple(_pointer(a) for a in args), dict(kwargs), cost, configs))
         return True  # consumed: nothing runs
 
-    counter = _CountKernels()
+    previous = launch_module.capture_hook, launch_module._sm_count_override
+    launch_module.capture_hook, launch_module._sm_count_override = hook, sms
+    try:
+        yield launches
+    finally:
+        launch_module.capture_hook, launch_module._sm_count_override = previous
+
+
+def capture_step(spec="alexnet", batch=128, dtype="bf16", layout="nchw", passes=None, sms=132):
+    """Capture one training step of `spec` (a name or path) as a `Step`.
+
+    dtype: "bf16" / "fp16" (autocast, as `tritonalex train --precision`), "tf32", "fp32" (IEEE)
+    or "fp64" (the whole model in float64). layout: "nchw" or "channels_last" input images.
+    sms: the target card's SM count (the conv weight gradient splits its reduction by it).
+    """
+    import tritonalex
+
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(dtype)
+    spec_obj = tritonalex.load_spec(spec) if isinstance(spec, str) else spec
+    state, calls, counter = _State(), Counter(), _CountKernels()
     tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = dtype == "tf32"
-    seed_patch = _patched_seed()
-    previous_hook, previous_sms = launch_module.capture_hook, launch_module._sm_count_override
-    launch_module._sm_count_override = sms
     try:
-        with counter, seed_patch, _attribute_launches(state, calls):
+        with counter, _patched_seed(), _attribute_launches(state, calls):
             model = tritonalex.compile(spec_obj, backend="triton", devices=("meta",), passes=passes)
             model.train()
+            param_dtype = torch.float64 if dtype == "fp64" else torch.float32
+            model.to(param_dtype)
             # foreach=True: what torch picks for CUDA parameters (the meta default is a loop).
             optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9,
                                         weight_decay=5e-4, foreach=True)
             fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
             images = torch.empty(batch, spec_obj.channels, spec_obj.size, spec_obj.size,
-                                 device="meta").contiguous(memory_format=fmt)
+                                 dtype=param_dtype, device="meta").contiguous(memory_format=fmt)
             labels = torch.zeros(batch, dtype=torch.int64, device="meta")
-            hooks = [module.register_forward_pre_hook(_set_layer(state, name))
-                     for name, module in model.nodes.items()]
-            for step in range(2):  # the second step is the one recorded
-                if step == 1:
-                    launches.clear()
-                    calls.clear()
-                    launch_module.capture_hook = hook
-                    counter.recording = True
+            for name, module in model.nodes.items():
+                module.register_forward_pre_hook(_set_layer(state, name))
+
+            def train_step():
                 state.direction = "forward"
                 with _simulated_autocast(autocast):
                     logits = model(images)
                 state.layer = "loss"
-                loss = TF.cross_entropy(logits.float(), labels)
+                loss = TF.cross_entropy(logits.to(param_dtype), labels)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch_kernels, counter.counter = counter.counter, Counter()
                 state.layer, state.direction = "optimizer", "optimizer"
                 optimizer.step()
-                optimizer_kernels, counter.counter = counter.counter, Counter()
-            for h in hooks:
-                h.remove()
+                return torch_kernels, counter.counter
+
+            with recording(state, sms) as launches:
+                train_step()  # warm-up: one-time allocations (optimizer state, cached parameters)
+                launches.clear()
+                calls.clear()
+                counter.recording = True
+                torch_kernels, optimizer_kernels = train_step()
     finally:
-        launch_module.capture_hook, launch_module._sm_count_override = previous_hook, previous_sms
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
     return Step(spec_obj.name, batch, dtype, layout, launches, torch_kernels, optimizer_kernels,
                 calls)
+
+
+def capture_calls(fn, layer, sms=132):
+    """The launches `fn()` makes (on meta tensors), tagged with `layer`."""
+    state = _State()
+    state.layer = layer
+    with recording(state, sms) as launches:
+        fn()
+    return launches
 
 
 def _set_layer(state, name):

@@ -107,6 +107,7 @@ def estimate_launch(launch, compiled, card, precision):
                        shared_bytes=facts["shared_bytes"], async_loads=facts["async_loads"],
                        tma=facts["tma"], stages=facts["stages"],
                        loop_instructions=facts["loop_instructions"],
+                       instructions=facts["instructions"],
                        loop_mma=len(facts["loop_mma"]), trips=trips, **est)
             row["ok"] = facts["spill_bytes"] == 0 and facts["shared_ok"]
             row["error"] = "" if row["ok"] else ("register spills" if facts["spill_bytes"]

@@ -1,0 +1,149 @@
+"""The static performance model (`tritonalex kernels --step`): capture, compile, estimate.
+
+Capturing and compiling need TRITON_INTERPRET=0, so those tests run the command (or a short
+script) in a subprocess; they share one Triton cache, so each kernel compiles once per session.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+
+import pytest
+import torch
+
+import tritonalex
+from tritonalex.kernels import launch
+from tritonalex.perf import model
+
+
+@pytest.fixture(scope="module")
+def compile_env(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("perf-cache")
+    return dict(os.environ, TRITON_INTERPRET="0", TRITON_CACHE_DIR=str(cache / "triton"),
+                TRITONALEX_CACHE_DIR=str(cache / "perf"), TRITON_DEFAULT_FP_FUSION="1")
+
+
+def run_kernels(env, *args):
+    result = subprocess.run([sys.executable, "-m", "tritonalex.cli", "kernels", *args],
+                            capture_output=True, text=True, env=env)
+    return result
+
+
+def run_script(env, code):
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                            text=True, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_captured_launches_equal_an_interpreter_run(compile_env):
+    """The capture (meta tensors, GPU launch path) lists exactly the kernels a real run of the
+    same step launches: here alexnet-small in fp32, run in the interpreter."""
+    seen = []
+
+    def observe(kernel, **_):
+        seen.append(kernel.fn.__name__)
+        return False  # observe only: the launch still runs
+
+    torch.manual_seed(0)
+    net = tritonalex.compile(tritonalex.load_spec("alexnet-small"), backend="triton", devices="cpu")
+    images, labels = torch.randn(2, 3, 32, 32), torch.tensor([1, 3])
+    previous, launch.capture_hook = launch.capture_hook, observe
+    try:
+        loss = torch.nn.functional.cross_entropy(net(images), labels)
+        loss.backward()
+    finally:
+        launch.capture_hook = previous
+    result = run_kernels(compile_env, "--step", "alexnet-small", "--batch", "2", "--dtype", "fp32",
+                         "--launches-only", "--json")
+    assert result.returncode == 0, result.stderr
+    captured = json.loads(result.stdout)
+    assert Counter(l["kernel"] for l in captured["launches"]) == Counter(seen)
+    assert captured["step"]["triton_launches"] == len(seen)
+    assert sum(captured["step"]["function_calls"].values()) > 0
+
+
+def test_step_report(compile_env, tmp_path):
+    out = tmp_path / "step.json"
+    result = run_kernels(compile_env, "--step", "alexnet-small", "--batch", "16", "--json",
+                         "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert json.loads(out.read_text()) == report
+    assert report["kind"].startswith("static estimate")
+    launches = report["launches"]
+    assert len(launches) == report["step"]["triton_launches"] > 10
+    for row in launches:
+        for key in ("layer", "kernel", "registers", "spill_bytes", "shared_bytes", "async_loads",
+                    "bound", "estimate_us", "floor_us"):
+            assert key in row, key
+        assert row["spill_bytes"] == 0
+        assert row["bound"] in ("tensor", "issue", "memory", "latency")
+        # Every term divides by a rate at or below the datasheet peak, and the MMA work counted
+        # includes padding: the estimate can never beat the floor.
+        assert row["estimate_us"] >= row["floor_us"]
+    assert [t["layer"] for t in report["layers"]] == [
+        "conv1", "lrn1", "conv2", "lrn2", "conv3", "conv4", "conv5", "pool5", "fc6", "fc7", "fc8"]
+    step = report["step"]
+    for key in ("triton_launches", "torch_kernels", "estimate_us", "floor_us"):
+        assert key in step
+    assert step["estimate_us"] == pytest.approx(sum(r["estimate_us"] for r in launches))
+    assert step["floor_us"] == pytest.approx(sum(r["floor_us"] for r in launches))
+    assert sum(t["launches"] for t in report["layers"]) == len(launches)
+    # A conv forward has its main loop and tensor-core instructions in it.
+    conv = next(r for r in launches if r["kernel"] == "conv2d_forward_kernel")
+    assert conv["loop_mma"] >= 1 and conv["loop_instructions"] > conv["loop_mma"]
+
+
+def test_an_unpipelined_variant_estimates_worse(compile_env):
+    """The same fc launch compiled with one stage (synchronous loads) must come out slower."""
+    result = run_script(compile_env, """
+        import json
+        from tritonalex.perf import model
+        from tritonalex.perf.capture import capture_step
+        from tritonalex.perf.step import compile_all, estimate_launch
+        card = model.CARDS["h100"]
+        step = capture_step("alexnet", batch=128, dtype="bf16")
+        fc = next(l for l in step.launches if l.name == "linear_forward_kernel")
+        fc.configs = fc.configs[:1]
+        pipelined = estimate_launch(fc, compile_all([fc], [90], processes=1), card, "bf16")
+        fc.configs = [c.__class__(c.kwargs, num_warps=c.num_warps, num_stages=1) for c in fc.configs]
+        serial = estimate_launch(fc, compile_all([fc], [90], processes=1), card, "bf16")
+        print(json.dumps(dict(pipelined=pipelined, serial=serial)))
+    """)
+    pipelined, serial = result["pipelined"], result["serial"]
+    assert pipelined["async_loads"] and pipelined["stages"] >= 2
+    assert not serial["async_loads"] and serial["stages"] == 1
+    assert serial["estimate_us"] > 1.2 * pipelined["estimate_us"]
+
+
+def test_model_on_a_published_figure(compile_env):
+    """A tutorial-style Triton matmul against a published H100 GEMM time (see calibration.py)."""
+    result = run_script(compile_env, """
+        import json
+        from tritonalex.perf.calibration import published_check
+        print(json.dumps(published_check()))
+    """)
+    estimate, published = result
+    assert published / 1.5 <= estimate <= published * 1.5
+
+
+def test_bad_spec_is_one_line(compile_env):
+    result = run_kernels(compile_env, "--step", "no-such-spec", "--launches-only")
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "no-such-spec" in result.stderr
+
+
+def test_occupancy_and_mma_shapes():
+    card = model.CARDS["h100"]
+    assert model.occupancy(card, warps=8, registers=216, shared=16384) == 1  # the conv forward
+    assert model.occupancy(card, warps=4, registers=32, shared=0) == 16  # 64 warps / 4
+    assert model.occupancy(card, warps=4, registers=128, shared=0) == 4  # 64K regs / (128*128)
+    assert model.occupancy(card, warps=4, registers=32, shared=100 * 1024) == 2  # shared memory
+    assert model.mma_flops("HGMMA.64x64x16.F32.BF16") == 2 * 64 * 64 * 16 / 4
+    assert model.mma_flops("HMMA.16816.F32.BF16") == 2 * 16 * 8 * 16
+    assert model.floor_us(card, 989.4e12, 0, "bf16") == pytest.approx(1e6)
+    assert model.floor_us(card, 0, 3.35e12, "bf16") == pytest.approx(1e6)

@@ -1,0 +1,252 @@
+"""`tritonalex kernels`: the compile check, and with --step the static model of a training step.
+
+* `tritonalex kernels`: every config of every kernel, compiled as the launches of an `alexnet`
+  training step at batch 128 really bind it (bf16 and tf32 steps for the tensor-core configs,
+  IEEE fp32 and fp64 steps for the FMA ones, the unfused graph for the standalone ReLU, LRN,
+  max-pool and dropout kernels, and the augmentation kernel), for sm_80 and sm_90. A table of
+  registers, spills, shared memory, asynchronous loads and stages per (kernel, dtype, config,
+  arch), the worst over the layers' specializations.
+* `tritonalex kernels --step [SPEC]`: one training step's launches, each estimated by the static
+  model (`tritonalex.perf.model`), per launch, per layer and per step.
+Both exit 1 if any compile fails, spills, or needs more shared memory than the card has.
+
+Runs in its own process with TRITON_INTERPRET=0 (`tritonalex.cli` starts it so): the kernels must
+be Triton's compiled functions, not the interpreter's, and nothing is launched.
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+from collections import OrderedDict
+
+from . import model
+from .capture import DTYPES, capture_calls, capture_step
+from .step import compile_all, config_variants, estimate_step, job_key
+
+ARCHS = {"sm_90": 90, "sm_80": 80}
+# The compile check's steps: (dtype, fusion passes; [] is the unfused graph).
+CHECK_STEPS = (("bf16", None), ("bf16", []), ("tf32", None), ("fp32", None), ("fp64", None))
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="tritonalex kernels", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser):
+    parser.add_argument("--step", nargs="?", const="alexnet", default=None, metavar="SPEC",
+                        help="estimate one training step of SPEC (default alexnet) with the static "
+                             "performance model instead of running the config check")
+    parser.add_argument("--batch", type=_positive, default=128, help="batch size (default 128)")
+    parser.add_argument("--dtype", choices=DTYPES, default="bf16",
+                        help="training precision of the step (default bf16, autocast)")
+    parser.add_argument("--layout", choices=("nchw", "channels_last"), default="nchw",
+                        help="memory layout of the input images (default nchw)")
+    parser.add_argument("--arch", choices=sorted(ARCHS), default="sm_90",
+                        help="target: sm_90 (H100 SXM) or sm_80 (A100 SXM); default sm_90")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--out", metavar="FILE", help="also write the JSON to FILE (atomically)")
+    parser.add_argument("--launches-only", action="store_true",
+                        help="with --step: list the captured launches without compiling")
+
+
+def _positive(text):
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # triton 3.9's default, said explicitly
+    if args.step:
+        return run_step(args)
+    return run_check(args)
+
+
+def run_step(args):
+    from ..spec import SpecError
+
+    card = model.CARDS[model.CARD_FOR_ARCH[ARCHS[args.arch]]]
+    try:
+        step = capture_step(args.step, batch=args.batch, dtype=args.dtype, layout=args.layout,
+                            sms=card.sms)
+    except SpecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.launches_only:
+        out = dict(spec=step.spec, launches=[dict(layer=l.layer, direction=l.direction,
+                                                  kernel=l.name) for l in step.launches],
+                   step=dict(triton_launches=len(step.launches),
+                             torch_kernels=sum(step.torch_kernels.values()),
+                             torch_kernel_kinds=dict(step.torch_kernels),
+                             optimizer_kernels=sum(step.optimizer_kernels.values()),
+                             function_calls=dict(step.function_calls)))
+        _emit(out, args, lambda: print(json.dumps(out, indent=2)))
+        return 0
+    report = estimate_step(step, compile_all(step.launches, [card.arch]), card)
+    import datetime
+
+    import torch
+    import triton
+
+    report.update(triton=triton.__version__, torch=torch.__version__,
+                  date=datetime.date.today().isoformat())
+    _emit(report, args, lambda: print_step(report))
+    return 0 if report["step"]["failed"] == 0 else 1
+
+
+def _emit(obj, args, show):
+    if args.out:
+        from .._output import atomic_open
+
+        with atomic_open(args.out) as f:
+            f.write(json.dumps(obj, indent=2, default=_json_default) + "\n")
+    if args.json:
+        print(json.dumps(obj, indent=2, default=_json_default))
+    else:
+        show()
+
+
+def _json_default(value):
+    if isinstance(value, float) and math.isinf(value):
+        return None
+    raise TypeError(type(value).__name__)
+
+
+def _us(v):
+    return "-" if v is None or (isinstance(v, float) and math.isinf(v)) else f"{v:,.1f}"
+
+
+def print_step(report):
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=200)
+    title = (f"{report['spec']} training step, batch {report['batch']}, {report['dtype']}, "
+             f"{report['layout']}, {report['card']} ({report['arch']}): STATIC ESTIMATE from the "
+             f"compiled SASS, not a measurement")
+    table = Table(title=title)
+    for col in ("layer", "dir", "kernel", "config", "grid", "regs", "spill", "smem KB", "CTA/SM",
+                "waves", "async", "stages", "instr/it*", "mma/it", "bound", "est us", "floor us",
+                "x floor"):
+        table.add_column(col, justify="left" if col in ("layer", "dir", "kernel", "config", "bound")
+                         else "right")
+    for r in report["launches"]:
+        ok = r["ok"]
+        table.add_row(r["layer"], r["direction"][:3], r["kernel"].replace("_kernel", ""),
+                      r["config"], "x".join(str(g) for g in r["grid"]),
+                      str(r.get("registers", "-")), str(r.get("spill_bytes", "-")),
+                      f"{r.get('shared_bytes', 0) / 1024:.0f}", str(r.get("ctas_per_sm", "-")),
+                      f"{r.get('waves', 0):.2f}", "yes" if r.get("async_loads") else "no",
+                      str(r.get("stages", "-")),
+                      str(r.get("loop_instructions") or r.get("instructions", "-")),
+                      str(r.get("loop_mma", "-")), r["bound"] if ok else f"FAIL: {r['error']}",
+                      _us(r["estimate_us"]), _us(r["floor_us"]),
+                      f"{r['estimate_us'] / r['floor_us']:.1f}" if r["floor_us"] else "-")
+    console.print(table)
+    console.print("* SASS instructions per main-loop iteration (the whole kernel when it has no loop)")
+    layers = Table(title="per layer (static estimate)")
+    for col in ("layer", "launches", "est us", "floor us", "x floor"):
+        layers.add_column(col)
+    for t in report["layers"]:
+        layers.add_row(t["layer"], str(t["launches"]), _us(t["estimate_us"]), _us(t["floor_us"]),
+                       f"{t['ratio']:.1f}" if t["ratio"] else "-")
+    console.print(layers)
+    s = report["step"]
+    console.print(f"step: {s['triton_launches']} Triton launches, {s['torch_kernels']} other torch "
+                  f"kernels (+{s['optimizer_kernels']} in the optimizer), "
+                  f"{sum(s['function_calls'].values())} autograd Function calls; estimate "
+                  f"{_us(s['estimate_us'])} us against a floor of {_us(s['floor_us'])} us "
+                  f"({s['ratio']:.1f}x); {s['failed']} launch(es) failed or spilled")
+
+
+def check_launches(batch=128):
+    """(dtype label, launch) for everything the compile check compiles (see the module doc)."""
+    import torch
+
+    from ..kernels.augment import augment_forward
+
+    out = []
+    for dtype, passes in CHECK_STEPS:
+        label = dtype + ("" if passes is None else " unfused")
+        out += [(label, l) for l in capture_step("alexnet", batch=batch, dtype=dtype,
+                                                 passes=passes).launches]
+    meta = dict(device="meta")
+    images = torch.empty(1000, 256, 256, 3, dtype=torch.uint8, **meta)
+    per_image = [torch.empty(batch, dtype=t, **meta) for t in (torch.int64, torch.int32,
+                                                                torch.int32, torch.int32)]
+    shift = torch.empty(batch, 3, **meta)
+    stats = torch.empty(3, **meta)
+    for out_dtype in (torch.bfloat16, torch.float16, torch.float32):
+        out += [(f"augment {str(out_dtype)[6:]}", l) for l in capture_calls(
+            lambda: augment_forward(images, *per_image, shift, stats, stats, 224, out_dtype),
+            layer="augment")]
+    return out
+
+
+def run_check(args):
+    labelled = check_launches()
+    archs = sorted(ARCHS.values())
+    with tempfile.TemporaryDirectory(prefix="tritonalex-check-") as cache:
+        # Fresh caches: the check compiles everything, as a new machine would.
+        os.environ["TRITON_CACHE_DIR"] = os.path.join(cache, "triton")
+        os.environ["TRITONALEX_CACHE_DIR"] = os.path.join(cache, "perf")
+        compiled = compile_all([l for _, l in labelled], archs)
+    rows = OrderedDict()
+    for label, launch in labelled:
+        for config, kwargs in config_variants(launch):
+            for arch in archs:
+                facts, error = compiled[job_key(launch, kwargs, arch)]
+                key = (launch.name, label, config, arch)
+                row = rows.setdefault(key, dict(kernel=launch.name, dtype=label, config=config,
+                                                arch=f"sm_{arch}", builds=0, registers=0,
+                                                spill_bytes=0, shared_bytes=0, async_loads=True,
+                                                stages=99, error=""))
+                row["builds"] += 1
+                if facts is None:
+                    row["error"] = error
+                    continue
+                row["registers"] = max(row["registers"], facts["registers"])
+                row["spill_bytes"] = max(row["spill_bytes"], facts["spill_bytes"])
+                row["shared_bytes"] = max(row["shared_bytes"], facts["shared_bytes"])
+                row["async_loads"] &= facts["async_loads"]
+                row["stages"] = min(row["stages"], facts["stages"])
+                if facts["spill_bytes"]:
+                    row["error"] = "register spills"
+                elif not facts["shared_ok"]:
+                    row["error"] = "shared memory over the limit"
+    rows = list(rows.values())
+    failed = [r for r in rows if r["error"]]
+    summary = dict(builds=len(compiled), rows=len(rows), failed=len(failed))
+    _emit(dict(rows=rows, summary=summary), args, lambda: print_check(rows))
+    print(f"{len(compiled)} distinct builds ({len(rows)} kernel/dtype/config/arch rows): "
+          f"{len(rows) - len(failed)} rows clean, {len(failed)} failed, spilled or over shared "
+          f"memory", file=sys.stderr if args.json else sys.stdout)
+    return 1 if failed else 0
+
+
+def print_check(rows):
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Compile check: every config, bound as an alexnet step's launches bind it "
+                        "(worst over the layers), no GPU needed")
+    for col in ("kernel", "dtype", "config", "arch", "builds", "regs", "spill (B)", "shared (B)",
+                "async loads", "stages", "status"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["kernel"], r["dtype"], r["config"], r["arch"], str(r["builds"]),
+                      str(r["registers"]), str(r["spill_bytes"]), str(r["shared_bytes"]),
+                      "yes" if r["async_loads"] else "no", str(r["stages"]),
+                      "ok" if not r["error"] else f"FAIL: {r['error']}")
+    Console(width=200).print(table)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
