@@ -14,9 +14,16 @@ _TYPE_NAMES = {torch.float16: "c10::Half", torch.bfloat16: "c10::BFloat16", torc
 
 def expand_param(value, name, dims=2):
     """An int, or a sequence of `dims` ints, as a tuple of `dims` ints (torch's _pair for dims=2)."""
+    if isinstance(value, bool) or not isinstance(value, (int, list, tuple, torch.Size)):
+        raise TypeError(f"conv2d(): argument '{name}' must be tuple of ints, but found element "
+                        f"of type {type(value).__name__} at pos 0")
     if isinstance(value, int):
         return (value,) * dims
     value = tuple(value)
+    for i, v in enumerate(value):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError(f"conv2d(): argument '{name}' must be tuple of ints, but found "
+                            f"element of type {type(v).__name__} at pos {i}")
     if len(value) != dims or not all(isinstance(v, int) for v in value):
         raise RuntimeError(
             f"expected {name} to be a single integer value or a list of {dims} values to match "

@@ -9,6 +9,10 @@ import contextlib
 import os
 import tempfile
 
+# Temporary files of `atomic_open` start so; a write killed outright (SIGKILL, power loss) leaves
+# one behind, and `tritonalex train` removes them from its output folder when it starts.
+TEMPORARY_PREFIX = ".tmp-"
+
 
 @contextlib.contextmanager
 def atomic_open(path, mode="w", **kwargs):
@@ -17,7 +21,7 @@ def atomic_open(path, mode="w", **kwargs):
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.splitext(path)[1])
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=TEMPORARY_PREFIX, suffix=os.path.splitext(path)[1])
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it owner-only; a result is a normal file

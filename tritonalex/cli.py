@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+from ._cli_types import Parser, positive
+
 
 def _kernels(args):
     # The compile check and the static model need Triton's real compiler, not the interpreter
@@ -56,7 +58,9 @@ def _compile(args):
 
     spec = tritonalex.load_spec(args.spec)
     passes = None if args.passes is None else [p for p in args.passes.split(",") if p]
-    devices = tuple(args.devices.split(",")) if args.devices else ("cpu",)
+    from tritonalex.compiler import parse_devices
+
+    devices = parse_devices(args.devices) if args.devices else ("cpu",)
     if args.explain:
         print(explain(spec, passes, devices))
     else:
@@ -79,7 +83,7 @@ def _with_spec_errors(fn):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="tritonalex", description=__doc__)
+    parser = Parser(prog="tritonalex", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     from .perf.command import __doc__ as kernels_doc, add_arguments as add_kernels_arguments
 
@@ -98,7 +102,7 @@ def build_parser():
                     "activation memory at --batch, the kernel that runs it and its device; then "
                     "totals and the bytes that cross between devices per training step.")
     summary.add_argument("spec")
-    summary.add_argument("--batch", type=int, default=128)
+    summary.add_argument("--batch", type=positive, default=128)
     summary.add_argument("--json", action="store_true", help="print JSON instead of a table")
     summary.add_argument("--no-fuse", action="store_true", help="show the graph before fusion")
     summary.set_defaults(run=_with_spec_errors(_summary))
@@ -126,11 +130,35 @@ def build_parser():
     return parser
 
 
+def _given_flags(parser, argv):
+    """The destinations of the options that appear on the command line (not left at defaults)."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    command = sub.choices[argv[0]] if argv and argv[0] in sub.choices else parser
+    given = set()
+    for action in command._actions:
+        for flag in action.option_strings:
+            if any(tok == flag or tok.startswith(flag + "=") for tok in argv[1:]):
+                given.add(action.dest)
+    return given
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     args.forward = argv[1:]  # `kernels`: its arguments, already checked, go to the subprocess
-    return args.run(args)
+    args.given = _given_flags(parser, argv)
+    from .train.checkpoint import CheckpointError
+
+    try:
+        return args.run(args)
+    except (ValueError, OSError, CheckpointError) as exc:  # SpecError is a ValueError
+        # Bad input (a flag, a file, a spec) is one line, as argparse's own errors are;
+        # TRITONALEX_DEBUG=1 shows the traceback.
+        if os.environ.get("TRITONALEX_DEBUG"):
+            raise
+        print(f"tritonalex {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

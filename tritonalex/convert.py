@@ -4,7 +4,10 @@ Leaf modules are replaced by their tritonalex subclass with the very same Parame
 weights are shared, the state_dict keys stay the same). Inside an nn.Sequential, a Conv2d
 followed by a ReLU becomes one Conv2d(activation="relu"), and a Linear followed by a ReLU (and
 then a Dropout) becomes one Linear(activation="relu", dropout=p); the absorbed modules become
-nn.Identity, so indices and state_dict keys do not move. Anything else is left as it is, and
+nn.Identity, so indices and state_dict keys do not move. No fusion crosses a module with hooks
+(forward, pre-forward or backward: feature extractors, Grad-CAM): the Conv2d/Linear would hand
+its hooks post-ReLU values and the ReLU's hooks would never fire, so such pairs stay two modules.
+Anything else is left as it is, and
 listed in the returned model's ``tritonalex_unsupported``: (qualified name, type name) pairs.
 """
 
@@ -37,6 +40,11 @@ def _twin(module):
     return twin
 
 
+def _has_hooks(module):
+    return any(getattr(module, name, None) for name in (
+        "_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"))
+
+
 def _fuse_sequential(seq):
     """Fold ReLU (and Dropout after a Linear) into the preceding Conv2d / Linear of a Sequential."""
     names = list(seq._modules)
@@ -45,12 +53,13 @@ def _fuse_sequential(seq):
         layer = seq._modules[names[i]]
         following = [seq._modules[n] for n in names[i + 1:i + 3]]
         if isinstance(layer, (tnn.Conv2d, tnn.Linear)) and layer.activation is None \
-                and following and isinstance(following[0], tnn.ReLU):
+                and following and isinstance(following[0], tnn.ReLU) \
+                and not _has_hooks(layer) and not _has_hooks(following[0]):
             layer.activation = "relu"
             seq._modules[names[i + 1]] = torch.nn.Identity()
             i += 1
             if isinstance(layer, tnn.Linear) and len(following) > 1 \
-                    and isinstance(following[1], tnn.Dropout):
+                    and isinstance(following[1], tnn.Dropout) and not _has_hooks(following[1]):
                 layer.dropout = following[1].p
                 seq._modules[names[i + 1]] = torch.nn.Identity()
                 i += 1

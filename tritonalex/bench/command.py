@@ -14,6 +14,7 @@ import sys
 
 import torch
 
+from .._cli_types import positive
 from ..kernels import launch
 from . import harness, layers, net
 
@@ -31,7 +32,7 @@ def add_parser(commands):
                    help=f"layers ({', '.join(layers.ORDER)}) or groups ({', '.join(layers.GROUPS)})")
     p.add_argument("--net", nargs="?", const="alexnet", metavar="SPEC",
                    help="an inference pass and a training step of a spec (default: alexnet)")
-    p.add_argument("--batch", type=int, default=128, help="batch size (default 128)")
+    p.add_argument("--batch", type=positive, default=128, help="batch size (default 128)")
     p.add_argument("--dtype", nargs="+", default=["bf16"], choices=list(harness.PRECISIONS),
                    help="precisions (default bf16); tf32 is fp32 tensors with TF32 convs and matmuls "
                         "on both paths, fp32 is IEEE")
@@ -44,7 +45,7 @@ def add_parser(commands):
                    help=f"CSV file that measured rows are appended to (GPU only; default {DEFAULT_CSV})")
     p.add_argument("--no-csv", action="store_true", help="append nothing to the CSV")
     p.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
-    p.add_argument("--check-batch", type=int, default=1,
+    p.add_argument("--check-batch", type=positive, default=1,
                    help="batch of the interpreter check without a GPU (default 1)")
     p.add_argument("--plot", metavar="FILE.png",
                    help="draw speedup per layer from the rows recorded in --csv (needs matplotlib)")
@@ -58,9 +59,6 @@ def run(args):
     if not (args.layer or args.net or args.plot):
         print("error: choose what to run: --layer NAME|GROUP, --net [SPEC] or --plot FILE.png",
               file=sys.stderr)
-        return 2
-    if args.batch <= 0 or args.check_batch <= 0:
-        print("error: --batch and --check-batch must be positive", file=sys.stderr)
         return 2
     try:
         chosen = layers.select(args.layer)

@@ -4,6 +4,7 @@ For every (card, dtype, layout, direction) the newest run's rows are drawn: one 
 implementation (tritonalex, torch.compile), the torch eager time being 1.0.
 """
 
+import csv
 import os
 import sys
 
@@ -38,7 +39,12 @@ def plot_speedups(csv_path, out_path):
         print(f"error: no recorded results at {csv_path}; run `tritonalex bench` on a CUDA GPU "
               f"first (or pass --csv)", file=sys.stderr)
         return 2
-    groups = latest_speedups(read_csv(csv_path))
+    try:
+        groups = latest_speedups(read_csv(csv_path))
+    except (OSError, ValueError, KeyError, csv.Error, UnicodeDecodeError) as exc:
+        print(f"error: --csv {csv_path}: not a tritonalex bench CSV ({type(exc).__name__}: {exc})",
+              file=sys.stderr)
+        return 2
     if not groups:
         print(f"error: {csv_path} has no measured rows to plot", file=sys.stderr)
         return 2
@@ -56,6 +62,10 @@ def plot_speedups(csv_path, out_path):
         ax.set_title(f"{gpu}: {dtype}, {layout}, {direction}")
         ax.legend()
     fig.tight_layout()
-    save_figure(fig, out_path)  # atomically, like every result file
+    try:
+        save_figure(fig, out_path)  # atomically, like every result file
+    except OSError as exc:
+        print(f"error: --plot {out_path}: cannot write it ({exc.strerror or exc})", file=sys.stderr)
+        return 2
     print(f"wrote {out_path} ({len(groups)} panels from {csv_path})")
     return 0

@@ -37,9 +37,25 @@ def parse_devices(text=None):
     cuda:0 when CUDA is present, the CPU otherwise."""
     import torch
 
-    if text:
-        return tuple(d.strip() for d in text.split(",") if d.strip())
-    return ("cuda:0",) if torch.cuda.is_available() else ("cpu",)
+    if not text:
+        return ("cuda:0",) if torch.cuda.is_available() else ("cpu",)
+    devices = tuple(d.strip() for d in text.split(",") if d.strip())
+    for d in devices:
+        try:
+            device = torch.device(d)
+        except RuntimeError:
+            raise ValueError(f"--devices: {d!r} is not a device (e.g. cpu, cuda:0)") from None
+        if device.type == "cuda":
+            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            if count == 0:
+                raise ValueError(f"--devices: {d} needs CUDA, and this machine has no CUDA device")
+            if device.index is not None and device.index >= count:
+                raise ValueError(f"--devices: {d} does not exist ({count} CUDA device(s))")
+        elif device.type not in ("cpu", "meta"):
+            raise ValueError(f"--devices: {d}: tritonalex runs on cpu or cuda devices")
+    if not devices:
+        raise ValueError("--devices: no device given")
+    return devices
 
 
 def compile(spec, backend="triton", devices=None, passes=None):

@@ -5,6 +5,12 @@ A node's output is `parts` tensors, one per tower (parts = towers) or one undivi
 """
 
 import dataclasses
+import math
+
+# Per layer, at most 2^31 parameters and 2^31 output elements per image (8 GiB each in fp32): far
+# above any AlexNet-family network, and a clear error instead of an attempt to allocate terabytes.
+MAX_LAYER_PARAMETERS = 1 << 31
+MAX_IMAGE_ELEMENTS = 1 << 31
 
 
 @dataclasses.dataclass
@@ -112,6 +118,13 @@ def infer_shapes(graph, spec):
                 raise spec.error(layer, None, "softmax needs one undivided input (give the last "
                                               "linear layer split = false)")
         node.parts, node.shape = parts, shape
+        if parameter_count(node) > MAX_LAYER_PARAMETERS:
+            key = "out_channels" if node.kind == "conv" else "out_features"
+            raise spec.error(layer, key, f"the layer would hold {parameter_count(node):,} "
+                                         f"parameters; at most {MAX_LAYER_PARAMETERS:,}")
+        if math.prod(shape) * parts > MAX_IMAGE_ELEMENTS:
+            raise spec.error(layer, None, f"its output would have {math.prod(shape) * parts:,} "
+                                          f"elements per image; at most {MAX_IMAGE_ELEMENTS:,}")
     return graph
 
 

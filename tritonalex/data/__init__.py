@@ -94,7 +94,8 @@ class FolderData:
         count = len(self.train)
         step = max(1, count // self.color_images)
         for images, _, _, _ in self._batches(self.train, torch.arange(0, count, step), batch):
-            yield images.cpu()
+            if images is not None:  # a batch of unreadable files only
+                yield images.cpu()
 
     def _batches(self, dataset, indices, batch):
         loader = torch.utils.data.DataLoader(

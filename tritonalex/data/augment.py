@@ -38,7 +38,8 @@ class ColorStats:
             total = total + pixels.sum(0)
             outer = outer + pixels.T @ pixels
         if count == 0:
-            raise ValueError("no images to compute color statistics from")
+            raise ValueError("no readable training image to compute the color statistics from "
+                             "(every image sampled for them failed to decode)")
         mean = total / count
         cov = outer / count - torch.outer(mean, mean)
         eigvals, eigvecs = torch.linalg.eigh(cov)

@@ -55,14 +55,35 @@ class ImageFolder(torch.utils.data.Dataset):
         return load_image(path, self.stored), label
 
 
+def to_rgb8(img):
+    """A Pillow image as 8-bit RGB. Pillow's own convert("RGB") clips wider modes instead of
+    scaling them (a 16-bit PNG turns near-white, a float TIFF near-black), so those are scaled
+    here: 16-bit integers by 1/257 (65535 -> 255), 32-bit integers likewise when they fit 16 bits,
+    floats from [0, 1] when all values lie there, else taken as 0-255 and clipped."""
+    from PIL import Image
+
+    if img.mode.startswith("I;16") or img.mode in ("I", "F"):
+        values = np.asarray(img, dtype=np.float64)
+        if img.mode == "F":
+            finite = values[np.isfinite(values)]
+            scale = 255.0 if finite.size and finite.min() >= 0 and finite.max() <= 1 else 1.0
+            values = np.nan_to_num(values, nan=0.0, posinf=255.0 / scale, neginf=0.0) * scale
+        elif img.mode.startswith("I;16") or values.max(initial=0) > 255:
+            values = values / 257.0
+        gray = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+        return Image.fromarray(gray, mode="L").convert("RGB")
+    return img.convert("RGB")
+
+
 def load_image(path, stored):
     """Short side to `stored` (bilinear), center crop stored x stored, RGB uint8 HWC tensor;
-    None when the file cannot be read or decoded."""
+    None when the file cannot be read or decoded, whatever the reason (a broken or foreign file,
+    a decompression bomb, an unsupported mode)."""
     from PIL import Image
 
     try:
         with Image.open(path) as img:
-            img = img.convert("RGB")
+            img = to_rgb8(img)
             w, h = img.size
             scale = stored / min(w, h)
             size = (max(stored, round(w * scale)), max(stored, round(h * scale)))
@@ -70,7 +91,7 @@ def load_image(path, stored):
             left, top = (size[0] - stored) // 2, (size[1] - stored) // 2
             img = img.crop((left, top, left + stored, top + stored))
             return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy())
-    except (OSError, ValueError, SyntaxError):  # what Pillow raises for broken or foreign files
+    except Exception:  # noqa: BLE001 - one unreadable image is skipped and counted, never fatal
         return None
 
 

@@ -68,9 +68,15 @@ def _check_shapes(x, weight, bias, groups, padding, dilation):
     if weight.dim() != 4:
         raise RuntimeError(f"weight should have at least three dimensions; expected 4-D weight "
                            f"for conv2d, but got weight of size {list(weight.shape)}")
+    if isinstance(groups, bool) or not isinstance(groups, int):
+        raise TypeError(f"conv2d(): argument 'groups' (position 7) must be int, not "
+                        f"{type(groups).__name__}")
     if groups <= 0:
         raise RuntimeError("non-positive groups is not supported")
     oc, c_per_group = weight.shape[:2]
+    if oc == 0:
+        raise RuntimeError(f"Given groups={groups}, expected weight to be at least {groups} at "
+                           f"dimension 0, but got weight of size {list(weight.shape)} instead")
     if oc % groups != 0:
         raise RuntimeError(f"Given groups={groups}, expected weight to be divisible by {groups} at "
                            f"dimension 0, but got weight of size {list(weight.shape)} instead")
@@ -111,5 +117,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     if weight.dim() == 4:
         padding = _padding(padding, weight.shape[2:], dilation, stride)
     _check_shapes(x, weight, bias, groups, padding, dilation)
+    # The kernels read the bias as a contiguous vector: a strided or expanded one is copied first
+    # (a differentiable copy: its gradient reaches the original).
+    bias = bias.contiguous() if bias is not None else None
     y = Conv2dFunction.apply(x, weight, bias, stride, padding, dilation, groups, relu)
     return y.squeeze(0) if unbatched else y

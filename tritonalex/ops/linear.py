@@ -4,6 +4,8 @@ Dropout masks are drawn from a seed taken from torch's default generator, so
 `torch.manual_seed` makes them reproducible; backward passes redraw them from the same seed.
 """
 
+import math
+
 import torch
 from torch.autograd.function import once_differentiable
 
@@ -18,7 +20,9 @@ def draw_seed():
 
 
 def check_p(p):
-    if p < 0.0 or p > 1.0:
+    if p != p:  # NaN: torch's C++ check raises a RuntimeError, its Python range check a ValueError
+        raise RuntimeError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
     return float(p)
 
@@ -57,15 +61,21 @@ def linear(input, weight, bias=None, activation=None, dropout=0.0, training=True
     check_same_dtype(input, "Input", bias, "bias")
     if weight.dim() != 2:
         raise RuntimeError(f"tritonalex linear: expected a 2-D weight, got {list(weight.shape)}")
-    if input.dim() == 0 or input.shape[-1] != weight.shape[1]:
+    if input.dim() == 0:
+        raise RuntimeError(f"both arguments to linear need to be at least 1D, but they are 0D "
+                           f"and {weight.dim()}D")
+    if input.shape[-1] != weight.shape[1]:
         shape = "x".join(str(s) for s in input.shape)
         raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({shape} and "
                            f"{weight.shape[1]}x{weight.shape[0]})")
     if bias is not None and bias.shape != (weight.shape[0],):
         raise RuntimeError(f"tritonalex linear: expected bias of size [{weight.shape[0]}], "
                            f"got {list(bias.shape)}")
-    x = input.reshape(-1, input.shape[-1])
+    x = input.reshape(math.prod(input.shape[:-1]), input.shape[-1])  # -1 is ambiguous when K == 0
     seed = draw_seed() if p > 0 else 0
+    # The kernels read the bias as a contiguous vector: a strided or expanded one is copied first
+    # (a differentiable copy: its gradient reaches the original).
+    bias = bias.contiguous() if bias is not None else None
     y = LinearFunction.apply(x, weight, bias, relu, p, seed)
     return y.reshape(*input.shape[:-1], weight.shape[0])
 

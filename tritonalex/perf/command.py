@@ -14,7 +14,6 @@ Runs in its own process with TRITON_INTERPRET=0 (`tritonalex.cli` starts it so):
 be Triton's compiled functions, not the interpreter's, and nothing is launched.
 """
 
-import argparse
 import json
 import math
 import os
@@ -22,6 +21,7 @@ import sys
 import tempfile
 from collections import OrderedDict
 
+from .._cli_types import Parser, positive
 from . import model
 from .capture import DTYPES, capture_calls, capture_step
 from .step import compile_all, config_variants, estimate_step, job_key
@@ -32,7 +32,7 @@ CHECK_STEPS = (("bf16", None), ("bf16", []), ("tf32", None), ("fp32", None), ("f
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="tritonalex kernels", description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="tritonalex kernels", description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     return parser
 
@@ -41,7 +41,7 @@ def add_arguments(parser):
     parser.add_argument("--step", nargs="?", const="alexnet", default=None, metavar="SPEC",
                         help="estimate one training step of SPEC (default alexnet) with the static "
                              "performance model instead of running the config check")
-    parser.add_argument("--batch", type=_positive, default=128, help="batch size (default 128)")
+    parser.add_argument("--batch", type=positive, default=128, help="batch size (default 128)")
     parser.add_argument("--dtype", choices=DTYPES, default="bf16",
                         help="training precision of the step (default bf16, autocast)")
     parser.add_argument("--layout", choices=("nchw", "channels_last"), default="nchw",
@@ -52,13 +52,6 @@ def add_arguments(parser):
     parser.add_argument("--out", metavar="FILE", help="also write the JSON to FILE (atomically)")
     parser.add_argument("--launches-only", action="store_true",
                         help="with --step: list the captured launches without compiling")
-
-
-def _positive(text):
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def main(argv=None):

@@ -13,7 +13,9 @@ Errors name the file, the layer and the key: `SpecError: alexnet.toml: layer 'co
 """
 
 import dataclasses
+import math
 import os
+import re
 import tomllib
 from importlib import resources
 
@@ -31,6 +33,69 @@ KINDS = {
     "softmax": {},
 }
 SHIPPED = ("alexnet", "alexnet-owt", "alexnet-small")
+
+# Largest sizes a spec may ask for: far above any AlexNet-family network, far below what would
+# try to allocate terabytes.
+MAX_CHANNELS = 1 << 16
+MAX_FEATURES = 1 << 20
+MAX_WINDOW = 64  # kernel, stride and padding of convs and pools; LRN size
+MAX_INPUT = 4096
+NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+def _integer(low, high):
+    def check(value):
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"must be an integer, got {_show(value)}"
+        if not low <= value <= high:
+            return f"must be between {low} and {high}, got {value}"
+        return None
+    return check
+
+
+def _number(low=-math.inf, high=math.inf, low_open=False):
+    def check(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"must be a number, got {_show(value)}"
+        if not math.isfinite(value):
+            return f"must be finite, got {value}"
+        if value < low or value > high or (low_open and value == low):
+            bound = f"> {low}" if low_open else f">= {low}"
+            return (f"must be {bound}" + (f" and <= {high}" if high != math.inf else "")
+                    + f", got {value}")
+        return None
+    return check
+
+
+def _choice(*allowed):
+    def check(value):
+        if value not in allowed or isinstance(value, bool) != isinstance(allowed[0], bool):
+            return f"must be one of {', '.join(repr(a) for a in allowed)}, got {_show(value)}"
+        return None
+    return check
+
+
+def _show(value):
+    return f"{type(value).__name__} {value!r}"
+
+
+# kind -> key -> check (a function returning an error message or None), beside KINDS' defaults.
+CHECKS = {
+    "conv": dict(out_channels=_integer(1, MAX_CHANNELS), kernel=_integer(1, MAX_WINDOW),
+                 stride=_integer(1, MAX_WINDOW), padding=_integer(0, MAX_WINDOW),
+                 reads=_choice("own", "all"), split=_choice(True, False),
+                 weight_std=_number(0), bias_init=_number()),
+    "linear": dict(out_features=_integer(1, MAX_FEATURES), reads=_choice("own", "all"),
+                   split=_choice(True, False), weight_std=_number(0), bias_init=_number()),
+    "relu": {},
+    "lrn": dict(size=_integer(1, MAX_WINDOW), alpha=_number(0), beta=_number(0),
+                k=_number(0, low_open=True)),
+    "maxpool": dict(kernel=_integer(1, MAX_WINDOW), stride=_integer(1, MAX_WINDOW),
+                    padding=_integer(0, MAX_WINDOW)),
+    "dropout": dict(p=_number(0, 1)),
+    "flatten": {},
+    "softmax": {},
+}
 
 
 class SpecError(ValueError):
@@ -86,27 +151,45 @@ def load_spec(name_or_path, text=None):
         raw = tomllib.loads(text)
     except FileNotFoundError:
         raise SpecError(f"{base}: no such spec file (shipped specs: {', '.join(SHIPPED)})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{base}: cannot read the spec file ({type(exc).__name__}: "
+                        f"{getattr(exc, 'strerror', None) or exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{base}: not valid TOML: {exc}") from None
     for key in raw:
         if key not in ("name", "towers", "input", "layers"):
             raise SpecError(f"{base}: spec: key {key!r}: unknown key "
                             "(expected name, towers, input, layers)")
+    if not isinstance(raw.get("name", ""), str):
+        raise SpecError(f"{base}: spec: key 'name': must be a string, got {_show(raw['name'])}")
     towers = raw.get("towers", 1)
-    if towers not in (1, 2):
-        raise SpecError(f"{base}: spec: key 'towers': must be 1 or 2, got {towers!r}")
+    if _choice(1, 2)(towers):
+        raise SpecError(f"{base}: spec: key 'towers': {_choice(1, 2)(towers)}")
     inp = raw.get("input", {})
-    for key in ("channels", "size"):
-        if not isinstance(inp.get(key), int) or inp[key] <= 0:
-            raise SpecError(f"{base}: input: key {key!r}: a positive integer is required")
+    if not isinstance(inp, dict):
+        raise SpecError(f"{base}: spec: key 'input': must be a table with channels and size")
+    for key in inp:
+        if key not in ("channels", "size"):
+            raise SpecError(f"{base}: input: key {key!r}: unknown key (expected channels, size)")
+    for key, check in (("channels", _integer(1, MAX_CHANNELS)), ("size", _integer(1, MAX_INPUT))):
+        if key not in inp:
+            raise SpecError(f"{base}: input: key {key!r}: missing")
+        if check(inp[key]):
+            raise SpecError(f"{base}: input: key {key!r}: {check(inp[key])}")
     spec = Spec(raw.get("name", os.path.splitext(base)[0]), path, towers, inp["channels"],
                 inp["size"], [], text)
+    layers = raw.get("layers", [])
+    if not isinstance(layers, list) or not all(isinstance(e, dict) for e in layers):
+        raise SpecError(f"{base}: spec: key 'layers': must be an array of tables ([[layers]])")
     names = set()
-    for i, entry in enumerate(raw.get("layers", []), start=1):
+    for i, entry in enumerate(layers, start=1):
         name = entry.get("name", f"#{i}")
-        stub = Layer(name, entry.get("kind"), {}, i)
+        stub = Layer(str(name), entry.get("kind"), {}, i)
         if "name" not in entry:
             raise spec.error(stub, "name", "missing")
+        if not isinstance(name, str) or not NAME.match(name):
+            raise spec.error(stub, "name", f"must be letters, digits, '_' or '-' (starting with a "
+                                           f"letter or '_'), got {_show(name)}")
         if name in names:
             raise spec.error(stub, "name", "used by an earlier layer")
         names.add(name)
@@ -127,8 +210,11 @@ def load_spec(name_or_path, text=None):
                 if default is REQUIRED:
                     raise spec.error(stub, key, f"missing (a {kind} layer needs it)")
                 params[key] = default
-        if params.get("reads", "own") not in ("own", "all"):
-            raise spec.error(stub, "reads", f"must be 'own' or 'all', got {params['reads']!r}")
+            elif CHECKS[kind][key](params[key]):
+                raise spec.error(stub, key, CHECKS[kind][key](params[key]))
+        if kind == "maxpool" and params["padding"] > params["kernel"] // 2:
+            raise spec.error(stub, "padding", f"must be at most half the kernel "
+                                              f"({params['kernel'] // 2}), got {params['padding']}")
         spec.layers.append(Layer(name, kind, params, i))
     if not spec.layers:
         raise SpecError(f"{base}: spec: key 'layers': no layers")

@@ -5,6 +5,7 @@ import dataclasses
 import json
 import sys
 
+from .._cli_types import integer, non_negative, number, positive
 from .trainer import PRECISIONS, TrainConfig
 
 TRAIN_DESCRIPTION = """\
@@ -33,18 +34,19 @@ def add_parsers(commands):
     p.add_argument("--spec", help="shipped spec name or .toml path (default: alexnet-small on the "
                                   "built-in data, alexnet with --data)")
     p.add_argument("--data", metavar="DIR", help="ImageFolder root with train/ and val/")
-    p.add_argument("--epochs", type=int, help="default 8 on the built-in data, 90 with --data")
-    p.add_argument("--batch-size", type=int, default=d.batch_size,
+    p.add_argument("--epochs", type=positive, help="default 8 on the built-in data, 90 with --data")
+    p.add_argument("--batch-size", type=positive, default=d.batch_size,
                    help=f"over all ranks (default {d.batch_size})")
-    p.add_argument("--lr", type=float, default=d.lr, help=f"initial learning rate (default {d.lr})")
-    p.add_argument("--momentum", type=float, default=d.momentum)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--dropout", type=float, help="override the spec's dropout probability")
-    p.add_argument("--lr-drops", type=int, default=d.lr_drops,
+    p.add_argument("--lr", type=number(0, low_open=True), default=d.lr, help=f"initial learning rate (default {d.lr})")
+    p.add_argument("--momentum", type=number(0, 1, high_open=True), default=d.momentum)
+    p.add_argument("--weight-decay", type=number(0), default=d.weight_decay)
+    p.add_argument("--dropout", type=number(0, 1, high_open=True),
+                   help="override the spec's dropout probability")
+    p.add_argument("--lr-drops", type=non_negative, default=d.lr_drops,
                    help=f"most divisions of the learning rate by 10 (default {d.lr_drops})")
-    p.add_argument("--patience", type=int, default=d.patience,
+    p.add_argument("--patience", type=positive, default=d.patience,
                    help=f"epochs without improvement before a drop (default {d.patience})")
-    p.add_argument("--pca-std", type=float, default=d.pca_std,
+    p.add_argument("--pca-std", type=number(0), default=d.pca_std,
                    help=f"std of the PCA lighting magnitudes, 0 for none (default {d.pca_std})")
     p.add_argument("--no-flip", dest="flip", action="store_false", help="no horizontal reflections")
     p.add_argument("--no-random-crop", dest="random_crop", action="store_false",
@@ -54,16 +56,21 @@ def add_parsers(commands):
     p.add_argument("--devices", help="one device per tower, e.g. cuda:0,cuda:1 (the paper's split)")
     p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
                    help="fp32 (IEEE), tf32, bf16 (autocast), fp16 (autocast with loss scaling)")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=integer(0, 2**63 - 1), default=d.seed)
     p.add_argument("--out", metavar="DIR", help="checkpoints and metrics (default runs/<spec>)")
     p.add_argument("--resume", nargs="?", const="last", metavar="CHECKPOINT",
-                   help="continue from OUT/last.pt, or from the given checkpoint")
-    p.add_argument("--workers", type=int, help="DataLoader workers for --data (default min(4, CPUs))")
-    p.add_argument("--image-size", type=int,
+                   help="continue from OUT/last.pt, or from the given checkpoint, with its recipe "
+                        "and data (flags that differ from the checkpoint's are refused)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --out (without it, training into a folder "
+                        "that holds last.pt, best.pt or metrics.jsonl is refused)")
+    p.add_argument("--workers", type=non_negative,
+                   help="DataLoader workers for --data (default min(4, CPUs))")
+    p.add_argument("--image-size", type=positive,
                    help="stored image side (default 256 for 224/227 inputs, proportional below)")
-    p.add_argument("--train-images", type=int, default=d.train_images,
+    p.add_argument("--train-images", type=positive, default=d.train_images,
                    help=f"built-in data: training images (default {d.train_images})")
-    p.add_argument("--val-images", type=int, default=d.val_images,
+    p.add_argument("--val-images", type=positive, default=d.val_images,
                    help=f"built-in data: validation images (default {d.val_images})")
     p.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
     p.set_defaults(run=_train)
@@ -77,12 +84,12 @@ def add_parsers(commands):
     e.add_argument("--checkpoint", required=True, metavar="FILE")
     e.add_argument("--data", metavar="DIR", help="ImageFolder root with val/")
     e.add_argument("--tta", type=int, choices=[1, 10], default=10)
-    e.add_argument("--batch-size", type=int, default=128)
+    e.add_argument("--batch-size", type=positive, default=128)
     e.add_argument("--backend", choices=["triton", "torch"],
                    help="default: triton with CUDA, torch without")
     e.add_argument("--devices", help="one device per tower")
     e.add_argument("--precision", choices=PRECISIONS, default="fp32")
-    e.add_argument("--workers", type=int)
+    e.add_argument("--workers", type=non_negative)
     e.add_argument("--json", action="store_true", help="print the result as JSON")
     e.set_defaults(run=_eval)
 
@@ -94,7 +101,7 @@ def _train(args):
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
     try:
-        train(config)
+        train(config, explicit=args.given & fields)
     except (ValueError, FileNotFoundError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -141,7 +148,7 @@ def evaluate_checkpoint(args):
     backend = args.backend or default_backend()[0]
     devices = compiler.parse_devices(args.devices)
     model = compiler.compile(spec, backend=backend, devices=devices)
-    model.load_state_dict(state["model"])
+    checkpoint.load_model(model, state, args.checkpoint)
     if args.data:
         data = FolderData(args.data, info["stored"], classes=info["classes"], workers=args.workers,
                           device=devices[0], need_train=False)

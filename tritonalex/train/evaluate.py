@@ -59,6 +59,9 @@ def reduce_across_ranks(totals, device):
 
 
 def summary(totals):
-    n = max(totals["images"], 1)
+    if totals["images"] == 0:
+        raise ValueError(f"no readable validation image: all {int(totals['dropped'])} files "
+                         f"failed to decode" if totals["dropped"] else "the validation set is empty")
+    n = totals["images"]
     return dict(loss=totals["loss"] / n, top1=totals["top1"] / n, top5=totals["top5"] / n,
                 images=int(totals["images"]), dropped=int(totals["dropped"]))

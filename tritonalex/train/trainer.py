@@ -16,15 +16,17 @@ its own shard; rank 0 alone writes files.
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import sys
+import tempfile
 import time
 
 import torch
 import torch.nn.functional as TF
 
 from .. import compiler
-from .._output import atomic_open, pyplot, save_figure
+from .._output import TEMPORARY_PREFIX, atomic_open, pyplot, save_figure
 from ..data import BuiltinData, FolderData, stored_size
 from ..data.augment import ColorStats, augment, center_views, random_views
 from ..spec import load_spec
@@ -60,6 +62,13 @@ class TrainConfig:
     train_images: int = 6000  # built-in data only
     val_images: int = 1000
     quiet: bool = False
+    overwrite: bool = False  # replace the run already in `out` (without it, refuse)
+
+
+# What a resumed run may change: how long, where, how verbosely, on which devices. Everything
+# else is the checkpoint's recipe; a flag that differs from it is refused (see `_resolve`).
+RESUMABLE = ("epochs", "out", "quiet", "workers", "resume", "backend", "devices", "overwrite")
+RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl")
 
 
 def default_backend():
@@ -124,18 +133,27 @@ class Run:
             print(message, flush=True)
 
 
-def _resolve(config, run):
-    """Fill the defaults that depend on the data and the machine; load a resumed checkpoint."""
-    state = None
+def _resolve(config, run, explicit):
+    """Fill the defaults that depend on the data and the machine; load a resumed checkpoint.
+    Returns (config, checkpoint state or None, the checkpoint's path)."""
+    state = path = None
     if config.resume:
         out = config.out or _default_out(config.spec or ("alexnet" if config.data else "alexnet-small"))
         path = os.path.join(out, "last.pt") if config.resume == "last" else config.resume
         state = checkpoint.load(path)
-        saved = TrainConfig(**state["config"])
-        # keep the run's recipe; only how long, where and how verbosely may change on resume
-        config = dataclasses.replace(saved, epochs=config.epochs or saved.epochs,
-                                     out=config.out or saved.out, quiet=config.quiet,
-                                     workers=config.workers, resume=config.resume)
+        saved = TrainConfig(**{k: v for k, v in state["config"].items()
+                               if k in {f.name for f in dataclasses.fields(TrainConfig)}})
+        differ = [f"--{name.replace('_', '-')} {getattr(config, name)!r} (the checkpoint's: "
+                  f"{getattr(saved, name)!r})" for name in sorted(explicit)
+                  if name not in RESUMABLE and getattr(config, name) != getattr(saved, name)]
+        if differ:
+            raise ValueError(f"--resume continues {path}'s run with its own recipe and data, but "
+                             f"these flags differ from it: {'; '.join(differ)}. Leave them out, or "
+                             f"start a new run (another --out, or --overwrite)")
+        config = dataclasses.replace(saved, **{name: getattr(config, name) for name in RESUMABLE
+                                               if name in explicit or name == "resume"})
+        config = dataclasses.replace(config, epochs=config.epochs or saved.epochs,
+                                     out=config.out or saved.out)
         run.say(f"resuming from {path} (epoch {state['epoch']} done)")
     if config.spec is None:
         config = dataclasses.replace(config, spec="alexnet" if config.data else "alexnet-small")
@@ -150,7 +168,9 @@ def _resolve(config, run):
     if config.out is None:
         config = dataclasses.replace(config, out=_default_out(config.spec))
     _validate(config)
-    return config, state
+    if run.main:
+        _prepare_out(config, run)
+    return config, state, path
 
 
 def _default_out(spec):
@@ -158,33 +178,72 @@ def _default_out(spec):
 
 
 def _validate(config):
+    """The checks the command line's types make, for configs built in Python."""
     problems = []
     if config.precision not in PRECISIONS:
         problems.append(f"--precision must be one of {', '.join(PRECISIONS)}")
     if config.backend not in ("triton", "torch"):
         problems.append("--backend must be triton or torch")
-    for name in ("epochs", "batch_size"):
+    for name in ("epochs", "batch_size", "patience", "train_images", "val_images"):
         if getattr(config, name) <= 0:
             problems.append(f"--{name.replace('_', '-')} must be positive")
-    if config.lr <= 0:
-        problems.append("--lr must be positive")
+    for name in ("seed", "lr_drops"):
+        if getattr(config, name) < 0:
+            problems.append(f"--{name.replace('_', '-')} must not be negative")
+    if not (math.isfinite(config.lr) and config.lr > 0):
+        problems.append(f"--lr must be a positive finite number, got {config.lr}")
+    for name in ("momentum", "weight_decay", "pca_std"):
+        if not (math.isfinite(getattr(config, name)) and getattr(config, name) >= 0):
+            problems.append(f"--{name.replace('_', '-')} must be a finite number >= 0")
     if config.dropout is not None and not 0 <= config.dropout < 1:
         problems.append("--dropout must be in [0, 1)")
     if problems:
         raise ValueError("; ".join(problems))
 
 
-def train(config):
+def _prepare_out(config, run):
+    """Check the output folder before any work: a folder we can write, not holding another run
+    (unless --resume or --overwrite). Removes temporary files that killed writes left there."""
+    out = config.out
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out {out}: exists and is not a folder")
+    try:
+        os.makedirs(out, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise ValueError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+    present = [f for f in RUN_FILES if os.path.exists(os.path.join(out, f))]
+    if present and not config.resume and not config.overwrite:
+        raise ValueError(f"--out {out} already holds a run ({', '.join(present)}); pass --resume "
+                         f"to continue it, or --overwrite to replace it")
+    leftovers = [f for f in os.listdir(out) if f.startswith(TEMPORARY_PREFIX)]
+    for name in leftovers:
+        os.unlink(os.path.join(out, name))
+    if leftovers:
+        run.say(f"removed {len(leftovers)} temporary file(s) that an interrupted write left in {out}")
+
+
+def train(config, explicit=None):
     """Train; returns (model, history). Writes OUT/last.pt, OUT/best.pt, OUT/metrics.jsonl and
-    OUT/curves.png (rank 0)."""
+    OUT/curves.png (rank 0).
+
+    explicit: the config fields the user set (the command line's flags); by default, those that
+    differ from TrainConfig's defaults. On --resume they must agree with the checkpoint's."""
+    if explicit is None:
+        defaults = TrainConfig()
+        explicit = {f.name for f in dataclasses.fields(TrainConfig)
+                    if getattr(config, f.name) != getattr(defaults, f.name)}
     run = Run(config)
-    config, state = _resolve(config, run)
+    config, state, resumed_from = _resolve(config, run, set(explicit))
     spec = load_spec(config.spec, state["spec"]) if state else load_spec(config.spec)
     stored = config.image_size or (state["data"]["stored"] if state else stored_size(spec.size))
     if stored < spec.size:
         raise ValueError(f"--image-size {stored} is smaller than {spec.name}'s {spec.size} input")
-    if config.data:
-        data = FolderData(config.data, stored, workers=config.workers, device=run.device)
+    if config.data:  # a resumed run keeps its class list (a renamed folder is an error, not a
+        # silent permutation of the labels)
+        data = FolderData(config.data, stored, workers=config.workers, device=run.device,
+                          classes=state["data"]["classes"] if state else None)
     else:
         data = BuiltinData(stored, seed=config.seed, train_count=config.train_images,
                            val_count=config.val_images, device=run.device)
@@ -204,7 +263,7 @@ def train(config):
     schedule = dict(lr=config.lr, best_error=None, bad_epochs=0, drops=0)
     history, start = [], 0
     if state:
-        model.load_state_dict(state["model"])
+        checkpoint.load_model(model, state, resumed_from)
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         schedule, history, start = dict(state["schedule"]), list(state["metrics"]), state["epoch"]
@@ -235,6 +294,12 @@ def train(config):
         val = summary(reduce_across_ranks(
             evaluate(model, data, stats, crop, per_rank, config.backend, forward_context,
                      rank=run.rank, world=run.world), run.device))
+        for what, value in (("training", train_totals["loss"]), ("validation", val["loss"])):
+            if not math.isfinite(value):
+                raise ValueError(f"training diverged in epoch {epoch + 1}: the {what} loss is "
+                                 f"{value}; stopped before saving that epoch ({config.out}/last.pt "
+                                 f"holds epoch {epoch}). Try a lower --lr (it was "
+                                 f"{schedule['lr']:g})")
         error = 1.0 - val["top1"]
         improved = schedule["best_error"] is None or error < schedule["best_error"]
         metrics = dict(epoch=epoch + 1, train_loss=train_totals["loss"] / max(train_totals["images"], 1),
@@ -352,7 +417,7 @@ def write_metrics(history, out):
     history (so after a resume it never holds epochs the checkpoint does not)."""
     with atomic_open(os.path.join(out, "metrics.jsonl"), "w") as f:
         for metrics in history:
-            f.write(json.dumps(metrics) + "\n")
+            f.write(json.dumps(metrics, allow_nan=False) + "\n")
 
 
 _warned_no_matplotlib = []
