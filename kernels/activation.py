@@ -1,4 +1,5 @@
-"""Elementwise ReLU and dropout, each a single kernel over a contiguous flat tensor.
+"""Elementwise ReLU and dropout, each a single kernel over a dense flat tensor (contiguous or
+channels_last: the output takes the input's layout, so offsets line up).
 
 Dropout keeps element i when the Philox uniform tl.rand(seed, i) >= p and scales it by 1/(1-p);
 dropout is linear in its input, so its backward is the same kernel with the same seed applied to
@@ -8,7 +9,7 @@ the output gradient: the mask is never stored. The ReLU backward reads the saved
 import triton
 import triton.language as tl
 
-from .launch import INTERPRETING, Cost, cdiv, empty, launch, nbytes
+from .launch import INTERPRETING, Cost, cdiv, empty, launch, memory_format_of, nbytes
 
 BLOCK_GPU = 1024
 BLOCK_INTERPRETER = 1 << 16
@@ -70,20 +71,20 @@ def _launch(kernel, numel, min_bytes, *args):
 
 def relu_forward(x, out=None):
     """relu of a contiguous x into `out` (a new tensor, or x itself for in place)."""
-    y = empty(x.shape, x.dtype, x.device) if out is None else out
+    y = empty(x.shape, x.dtype, x.device, memory_format_of(x)) if out is None else out
     _launch(relu_forward_kernel, x.numel(), nbytes(x, y), x, y, x.numel())
     return y
 
 
 def relu_backward(y, dy):
-    dx = empty(y.shape, dy.dtype, dy.device)
+    dx = empty(y.shape, dy.dtype, dy.device, memory_format_of(y))
     _launch(relu_backward_kernel, y.numel(), nbytes(y, dy, dx), y, dy, dx, y.numel())
     return dx
 
 
 def dropout(x, p, seed, out=None):
     """Dropout of a contiguous x with drop probability p, the mask drawn from `seed`."""
-    y = empty(x.shape, x.dtype, x.device) if out is None else out
+    y = empty(x.shape, x.dtype, x.device, memory_format_of(x)) if out is None else out
     scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
     _launch(dropout_kernel, x.numel(), nbytes(x, y), x, y, x.numel(), seed, p, scale)
     return y

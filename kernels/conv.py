@@ -7,10 +7,13 @@ Forward, per group g (one GEMM each; AlexNet's towers are groups=2):
 
 X is never built in memory: each BLOCK_M x BLOCK_K tile of it is gathered from x straight into
 registers (the "implicit" in implicit GEMM), with the zero padding done by the load mask. The
-reduction runs over kh in an outer loop and over the flattened (kw, c) axis, c fastest, in
-BLOCK_K chunks: the kh bound check is then a vector per row, and a channels_last input gives
-consecutive addresses along each chunk (NCHW gives them along m, the output columns). Both layouts
-are handled through strides; channels_last is the one whose reduction loads coalesce.
+reduction is one flat loop over (tap, channel chunk): each step splits its index with two scalar
+divisions, the tile's rows are output pixels at that tap (one bound check per row) and its
+columns BLOCK_K consecutive channels. With channels_last input and OHWI weights (channels_last
+weights: what the compiled net keeps) both tiles are contiguous along the reduction, so the loads
+vectorize and Triton pipelines them (cp.async stages); any other strides work, slower. With fewer
+than 16 channels per group (AlexNet's conv1: 3) channel chunks would be mostly padding, so the
+reduction runs over kh and the flattened (kw, c) axis instead (FLAT_KW).
 
 Backward, from dy and the saved ReLU output y (dy is zeroed where y <= 0 inside the loads):
 * input gradient, a gather GEMM over input pixels: dx[(n, ih, iw), c] = sum over (kh, kw, oc) of
@@ -43,23 +46,29 @@ from .launch import (
 )
 from .reduce import sum_splits
 
-# GPU tile configs (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages) per dot class, best general choice
-# first, autotuned per layer shape; the interpreter uses one large tile instead. `tritonalex
-# kernels` compiles every one for sm_80 and sm_90 as the alexnet step's launches bind it; these
-# lists keep only configs that compiled there with no register spills (a sweep of 14 candidates
-# per kernel; 128x128 tiles and BLOCK_K=64 all spilled: the gathered A tile keeps a 64-bit
-# address per element in registers). Compiled through the real binder with Triton 3.6 and 3.9,
-# six more FMA (fp32/fp64) configs spilled and were dropped.
+# GPU tile configs (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages) per dot class, autotuned per layer
+# shape; the first of each list is offered everywhere (TRITONALEX_AUTOTUNE=0 runs it); the
+# interpreter uses one large tile instead. `tritonalex kernels` compiles every one for sm_80 and
+# sm_90 as the alexnet step's launches bind them, with Triton 3.6 and 3.9: these are the ones with
+# no register spills and shared memory that fits. The large tiles (what makes conv2-5 tensor-core
+# bound on Hopper) spill with Ampere's mma.sync, so they are offered on sm_90 only (archs=(90,));
+# TF32's fp32 tiles need twice the registers and shared memory and keep the small list.
+H = (90,)  # Hopper and later only
 FORWARD_CONFIGS = {
-    "tensor_core": [config(128, 64, 32, 8, 3), config(64, 128, 32, 8, 3), config(64, 64, 32, 8, 3)],
+    "tensor_core": [config(128, 64, 32, 8, 3), config(64, 128, 64, 8, 3),
+                    config(128, 128, 64, 8, 3, archs=H), config(256, 64, 16, 8, 3, archs=H)],
+    "tf32": [config(128, 64, 32, 8, 3), config(64, 128, 32, 8, 3), config(64, 64, 32, 8, 3)],
     "fma": [config(64, 32, 16, 4, 2), config(32, 32, 16, 4, 2)],
 }
 INPUT_GRAD_CONFIGS = {
-    "tensor_core": [config(64, 64, 32, 8, 3)],
-    "fma": [config(32, 64, 16, 8, 2)],
+    "tensor_core": [config(64, 64, 32, 8, 3), config(128, 64, 32, 8, 3),
+                    config(128, 128, 64, 8, 3, archs=H), config(128, 64, 64, 8, 3, archs=H)],
+    "tf32": [config(64, 64, 32, 8, 2), config(64, 32, 32, 4, 3)],
+    "fma": [config(64, 32, 16, 4, 2), config(32, 32, 16, 8, 2)],
 }
 WEIGHT_GRAD_CONFIGS = {
-    "tensor_core": [config(64, 64, 32, 8, 3)],
+    "tensor_core": [config(64, 64, 32, 8, 3), config(128, 64, 64, 8, 3, archs=H)],
+    "tf32": [config(64, 64, 32, 8, 3)],
     "fma": [config(32, 32, 16, 8, 2)],
 }
 
@@ -109,6 +118,7 @@ def conv2d_forward_kernel(
     PRECISION: tl.constexpr,  # tl.dot input precision for fp32 inputs: "ieee" or "tf32"
     DOT_FP32: tl.constexpr,  # upcast tiles before tl.dot (bf16 under the interpreter)
     INDEX_64: tl.constexpr,  # compute element offsets in int64
+    FLAT_KW: tl.constexpr,  # reduce over the flattened (kw, c) axis per kh (few input channels)
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,  # tile sizes
 ):
     g = tl.program_id(2)
@@ -116,7 +126,7 @@ def conv2d_forward_kernel(
     if INDEX_64:
         g = g.to(tl.int64)
         m = m.to(tl.int64)
-    # Rows: output pixels. Decompose once; the K-loop only adds per-column offsets to these.
+    # Rows: output pixels. Decompose once; the K-loop only adds per-tap offsets to these.
     ow = m % OW
     oh = (m // OW) % OH
     n = m // (OW * OH)
@@ -128,29 +138,53 @@ def conv2d_forward_kernel(
     oc = g * OC_PER_GROUP + tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     oc_ok = oc < (g + 1) * OC_PER_GROUP
 
-    # Reduction: kh in an outer loop (so the row bound on ih is a vector, not a tile), and the
-    # flattened (kw, c) axis in BLOCK_K chunks; for AlexNet's conv1 (3 channels) that chunk is
-    # kw*3 wide rather than 3, which keeps the tiles mostly full.
-    KWC = KW * C_PER_GROUP
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC)
-    for kh in range(KH):
-        ih = ih0 + kh * dil_h
-        row_ok = m_ok & (ih >= 0) & (ih < H)
-        x_row_kh = x_row + kh * dil_h * sx_h
-        for j0 in range(0, KWC, BLOCK_K):
-            j = j0 + tl.arange(0, BLOCK_K)
-            j_ok = j < KWC
-            c = j % C_PER_GROUP
-            kw = j // C_PER_GROUP
-            # A tile: the im2col matrix, gathered; out-of-image taps read the zero padding.
-            iw = iw0[:, None] + (kw * dil_w)[None, :]
-            a_mask = row_ok[:, None] & j_ok[None, :] & (iw >= 0) & (iw < W)
-            a = tl.load(x_ptr + x_row_kh[:, None] + (c * sx_c + kw * dil_w * sx_w)[None, :],
-                        mask=a_mask, other=0.0)
-            # B tile: the weights of tap row kh as a (kw, c) x OC matrix.
-            w_col = c * sw_c + kh * sw_h + kw * sw_w
-            b = tl.load(w_ptr + w_col[:, None] + (oc * sw_o)[None, :],
-                        mask=j_ok[:, None] & oc_ok[None, :], other=0.0)
+    if FLAT_KW:
+        # Few channels (AlexNet's conv1 has 3): kh in an outer loop, the flattened (kw, c) axis in
+        # BLOCK_K chunks, so a chunk is kw*3 wide rather than 3 and the tiles stay mostly full.
+        KWC = KW * C_PER_GROUP
+        for kh in range(KH):
+            ih = ih0 + kh * dil_h
+            row_ok = m_ok & (ih >= 0) & (ih < H)
+            x_row_kh = x_row + kh * dil_h * sx_h
+            for j0 in range(0, KWC, BLOCK_K):
+                j = j0 + tl.arange(0, BLOCK_K)
+                j_ok = j < KWC
+                c = j % C_PER_GROUP
+                kw = j // C_PER_GROUP
+                # A tile: the im2col matrix, gathered; out-of-image taps read the zero padding.
+                iw = iw0[:, None] + (kw * dil_w)[None, :]
+                a_mask = row_ok[:, None] & j_ok[None, :] & (iw >= 0) & (iw < W)
+                a = tl.load(x_ptr + x_row_kh[:, None] + (c * sx_c + kw * dil_w * sx_w)[None, :],
+                            mask=a_mask, other=0.0)
+                # B tile: the weights of tap row kh as a (kw, c) x OC matrix.
+                w_col = c * sw_c + kh * sw_h + kw * sw_w
+                b = tl.load(w_ptr + w_col[:, None] + (oc * sw_o)[None, :],
+                            mask=j_ok[:, None] & oc_ok[None, :], other=0.0)
+                if DOT_FP32:
+                    a = a.to(tl.float32)
+                    b = b.to(tl.float32)
+                acc = tl.dot(a, b, acc, input_precision=PRECISION, out_dtype=ACC)
+    else:
+        # One flat loop over (tap, channel chunk), split with two scalar divisions per step (no
+        # per-element division): the loop the pipeliner turns into cp.async stages. A tile's rows
+        # are output pixels at one tap, its columns a run of channels: with channels_last input
+        # (sx_c == 1, specialized by Triton's binder) and channels_last weights (OHWI in memory,
+        # sw_c == 1) both tiles are contiguous along the reduction.
+        chunks = tl.cdiv(C_PER_GROUP, BLOCK_K)
+        for step in range(0, KH * KW * chunks):
+            tap = step // chunks
+            kh = tap // KW
+            kw = tap - kh * KW
+            c = (step - tap * chunks) * BLOCK_K + tl.arange(0, BLOCK_K)
+            c_ok = c < C_PER_GROUP
+            ih = ih0 + kh * dil_h
+            iw = iw0 + kw * dil_w
+            row_ok = m_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+            a = tl.load(x_ptr + (x_row + kh * dil_h * sx_h + kw * dil_w * sx_w)[:, None]
+                        + (c * sx_c)[None, :], mask=row_ok[:, None] & c_ok[None, :], other=0.0)
+            b = tl.load(w_ptr + (c * sw_c + kh * sw_h + kw * sw_w)[:, None] + (oc * sw_o)[None, :],
+                        mask=c_ok[:, None] & oc_ok[None, :], other=0.0)
             if DOT_FP32:
                 a = a.to(tl.float32)
                 b = b.to(tl.float32)
@@ -264,7 +298,9 @@ def conv2d_weight_grad_kernel(
     # Rows: output channels of group g.
     oc = g * OC_PER_GROUP + tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     oc_ok = oc < (g + 1) * OC_PER_GROUP
-    # Columns: one tap row kh per program, and a BLOCK_N chunk of its flattened (kw, c) axis.
+    # Columns: one tap row kh per program, and a BLOCK_N chunk of its flattened (kw, c) axis
+    # (per-tap columns were tried: as many instructions per step, and 48-channel groups pad a
+    # 128-wide tile to 2.7x the work).
     KWC = KW * C_PER_GROUP
     col_tiles = tl.cdiv(KWC, BLOCK_N)
     kh = tl.program_id(1) // col_tiles
@@ -277,7 +313,9 @@ def conv2d_weight_grad_kernel(
     p_start = split * P_PER_SPLIT
     p_end = tl.minimum(p_start + P_PER_SPLIT, P)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC)
-    bias_acc = tl.zeros((BLOCK_M,), dtype=ACC)
+    # The bias gradient is summed elementwise into a tile and reduced across it once after the
+    # loop: a cross-lane sum every step would cost shuffles on the main loop's issue budget.
+    bias_acc = tl.zeros((BLOCK_M, BLOCK_K), dtype=ACC)
     for p0 in range(p_start, p_end, BLOCK_K):
         # Reduction over this split's output pixels p = (n, oh, ow).
         p = p0 + tl.arange(0, BLOCK_K)
@@ -293,7 +331,7 @@ def conv2d_weight_grad_kernel(
                         mask=dy_mask, other=0.0)
             dy = tl.where(y > 0, dy, 0.0)
         if COMPUTE_BIAS:
-            bias_acc += tl.sum(dy.to(ACC), axis=1)
+            bias_acc += dy.to(ACC)
         if COMPUTE_WEIGHT:
             # B tile: the im2col matrix transposed, gathered from x; the bound on ih is per row.
             ih = oh * stride_h - pad_h + kh * dil_h
@@ -315,7 +353,7 @@ def conv2d_weight_grad_kernel(
         tl.store(dw_ptr + dw_off, acc, mask=oc_ok[:, None] & j_ok[None, :])
     if COMPUTE_BIAS:
         if tl.program_id(1) == 0:  # one column tile per row tile writes the bias partial
-            tl.store(db_ptr + split * OC + oc, bias_acc, mask=oc_ok)
+            tl.store(db_ptr + split * OC + oc, tl.sum(bias_acc, axis=1), mask=oc_ok)
 
 
 _forward = DotKernel(conv2d_forward_kernel, FORWARD_CONFIGS, key=["M"] + _SHAPE_KEY)
@@ -343,15 +381,18 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, relu, all
     if y.numel() == 0:
         return y
     grid = lambda meta: (cdiv(m, meta["BLOCK_M"]), cdiv(oc // groups, meta["BLOCK_N"]), groups)
+    flat_kw = c_per_group < 16  # see the kernel: chunks of (kw, c) rather than of c alone
+    reduction = kw * c_per_group if flat_kw else c_per_group
     cost = Cost(2 * m * oc * c_per_group * kh * kw, nbytes(x, weight, bias, y),
-                trips=lambda meta: kh * cdiv(kw * c_per_group, meta["BLOCK_K"]))
+                trips=lambda meta: (kh if flat_kw else kh * kw) * cdiv(reduction, meta["BLOCK_K"]))
     _forward.launch(
         grid, x, weight, bias if bias is not None else weight, y,
         m, h, w, oh, ow, c_per_group, oc // groups,
         stride[0], stride[1], padding[0][0], padding[1][0], dilation[0], dilation[1],
         *x.stride(), *weight.stride(), *y.stride(),
-        dtype=x.dtype, allow_tf32=allow_tf32, tile_dims=(m, oc // groups, kw * c_per_group), cost=cost,
+        dtype=x.dtype, allow_tf32=allow_tf32, tile_dims=(m, oc // groups, reduction), cost=cost,
         INDEX_64=needs_int64(x, weight, y), KH=kh, KW=kw, HAS_BIAS=bias is not None, APPLY_RELU=relu,
+        FLAT_KW=flat_kw,
     )
     return y
 
@@ -412,7 +453,8 @@ def conv2d_weight_bias_grad(dy, y, x, weight_shape, stride, padding, dilation, g
     if pixels == 0 or oc == 0:
         return tuple(t.zero_() if t is not None else None for t in (dw, db))
 
-    col_tiles = lambda block_n: kh * cdiv(kw * c_per_group, block_n) if need_weight else 1
+    columns = kw * c_per_group  # per program: one kh row's flattened (kw, c) axis
+    col_tiles = lambda block_n: kh * cdiv(columns, block_n) if need_weight else 1
     tiles = cdiv(oc // groups, 64) * col_tiles(64) * groups
     splits = _weight_grad_splits(tiles, pixels, dy.device)
     per_split = cdiv(pixels, splits)
@@ -430,9 +472,9 @@ def conv2d_weight_bias_grad(dy, y, x, weight_shape, stride, padding, dilation, g
         pixels, per_split, groups, oc, h, w, oh, ow, c_per_group, oc // groups,
         stride[0], stride[1], padding[0][0], padding[1][0], dilation[0], dilation[1],
         *dy.stride(), *y.stride(), *x.stride(),
-        dtype=dy.dtype, allow_tf32=allow_tf32, tile_dims=(oc // groups, kw * c_per_group, per_split),
-        cost=cost,
-        INDEX_64=needs_int64(dy, y, x), KH=kh, KW=kw, APPLY_RELU=relu, COMPUTE_WEIGHT=need_weight, COMPUTE_BIAS=need_bias,
+        dtype=dy.dtype, allow_tf32=allow_tf32, tile_dims=(oc // groups, columns, per_split),
+        cost=cost, INDEX_64=needs_int64(dy, y, x), KH=kh, KW=kw, APPLY_RELU=relu,
+        COMPUTE_WEIGHT=need_weight, COMPUTE_BIAS=need_bias,
     )
     if need_weight:
         sum_splits(dw_part, dw)

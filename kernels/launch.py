@@ -96,9 +96,13 @@ class DotKernel:
     def __init__(self, kernel, gpu_configs, key):
         self.kernel = kernel
         self.gpu_configs = gpu_configs  # {dot class: [triton.Config]}, best general choice first
+        # What each class autotunes over (the config objects themselves: they carry their archs).
+        self.offered = {cls: list(configs) if AUTOTUNE else list(configs[:1])
+                        for cls, configs in gpu_configs.items()}
         self.tuned = {} if INTERPRETING else {
-            cls: triton.autotune(configs=list(configs) if AUTOTUNE else list(configs[:1]), key=key)(kernel)
-            for cls, configs in gpu_configs.items()}
+            cls: triton.autotune(configs=configs, key=key,
+                                 prune_configs_by={"early_config_prune": _prune_for_this_gpu})(kernel)
+            for cls, configs in self.offered.items()}
 
     def launch(self, grid, *args, dtype, allow_tf32, tile_dims, cost, **constexprs):
         precision = dot_precision(dtype, allow_tf32)
@@ -109,7 +113,7 @@ class DotKernel:
                    **constexprs)
         else:
             cls = dot_class(dtype, precision)
-            launch(self.tuned[cls], grid, *args, cost=cost, configs=self.tuned[cls].configs,
+            launch(self.tuned[cls], grid, *args, cost=cost, configs=self.offered[cls],
                    **constexprs)
 
 
@@ -122,23 +126,43 @@ def interpreter_tile(rows, cols, reduction):
 
 
 def dot_class(dtype, precision):
-    """Which config list a `tl.dot` kernel runs with: tensor-core tiles or smaller FMA tiles.
+    """Which config list a `tl.dot` kernel runs with: 16-bit tensor-core tiles, TF32 tiles, or
+    smaller FMA tiles.
 
-    fp16, bf16 and TF32 run on tensor cores; IEEE fp32 and fp64 on the FMA units (fp64 MMA
-    exists on A100/H100 but Triton lowers it to FMA), which need smaller tiles not to spill.
+    fp16 and bf16 run on tensor cores ("tensor_core"); TF32 too, but its fp32 tiles take twice the
+    registers and shared memory, so it has its own, smaller list ("tf32"); IEEE fp32 and fp64 run
+    on the FMA units (fp64 MMA exists on A100/H100 but Triton lowers it to FMA) ("fma").
     """
-    if dtype in (torch.float16, torch.bfloat16) or precision == "tf32":
+    if dtype in (torch.float16, torch.bfloat16):
         return "tensor_core"
-    return "fma"
+    return "tf32" if precision == "tf32" else "fma"
 
 
-def config(block_m, block_n, block_k, num_warps, num_stages):
-    """A matmul-shaped tile config: BLOCK_M x BLOCK_N outputs, BLOCK_K of reduction per step."""
-    return triton.Config(
+def config(block_m, block_n, block_k, num_warps, num_stages, archs=(80, 90)):
+    """A matmul-shaped tile config: BLOCK_M x BLOCK_N outputs, BLOCK_K of reduction per step.
+
+    `archs`: the GPU architectures it is offered on (90 covers Hopper and later): some large
+    tiles fit Hopper's wgmma but spill with Ampere's mma.sync."""
+    cfg = triton.Config(
         {"BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_K": block_k},
         num_warps=num_warps,
         num_stages=num_stages,
     )
+    cfg.tritonalex_archs = tuple(archs)
+    return cfg
+
+
+def offered_on(cfg, arch):
+    """Whether a config is offered on compute capability `arch` (e.g. 90, 80, 86 -> 80)."""
+    archs = getattr(cfg, "tritonalex_archs", None)
+    return archs is None or (90 if arch >= 90 else 80) in archs
+
+
+def _prune_for_this_gpu(configs, named_args, **kwargs):
+    """The autotuner's early prune: only the configs offered on the current GPU."""
+    major, minor = torch.cuda.get_device_capability()
+    kept = [c for c in configs if offered_on(c, 10 * major + minor)]
+    return kept or configs[-1:]
 
 
 def dot_precision(dtype, allow_tf32):

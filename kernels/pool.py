@@ -11,9 +11,8 @@ saved index points at it. Overlapping windows (3x3 stride 2) just add several te
 
 Fused LRN -> max-pool (LRN=True): the forward normalizes each tap on the fly (lrn.py's window sum
 of squares over `size` channels) and pools the normalized values, so the full-size LRN output is
-never written. The backward recomputes what it needs from the input and the saved pooled indices:
-for input channel c it gathers the pooled gradient g_j of every channel j whose LRN window holds c
-and applies the LRN backward (see lrn.py) to it. Nothing full-size is saved but the input.
+never written; only the input is saved. Its backward (tritonalex/ops/pool.py) is this file's
+backward kernel into an fp32 buffer (the LRN output's gradient), then lrn.py's backward.
 """
 
 import torch
@@ -36,7 +35,7 @@ from .lrn import channel_tile, lrn_load_params, lrn_params, lrn_scale, pow_neg
 
 # (BLOCK_C, BLOCK_P, warps) per kernel. Memory-bound: one GPU config each, picked from a sweep as
 # the widest that compiles without spills for every dtype, with and without the fused LRN.
-GPU_TILES = {"forward": (8, 64, 4), "backward": (2, 64, 4)}
+GPU_TILES = {"forward": (16, 32, 4), "backward": (16, 32, 4)}
 INTERPRETER_TILE = (64, 1024, 1)
 
 
@@ -113,19 +112,14 @@ def pool_grad_gather(dy_base, idx_base, ch, ch_ok, ih, iw, pix_ok, W, OH, OW,
 
 @triton.jit
 def max_pool2d_backward_kernel(
-    x_ptr,  # forward input [N, C, H, W], any strides (read only when LRN)
     dy_ptr,  # output gradient [N, C, OH, OW], with the strides of idx
     idx_ptr,  # int64 argmax indices saved by the forward
     dx_ptr,  # input gradient [N, C, H, W], any strides
-    params_ptr,  # LRN [k, alpha/size, beta] in the ACC dtype (read only when LRN)
     C, H, W, OH, OW,  # channels, input and output spatial sizes
     stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,  # pooling geometry
-    sx_n, sx_c, sx_h, sx_w,  # input strides
     sdy_n, sdy_c, sdy_h, sdy_w,  # output-gradient and index strides
     sdx_n, sdx_c, sdx_h, sdx_w,  # input-gradient strides
     KH: tl.constexpr, KW: tl.constexpr,  # window size (the tap loops unroll)
-    LRN_SIZE: tl.constexpr,  # LRN window in channels (used only when LRN)
-    LRN: tl.constexpr,  # the forward was the fused LRN -> max-pool
     ACC: tl.constexpr,  # compute dtype
     INDEX_64: tl.constexpr,  # compute element offsets in int64
     BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,  # tile: channels x input pixels
@@ -133,36 +127,11 @@ def max_pool2d_backward_kernel(
     n, q, c, q_ok, c_ok = channel_tile(C, H * W, INDEX_64, BLOCK_C, BLOCK_P)  # input pixels
     ih = q // W
     iw = q % W
-    dy_base = dy_ptr + n * sdy_n
-    idx_base = idx_ptr + n * sdy_n
-    g = pool_grad_gather(dy_base, idx_base, c, c_ok, ih, iw, q_ok, W, OH, OW, stride_h, stride_w,
-                         pad_h, pad_w, dil_h, dil_w, sdy_c, sdy_h, sdy_w, KH, KW, ACC,
-                         BLOCK_C, BLOCK_P)
-    mask = c_ok[:, None] & q_ok[None, :]
-    if LRN:
-        # g is the gradient of the LRN output at channel c; push it through the LRN backward.
-        k, alpha_over_size, beta = lrn_load_params(params_ptr)
-        x_base = x_ptr + n * sx_n
-        col = ih * sx_h + iw * sx_w
-        a = tl.load(x_base + (c * sx_c)[:, None] + col[None, :], mask=mask, other=0.0).to(ACC)
-        scale = lrn_scale(x_base, col, q_ok, c, C, sx_c, LRN_SIZE, k, alpha_over_size, ACC,
-                          BLOCK_C, BLOCK_P)
-        dx = g * pow_neg(scale, beta)
-        cross = tl.zeros((BLOCK_C, BLOCK_P), dtype=ACC)
-        for d in tl.static_range(LRN_SIZE):
-            j = c + d - (LRN_SIZE - 1) // 2  # the LRN outputs whose window holds channel c
-            j_ok = (j >= 0) & (j < C)
-            g_j = pool_grad_gather(dy_base, idx_base, j, j_ok, ih, iw, q_ok, W, OH, OW, stride_h,
-                                   stride_w, pad_h, pad_w, dil_h, dil_w, sdy_c, sdy_h, sdy_w, KH,
-                                   KW, ACC, BLOCK_C, BLOCK_P)
-            a_j = tl.load(x_base + (j * sx_c)[:, None] + col[None, :],
-                          mask=j_ok[:, None] & q_ok[None, :], other=0.0).to(ACC)
-            s_j = lrn_scale(x_base, col, q_ok, j, C, sx_c, LRN_SIZE, k, alpha_over_size, ACC,
-                            BLOCK_C, BLOCK_P)
-            cross += g_j * a_j * pow_neg(s_j, beta + 1.0)  # s_j^(-beta-1), no division
-        g = dx - 2.0 * alpha_over_size * beta * a * cross
+    g = pool_grad_gather(dy_ptr + n * sdy_n, idx_ptr + n * sdy_n, c, c_ok, ih, iw, q_ok, W, OH, OW,
+                         stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, sdy_c, sdy_h, sdy_w, KH,
+                         KW, ACC, BLOCK_C, BLOCK_P)
     dx_off = n * sdx_n + (c * sdx_c)[:, None] + (ih * sdx_h + iw * sdx_w)[None, :]
-    tl.store(dx_ptr + dx_off, g.to(dx_ptr.dtype.element_ty), mask=mask)
+    tl.store(dx_ptr + dx_off, g.to(dx_ptr.dtype.element_ty), mask=c_ok[:, None] & q_ok[None, :])
 
 
 def _tile(kernel):
@@ -191,22 +160,21 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw, lrn=None):
     return y, idx
 
 
-def max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation, lrn=None):
-    """dx of the max-pool (or fused LRN -> max-pool) above; dy is read with idx's strides."""
+def max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation, out_dtype=None):
+    """dx of the max-pool above (in `out_dtype`, default dy's); dy is read with idx's strides.
+    The fused LRN -> max-pool's backward is this into fp32, then the LRN backward (ops/pool.py)."""
     n, c, h, w = x.shape
     oh, ow = idx.shape[2:]
     dy = dy.contiguous(memory_format=memory_format_of(idx)) if dy.stride() != idx.stride() else dy
-    dx = empty(x.shape, dy.dtype, dy.device, memory_format=memory_format_of(x))
+    dx = empty(x.shape, out_dtype or dy.dtype, dy.device, memory_format=memory_format_of(x))
     if dx.numel() == 0:
         return dx
     if idx.numel() == 0:
         return dx.zero_()
     block_c, block_p, warps = _tile("backward")
-    params = lrn_params(lrn[3], lrn[1], lrn[2], lrn[0], x.dtype, x.device) if lrn else x
     launch(max_pool2d_backward_kernel, (cdiv(h * w, block_p), cdiv(c, block_c), n),
-           x, dy, idx, dx, params, c, h, w, oh, ow, *stride, *padding, *dilation,
-           *x.stride(), *dy.stride(), *dx.stride(), KH=kernel[0], KW=kernel[1],
-           LRN_SIZE=lrn[0] if lrn else 0, LRN=lrn is not None, ACC=tl_accumulator(x.dtype),
-           INDEX_64=needs_int64(x, dy, idx, dx), BLOCK_C=block_c, BLOCK_P=block_p, num_warps=warps,
-           cost=Cost(0, nbytes(x if lrn else None, dy, idx, dx)))
+           dy, idx, dx, c, h, w, oh, ow, *stride, *padding, *dilation, *dy.stride(), *dx.stride(),
+           KH=kernel[0], KW=kernel[1], ACC=tl_accumulator(x.dtype),
+           INDEX_64=needs_int64(dy, idx, dx), BLOCK_C=block_c, BLOCK_P=block_p, num_warps=warps,
+           cost=Cost(0, nbytes(dy, idx, dx)))
     return dx

@@ -80,7 +80,10 @@ def test_groups_and_selection():
 
 
 def run_cli(capsys, *argv):
-    code = cli.main(["bench", *argv])
+    try:
+        code = cli.main(["bench", *argv])
+    except SystemExit as exc:  # argparse refuses bad values itself
+        code = exc.code
     return code, capsys.readouterr()
 
 

@@ -59,6 +59,13 @@ CASES = [
     ((2, 4, 8, 7), (5, 4, 3, 3), dict(padding="valid")),
     ((1, 2, 6, 6), (3, 2, 1, 1), dict(stride=2)),
     ((2, 16, 5, 5), (16, 16, 3, 3), dict(padding=1)),
+    # 16+ channels per group: the flat (tap, channel chunk) loop; 130 needs two chunks even at
+    # the interpreter's largest BLOCK_K (128).
+    ((2, 34, 7, 6), (6, 17, 3, 2), dict(groups=2, stride=(2, 1), padding=(1, 2), dilation=(2, 1))),
+    ((1, 130, 4, 5), (3, 130, 2, 2), dict(padding=1)),
+    # Strided convs on few channels run as space-to-depth (conv1's path): padded, and cropped.
+    ((1, 2, 17, 19), (4, 2, 7, 7), dict(stride=3, padding=(1, 3))),
+    ((1, 2, 20, 20), (4, 2, 6, 6), dict(stride=3)),
 ]
 
 
@@ -76,6 +83,21 @@ def test_layouts_and_noncontiguous_grad_output(layout, grad_layout):
     if layout == "channels_last":  # torch keeps channels_last through a conv; so do we
         assert y.is_contiguous(memory_format=torch.channels_last)
         assert grads[0].is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("c", [3, 20])
+def test_channels_last_weight_and_input(c):
+    """The layout the compiled net keeps its weights in (OHWI in memory), both loop kinds."""
+    rnd = Inputs()
+    w = rnd.randn(5, c, 3, 3).contiguous(memory_format=torch.channels_last).requires_grad_()
+    x = rnd.randn(2, c, 8, 7).contiguous(memory_format=torch.channels_last).requires_grad_()
+    ours = F.conv2d(x, w, padding=1, stride=(1, 2), activation="relu")
+    ref = torch.relu(TF.conv2d(x, w, padding=1, stride=(1, 2)))
+    assert_close(ours, ref, TOLERANCE[torch.float64], "forward", rnd.seed)
+    dy = rnd.randn(*ref.shape)
+    for got, want, name in zip(torch.autograd.grad(ours, (x, w), dy),
+                               torch.autograd.grad(ref, (x, w), dy), ("input", "weight")):
+        assert_close(got, want, TOLERANCE[torch.float64], f"grad {name}", rnd.seed)
 
 
 def test_noncontiguous_weight():

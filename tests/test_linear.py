@@ -227,3 +227,21 @@ def test_convert_torchvision_style_alexnet():
     with torch.no_grad():
         got = converted(x)
     assert_close(got, want, 1e-10, "converted AlexNet", rnd.seed)
+
+
+def test_relu_and_dropout_keep_channels_last():
+    """The compiled net runs channels_last: the elementwise kernels keep that layout (no copy)."""
+    x = torch.randn(2, 3, 4, 5, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    g = torch.randn(2, 3, 4, 5, dtype=torch.float64)  # an NCHW gradient: read in x's layout
+    y = F.relu(x)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(y, torch.relu(x))
+    (dx,) = torch.autograd.grad(y, x, g)
+    assert torch.equal(dx, torch.where(x > 0, g, 0.0))
+    d = F.dropout(x, 0.5)
+    assert d.is_contiguous(memory_format=torch.channels_last)
+    kept = d != 0
+    assert torch.equal(d[kept], 2 * x[kept])
+    (dx,) = torch.autograd.grad(d, x, g)
+    assert torch.equal(dx, torch.where(kept, 2 * g, 0.0))  # the same mask in the backward

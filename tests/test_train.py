@@ -123,8 +123,10 @@ def test_damaged_checkpoint_is_a_clear_error(tmp_path, capsys):
 
 
 def test_bad_arguments(tmp_path, capsys):
-    assert cli.main(["train", "--epochs", "0", "--out", str(tmp_path)]) == 2
-    assert "--epochs must be positive" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["train", "--epochs", "0", "--out", str(tmp_path)])
+    assert exit_.value.code == 2
+    assert "argument --epochs: must be at least 1, got 0" in capsys.readouterr().err
     assert cli.main(["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path)]) == 2
     assert "no such data folder" in capsys.readouterr().err
 

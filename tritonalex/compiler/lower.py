@@ -4,6 +4,11 @@ Both backends build the same module tree (so the same state_dict keys): one modu
 keyed by the node's name; conv and linear nodes hold one torch.nn.Conv2d / Linear per tower
 (`towers.0`, `towers.1`), subclassed by tritonalex.nn on the triton backend. The torch backend
 runs stock torch ops (cuDNN/cuBLAS on a GPU) and applies fused activations as separate ops.
+
+The triton backend runs channels_last end to end: the images are made channels_last on entry (a
+no-op when they already are) and every conv keeps its input's layout, and conv weights are kept
+OHWI in memory (channels_last, same shape and state_dict): the conv kernels' reduction is then
+contiguous in both operands, so their loads vectorize and pipeline (see kernels/conv.py).
 """
 
 import torch
@@ -41,6 +46,10 @@ class WeightedNode(torch.nn.Module):
                          else torch.nn.Linear(in_width, node.shape[0]))
             torch.nn.init.normal_(layer.weight, 0.0, p["weight_std"])
             torch.nn.init.constant_(layer.bias, p["bias_init"])
+            if node.kind == "conv" and backend == "triton":
+                # Kept in the layout the kernels read best, once: OHWI in memory (channels_last),
+                # same shape and state_dict; load_state_dict copies into it.
+                layer.weight.data = layer.weight.data.contiguous(memory_format=torch.channels_last)
             layers.append(layer.to(device))
         self.towers = torch.nn.ModuleList(layers)
 
@@ -103,6 +112,8 @@ class CompiledNet(torch.nn.Module):
             for node in graph})
 
     def forward(self, x):
+        if self.backend == "triton" and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         parts = [x]
         for module in self.nodes.values():
             parts = module(parts)

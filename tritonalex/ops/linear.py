@@ -10,6 +10,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from ..kernels import activation
+from ..kernels.launch import memory_format_of
 from ..kernels.gemm import linear_forward, linear_input_grad, linear_weight_bias_grad
 from .._args import check_activation, check_device, check_float_dtype, check_same_dtype
 
@@ -80,11 +81,18 @@ def linear(input, weight, bias=None, activation=None, dropout=0.0, training=True
     return y.reshape(*input.shape[:-1], weight.shape[0])
 
 
+def _dense(t, fmt=None):
+    """t as dense memory in `fmt` (default: its own, channels_last or contiguous): the elementwise
+    kernels run over flat storage, so a channels_last tensor stays channels_last (a copy only when
+    t is neither: strided, expanded)."""
+    return t.contiguous(memory_format=fmt or memory_format_of(t))
+
+
 def _in_place(x, compute):
-    """Write compute(contiguous x) back into x; the kernels work on contiguous memory."""
-    if x.is_contiguous():
+    """Write compute(dense x) back into x; the kernels work on dense memory."""
+    if x.is_contiguous(memory_format=memory_format_of(x)):
         return compute(x, x)
-    return x.copy_(compute(x.contiguous(), None))
+    return x.copy_(compute(_dense(x), None))
 
 
 class ReLUFunction(torch.autograd.Function):
@@ -96,7 +104,7 @@ class ReLUFunction(torch.autograd.Function):
             y = _in_place(x, activation.relu_forward)
             ctx.mark_dirty(x)
         else:
-            y = activation.relu_forward(x.contiguous())
+            y = activation.relu_forward(_dense(x))
         ctx.save_for_backward(y)
         return y
 
@@ -104,7 +112,7 @@ class ReLUFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, dy):
         (y,) = ctx.saved_tensors
-        return activation.relu_backward(y.contiguous(), dy.contiguous()).view(y.shape), None
+        return activation.relu_backward(y, _dense(dy, memory_format_of(y))), None
 
 
 class DropoutFunction(torch.autograd.Function):
@@ -112,17 +120,18 @@ class DropoutFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, p, seed, inplace):
-        ctx.config = (p, seed)
+        # The mask is drawn per storage offset: the backward reads dy in the same layout.
+        ctx.config = (p, seed, memory_format_of(x))
         if inplace:
             ctx.mark_dirty(x)
             return _in_place(x, lambda t, out: activation.dropout(t, p, seed, out=out))
-        return activation.dropout(x.contiguous(), p, seed)
+        return activation.dropout(_dense(x), p, seed)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dy):
-        p, seed = ctx.config
-        return activation.dropout(dy.contiguous(), p, seed), None, None, None
+        p, seed, fmt = ctx.config
+        return activation.dropout(_dense(dy, fmt), p, seed), None, None, None
 
 
 def relu(input, inplace=False):

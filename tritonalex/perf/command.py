@@ -193,8 +193,8 @@ def run_check(args):
         compiled = compile_all([l for _, l in labelled], archs)
     rows = OrderedDict()
     for label, launch in labelled:
-        for config, kwargs in config_variants(launch):
-            for arch in archs:
+        for arch in archs:
+            for config, kwargs in config_variants(launch, arch):
                 facts, error = compiled[job_key(launch, kwargs, arch)]
                 key = (launch.name, label, config, arch)
                 row = rows.setdefault(key, dict(kernel=launch.name, dtype=label, config=config,

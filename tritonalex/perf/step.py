@@ -31,10 +31,14 @@ def _arg_key(a):
     return ("o", repr(a))
 
 
-def config_variants(launch):
-    """(label, kwargs, meta) for each config a launch may run with."""
+def config_variants(launch, arch=None):
+    """(label, kwargs) for each config a launch may run with (on `arch`, when given)."""
+    from ..kernels.launch import offered_on
+
     configs = launch.configs or [None]
     for cfg in configs:
+        if cfg is not None and arch is not None and not offered_on(cfg, arch):
+            continue
         kwargs = dict(launch.kwargs)
         if cfg is not None:
             kwargs.update(cfg.kwargs, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
@@ -66,8 +70,8 @@ def compile_all(launches, archs, processes=None):
     global _JOBS
     keys, jobs = [], OrderedDict()
     for launch in launches:
-        for _, kwargs in config_variants(launch):
-            for arch in archs:
+        for arch in archs:
+            for _, kwargs in config_variants(launch, arch):
                 key = job_key(launch, kwargs, arch)
                 if key not in jobs:
                     jobs[key] = (launch.kernel, launch.args, kwargs, arch)
@@ -89,7 +93,7 @@ def compile_all(launches, archs, processes=None):
 def estimate_launch(launch, compiled, card, precision):
     """The row for one launch: every config estimated, the fastest kept (the autotuner's pick)."""
     best = None
-    for label, kwargs in config_variants(launch):
+    for label, kwargs in config_variants(launch, card.arch):
         facts, error = compiled[job_key(launch, kwargs, card.arch)]
         grid = launch.grid(kwargs) if callable(launch.grid) else launch.grid
         ctas = math.prod(grid)

@@ -347,7 +347,8 @@ def _train_epoch(model, optimizer, scaler, data, stats, config, run, epoch, per_
                 advance(None, seen, began, lr)
                 continue
             x = augment(images, _training_views(index, stored, crop, gen, config), stats,
-                        crop, backend=config.backend)
+                        crop, backend=config.backend, memory_format=torch.channels_last
+                        if config.backend == "triton" else torch.contiguous_format)
             with forward_context():
                 loss = TF.cross_entropy(model(x).float(), labels)
             optimizer.zero_grad(set_to_none=True)
