@@ -54,9 +54,11 @@ from .reduce import sum_splits
 # bound on Hopper) spill with Ampere's mma.sync, so they are offered on sm_90 only (archs=(90,));
 # TF32's fp32 tiles need twice the registers and shared memory and keep the small list.
 H = (90,)  # Hopper and later only
+CHUNKED = dict(FLAT_KW=False)  # the channel-chunk loop only (the (kw, c) loop spills at this size)
 FORWARD_CONFIGS = {
     "tensor_core": [config(128, 64, 32, 8, 3), config(64, 128, 64, 8, 3),
-                    config(128, 128, 64, 8, 3, archs=H), config(256, 64, 16, 8, 3, archs=H)],
+                    config(128, 128, 64, 8, 3, archs=H, when=CHUNKED),
+                    config(256, 64, 16, 8, 3, archs=H, when=CHUNKED)],
     "tf32": [config(128, 64, 32, 8, 3), config(64, 128, 32, 8, 3), config(64, 64, 32, 8, 3)],
     "fma": [config(64, 32, 16, 4, 2), config(32, 32, 16, 4, 2)],
 }

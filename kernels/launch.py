@@ -138,31 +138,35 @@ def dot_class(dtype, precision):
     return "tf32" if precision == "tf32" else "fma"
 
 
-def config(block_m, block_n, block_k, num_warps, num_stages, archs=(80, 90)):
+def config(block_m, block_n, block_k, num_warps, num_stages, archs=(80, 90), when=None):
     """A matmul-shaped tile config: BLOCK_M x BLOCK_N outputs, BLOCK_K of reduction per step.
 
-    `archs`: the GPU architectures it is offered on (90 covers Hopper and later): some large
-    tiles fit Hopper's wgmma but spill with Ampere's mma.sync."""
+    Where it is offered: `archs`, the GPU architectures (90 covers Hopper and later: some large
+    tiles fit Hopper's wgmma but spill with Ampere's mma.sync), and `when`, constexpr values the
+    launch must have (e.g. dict(FLAT_KW=False): a tile that spills on another code path)."""
     cfg = triton.Config(
         {"BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_K": block_k},
         num_warps=num_warps,
         num_stages=num_stages,
     )
-    cfg.tritonalex_archs = tuple(archs)
+    cfg.tritonalex_archs, cfg.tritonalex_when = tuple(archs), dict(when or {})
     return cfg
 
 
-def offered_on(cfg, arch):
-    """Whether a config is offered on compute capability `arch` (e.g. 90, 80, 86 -> 80)."""
+def offered_on(cfg, arch, constexprs):
+    """Whether a config is offered on compute capability `arch` (e.g. 90, 80, 86 -> 80) to a launch
+    with these constexprs."""
     archs = getattr(cfg, "tritonalex_archs", None)
-    return archs is None or (90 if arch >= 90 else 80) in archs
+    when = getattr(cfg, "tritonalex_when", {})
+    return ((archs is None or (90 if arch >= 90 else 80) in archs)
+            and all(constexprs.get(k) == v for k, v in when.items()))
 
 
 def _prune_for_this_gpu(configs, named_args, **kwargs):
-    """The autotuner's early prune: only the configs offered on the current GPU."""
+    """The autotuner's early prune: only the configs offered on the current GPU to this launch."""
     major, minor = torch.cuda.get_device_capability()
-    kept = [c for c in configs if offered_on(c, 10 * major + minor)]
-    return kept or configs[-1:]
+    kept = [c for c in configs if offered_on(c, 10 * major + minor, kwargs)]
+    return kept or configs[:1]
 
 
 def dot_precision(dtype, allow_tf32):

@@ -37,7 +37,7 @@ def config_variants(launch, arch=None):
 
     configs = launch.configs or [None]
     for cfg in configs:
-        if cfg is not None and arch is not None and not offered_on(cfg, arch):
+        if cfg is not None and arch is not None and not offered_on(cfg, arch, launch.kwargs):
             continue
         kwargs = dict(launch.kwargs)
         if cfg is not None:
@@ -91,8 +91,10 @@ def compile_all(launches, archs, processes=None):
 
 
 def estimate_launch(launch, compiled, card, precision):
-    """The row for one launch: every config estimated, the fastest kept (the autotuner's pick)."""
-    best = None
+    """The row for one launch: every config estimated, the fastest clean one kept (standing for
+    the autotuner's pick). The row is not `ok` when any offered config fails to compile, spills or
+    overflows shared memory: the autotuner could pick it."""
+    best, bad = None, []
     for label, kwargs in config_variants(launch, card.arch):
         facts, error = compiled[job_key(launch, kwargs, card.arch)]
         grid = launch.grid(kwargs) if callable(launch.grid) else launch.grid
@@ -116,8 +118,12 @@ def estimate_launch(launch, compiled, card, precision):
             row["ok"] = facts["spill_bytes"] == 0 and facts["shared_ok"]
             row["error"] = "" if row["ok"] else ("register spills" if facts["spill_bytes"]
                                                  else "shared memory over the limit")
-        if best is None or row["estimate_us"] < best["estimate_us"]:
+        if not row["ok"]:
+            bad.append(f"{label}: {row['error']}")
+        if best is None or (row["ok"], -row["estimate_us"]) > (best["ok"], -best["estimate_us"]):
             best = row
+    best["ok"] = not bad
+    best["error"] = "; ".join(bad)
     return best
 
 
