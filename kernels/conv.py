@@ -27,7 +27,6 @@ Backward, from dy and the saved ReLU output y (dy is zeroed where y <= 0 inside 
   gradient (sum_p dy'[p, oc]) comes out of the same loop from the dy' tiles already loaded.
 """
 
-import torch
 import triton
 import triton.language as tl
 

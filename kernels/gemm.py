@@ -13,7 +13,6 @@ Backward, with dz = dy * mask * scale formed inside the loads:
 No atomics: every output element belongs to one program.
 """
 
-import torch
 import triton
 import triton.language as tl
 

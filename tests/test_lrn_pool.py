@@ -1,6 +1,5 @@
 """LRN, max-pool and the fused LRN -> max-pool against torch: values, indices, gradients, errors."""
 
-import math
 
 import pytest
 import torch

@@ -3,10 +3,8 @@ expanded arguments, lost runs, unreadable images, diverged training, resume conf
 temporary files, one-line errors for bad arguments, hooks and convert(), parity with torch."""
 
 import io
-import json
 import math
 import os
-import pickle
 import struct
 
 import numpy as np
