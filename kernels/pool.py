@@ -33,8 +33,9 @@ from .launch import (
 )
 from .lrn import channel_tile, lrn_load_params, lrn_params, lrn_scale, pow_neg
 
-# (BLOCK_C, BLOCK_P, warps) per kernel. Memory-bound: one GPU config each, picked from a sweep as
-# the widest that compiles without spills for every dtype, with and without the fused LRN.
+# (BLOCK_C, BLOCK_P, warps) per kernel. Memory-bound: one GPU config each, the one of a small sweep
+# the static model (`tritonalex kernels --step`) estimated fastest on the channels_last step, and
+# that compiles without spills for every dtype, with and without the fused LRN.
 GPU_TILES = {"forward": (16, 32, 4), "backward": (16, 32, 4)}
 INTERPRETER_TILE = (64, 1024, 1)
 

@@ -94,9 +94,7 @@ def infer_shapes(graph, spec):
         elif node.kind == "maxpool":
             if len(shape) != 3:
                 raise spec.error(layer, None, "a maxpool layer needs maps (C, H, W)")
-            stride = p["stride"] or p["kernel"]
-            if p["padding"] * 2 > p["kernel"]:
-                raise spec.error(layer, "padding", "at most half the kernel size")
+            stride = p["stride"] or p["kernel"]  # (padding <= kernel / 2: checked by the spec loader)
             oh = _out_size(shape[1], p["kernel"], stride, p["padding"])
             ow = _out_size(shape[2], p["kernel"], stride, p["padding"])
             if oh < 1 or ow < 1:

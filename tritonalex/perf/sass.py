@@ -160,8 +160,6 @@ def _read_sass(cubin):
         kernel_mma=[op for _, op, _ in instructions if is_mma(op)],
         async_loads=any(op.startswith(("LDGSTS", "UTMALDG")) for _, op, _ in scope),
         tma=any(op.startswith("UTMALDG") for _, op, _ in instructions),
-        global_loads=sum(op.startswith(("LDG", "LDGSTS", "UTMALDG")) for _, op, _ in scope),
-        loops=len(loops),
     )
 
 

@@ -68,26 +68,21 @@ def _compile_job(index):
 def compile_all(launches, archs, processes=None):
     """Compile every (launch, config, arch); returns {job key: (facts or None, error or None)}."""
     global _JOBS
-    keys, jobs = [], OrderedDict()
+    jobs = OrderedDict()
     for launch in launches:
         for arch in archs:
             for _, kwargs in config_variants(launch, arch):
                 key = job_key(launch, kwargs, arch)
                 if key not in jobs:
                     jobs[key] = (launch.kernel, launch.args, kwargs, arch)
-    keys = list(jobs)
-    _JOBS = list(jobs.values())
-    processes = processes or os.cpu_count() or 1
-    results = {}
-    if processes == 1 or len(_JOBS) == 1:
-        outcomes = map(_compile_job, range(len(_JOBS)))
-        results = {keys[i]: (facts, err) for i, facts, err in outcomes}
-    else:
-        ctx = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=processes, mp_context=ctx) as pool:
-            for i, facts, err in pool.map(_compile_job, range(len(_JOBS))):
-                results[keys[i]] = (facts, err)
-    return results
+    keys, _JOBS = list(jobs), list(jobs.values())
+    processes = min(processes or os.cpu_count() or 1, len(_JOBS))
+    if processes <= 1:
+        return {keys[i]: (facts, err) for i, facts, err in map(_compile_job, range(len(_JOBS)))}
+    with ProcessPoolExecutor(max_workers=processes,
+                             mp_context=multiprocessing.get_context("fork")) as pool:
+        return {keys[i]: (facts, err)
+                for i, facts, err in pool.map(_compile_job, range(len(_JOBS)))}
 
 
 def estimate_launch(launch, compiled, card, precision):

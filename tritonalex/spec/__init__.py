@@ -163,8 +163,9 @@ def load_spec(name_or_path, text=None):
     if not isinstance(raw.get("name", ""), str):
         raise SpecError(f"{base}: spec: key 'name': must be a string, got {_show(raw['name'])}")
     towers = raw.get("towers", 1)
-    if _choice(1, 2)(towers):
-        raise SpecError(f"{base}: spec: key 'towers': {_choice(1, 2)(towers)}")
+    problem = _choice(1, 2)(towers)
+    if problem:
+        raise SpecError(f"{base}: spec: key 'towers': {problem}")
     inp = raw.get("input", {})
     if not isinstance(inp, dict):
         raise SpecError(f"{base}: spec: key 'input': must be a table with channels and size")
@@ -174,8 +175,9 @@ def load_spec(name_or_path, text=None):
     for key, check in (("channels", _integer(1, MAX_CHANNELS)), ("size", _integer(1, MAX_INPUT))):
         if key not in inp:
             raise SpecError(f"{base}: input: key {key!r}: missing")
-        if check(inp[key]):
-            raise SpecError(f"{base}: input: key {key!r}: {check(inp[key])}")
+        problem = check(inp[key])
+        if problem:
+            raise SpecError(f"{base}: input: key {key!r}: {problem}")
     spec = Spec(raw.get("name", os.path.splitext(base)[0]), path, towers, inp["channels"],
                 inp["size"], [], text)
     layers = raw.get("layers", [])
@@ -210,8 +212,8 @@ def load_spec(name_or_path, text=None):
                 if default is REQUIRED:
                     raise spec.error(stub, key, f"missing (a {kind} layer needs it)")
                 params[key] = default
-            elif CHECKS[kind][key](params[key]):
-                raise spec.error(stub, key, CHECKS[kind][key](params[key]))
+            elif problem := CHECKS[kind][key](params[key]):
+                raise spec.error(stub, key, problem)
         if kind == "maxpool" and params["padding"] > params["kernel"] // 2:
             raise spec.error(stub, "padding", f"must be at most half the kernel "
                                               f"({params['kernel'] // 2}), got {params['padding']}")
