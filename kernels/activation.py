@@ -1,7 +1,7 @@
 """Elementwise ReLU and dropout, each a single kernel over a dense flat tensor (contiguous or
 channels_last: the output takes the input's layout, so offsets line up).
 
-Dropout keeps element i when the Philox uniform tl.rand(seed, i) >= p and scales it by 1/(1-p);
+Dropout keeps element i when the Philox uniform tl.rand(seed, i) >= p (seed read from a tensor) and scales it by 1/(1-p);
 dropout is linear in its input, so its backward is the same kernel with the same seed applied to
 the output gradient: the mask is never stored. The ReLU backward reads the saved output (y > 0).
 """
@@ -49,7 +49,7 @@ def dropout_kernel(
     x_ptr,  # input (or output gradient), contiguous
     y_ptr,  # output (or input gradient), contiguous (may be x_ptr: in place)
     numel,  # number of elements
-    seed,  # Philox seed
+    seed_ptr,  # Philox seed: a one-element tensor (drawn on the device, read here)
     p,  # drop probability
     scale,  # 1 / (1 - p), or 0 when p == 1
     BLOCK: tl.constexpr,  # elements per program
@@ -57,7 +57,7 @@ def dropout_kernel(
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < numel
     x = tl.load(x_ptr + offs, mask=mask, other=0.0)
-    keep = tl.rand(seed, offs) >= p
+    keep = tl.rand(tl.load(seed_ptr), offs) >= p
     y = tl.where(keep, x.to(tl.float32) * scale, 0.0) if x.dtype != tl.float64 else \
         tl.where(keep, x * scale, 0.0)
     tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty), mask=mask)
@@ -83,7 +83,7 @@ def relu_backward(y, dy):
 
 
 def dropout(x, p, seed, out=None):
-    """Dropout of a contiguous x with drop probability p, the mask drawn from `seed`."""
+    """Dropout of a contiguous x with drop probability p, the mask drawn from `seed` (a tensor)."""
     y = empty(x.shape, x.dtype, x.device, memory_format_of(x)) if out is None else out
     scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
     _launch(dropout_kernel, x.numel(), nbytes(x, y), x, y, x.numel(), seed, p, scale)

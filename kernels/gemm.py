@@ -2,6 +2,7 @@
 
 Forward:   y = dropout(relu?(x @ w^T + b))     x [M, K], w [N, K], y [M, N]
 Dropout keeps element (m, n) when a Philox uniform draw tl.rand(seed, m*N + n) >= p and scales it
+(the seed is a one-element tensor read by the kernel: drawn on the device, so CUDA-graph safe)
 by 1/(1-p) (0 when p == 1). The mask is never stored: the backward draws the same numbers again
 from (seed, offset). With a ReLU, the saved output alone gives the whole mask: y > 0 exactly
 where z > 0 and the element was kept (the scale is >= 1, so nothing underflows to 0).
@@ -53,7 +54,7 @@ def linear_forward_kernel(
     y_ptr,  # output [M, N], any strides
     M, N, K,  # GEMM sizes
     sx_m, sx_k, sw_n, sw_k, sy_m, sy_n,  # strides
-    seed,  # dropout Philox seed
+    seed_ptr,  # dropout Philox seed: a one-element tensor (read only when DROPOUT)
     p,  # dropout probability
     scale,  # 1 / (1 - p), or 0 when p == 1
     HAS_BIAS: tl.constexpr,  # add bias[n]
@@ -82,13 +83,13 @@ def linear_forward_kernel(
         acc = tl.dot(a, b, acc, input_precision=PRECISION, out_dtype=ACC)
     acc = bias_relu_epilogue(acc, b_ptr, rn, n_ok, HAS_BIAS, APPLY_RELU, ACC)
     if DROPOUT:
-        acc = tl.where(dropout_keep(seed, rm, rn, N, p), acc * scale, 0.0)
+        acc = tl.where(dropout_keep(tl.load(seed_ptr), rm, rn, N, p), acc * scale, 0.0)
     tl.store(y_ptr + rm[:, None] * sy_m + rn[None, :] * sy_n, acc.to(y_ptr.dtype.element_ty),
              mask=m_ok[:, None] & n_ok[None, :])
 
 
 @triton.jit
-def output_grad_tile(dy_ptr, y_ptr, rm, rn, m_ok, n_ok, N, sdy_m, sdy_n, sy_m, sy_n, seed, p, scale,
+def output_grad_tile(dy_ptr, y_ptr, rm, rn, m_ok, n_ok, N, sdy_m, sdy_n, sy_m, sy_n, seed_ptr, p, scale,
                      APPLY_RELU: tl.constexpr, DROPOUT: tl.constexpr):
     """dz (in fp32 or wider) for rows rm x columns rn: dy through the forward's dropout and ReLU."""
     mask = m_ok[:, None] & n_ok[None, :]
@@ -103,7 +104,7 @@ def output_grad_tile(dy_ptr, y_ptr, rm, rn, m_ok, n_ok, N, sdy_m, sdy_n, sy_m, s
         if DROPOUT:
             dz = dz * scale
     elif DROPOUT:
-        dz = tl.where(dropout_keep(seed, rm, rn, N, p), dz * scale, 0.0)
+        dz = tl.where(dropout_keep(tl.load(seed_ptr), rm, rn, N, p), dz * scale, 0.0)
     return dz
 
 
@@ -115,7 +116,7 @@ def linear_input_grad_kernel(
     dx_ptr,  # input gradient [M, K], any strides
     M, N, K,  # GEMM sizes of the forward
     sdy_m, sdy_n, sy_m, sy_n, sw_n, sw_k, sdx_m, sdx_k,  # strides
-    seed, p, scale,  # dropout of the forward
+    seed_ptr, p, scale,  # dropout of the forward (seed_ptr read only when DROPOUT)
     APPLY_RELU: tl.constexpr, DROPOUT: tl.constexpr,  # what the forward fused
     ACC: tl.constexpr, PRECISION: tl.constexpr, DOT_FP32: tl.constexpr,  # as in the forward
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,  # tile: M x K outputs, N steps
@@ -129,7 +130,7 @@ def linear_input_grad_kernel(
         rn = n0 + tl.arange(0, BLOCK_K)
         n_ok = rn < N
         dz = output_grad_tile(dy_ptr, y_ptr, rm, rn, m_ok, n_ok, N, sdy_m, sdy_n, sy_m, sy_n,
-                              seed, p, scale, APPLY_RELU, DROPOUT)
+                              seed_ptr, p, scale, APPLY_RELU, DROPOUT)
         wt = tl.load(w_ptr + rn[:, None] * sw_n + rk[None, :] * sw_k,
                      mask=n_ok[:, None] & k_ok[None, :], other=0.0)
         dz = dz.to(wt.dtype)  # back to the input dtype for the tensor-core dot
@@ -150,7 +151,7 @@ def linear_weight_grad_kernel(
     db_ptr,  # bias gradient [N] (written only when COMPUTE_BIAS)
     M, N, K,  # GEMM sizes of the forward
     sdy_m, sdy_n, sy_m, sy_n, sx_m, sx_k,  # strides
-    seed, p, scale,  # dropout of the forward
+    seed_ptr, p, scale,  # dropout of the forward (seed_ptr read only when DROPOUT)
     APPLY_RELU: tl.constexpr, DROPOUT: tl.constexpr,  # what the forward fused
     COMPUTE_WEIGHT: tl.constexpr,  # write dw
     COMPUTE_BIAS: tl.constexpr,  # write db (programs of the first K tile)
@@ -168,7 +169,7 @@ def linear_weight_grad_kernel(
         rm = m0 + tl.arange(0, BLOCK_K)
         m_ok = rm < M
         dz = output_grad_tile(dy_ptr, y_ptr, rm, rn, m_ok, n_ok, N, sdy_m, sdy_n, sy_m, sy_n,
-                              seed, p, scale, APPLY_RELU, DROPOUT)  # [BLOCK_K (m), BLOCK_M (n)]
+                              seed_ptr, p, scale, APPLY_RELU, DROPOUT)  # [BLOCK_K (m), BLOCK_M (n)]
         if COMPUTE_BIAS:
             bias_acc += dz.to(ACC)  # sums the fp32 dz, before any rounding
         if COMPUTE_WEIGHT:
@@ -197,6 +198,11 @@ _input_grad = DotKernel(linear_input_grad_kernel, INPUT_GRAD_CONFIGS, key=_KEY)
 _weight_grad = DotKernel(linear_weight_grad_kernel, WEIGHT_GRAD_CONFIGS, key=_KEY)
 
 
+def _seed_or(seed, stand_in):
+    """The seed tensor, or without dropout any tensor for the pointer the kernel then never reads."""
+    return seed if seed is not None else stand_in
+
+
 def dropout_scale(p):
     return 0.0 if p == 1.0 else 1.0 / (1.0 - p)
 
@@ -211,7 +217,8 @@ def linear_forward(x, weight, bias, relu, p, seed, allow_tf32):
     grid = lambda meta: (cdiv(m, meta["BLOCK_M"]), cdiv(n, meta["BLOCK_N"]))
     cost = Cost(2 * m * n * k, nbytes(x, weight, bias, y), trips=lambda meta: cdiv(k, meta["BLOCK_K"]))
     _forward.launch(grid, x, weight, bias if bias is not None else weight, y, m, n, k,
-                    *x.stride(), *weight.stride(), *y.stride(), seed, p, dropout_scale(p),
+                    *x.stride(), *weight.stride(), *y.stride(), _seed_or(seed, x), p,
+                    dropout_scale(p),
                     dtype=x.dtype, allow_tf32=allow_tf32, tile_dims=(m, n, k), cost=cost,
                     HAS_BIAS=bias is not None, APPLY_RELU=relu, DROPOUT=p > 0)
     return y
@@ -228,7 +235,8 @@ def linear_input_grad(dy, y, weight, relu, p, seed, allow_tf32):
     y = y if relu else dy
     grid = lambda meta: (cdiv(m, meta["BLOCK_M"]), cdiv(k, meta["BLOCK_N"]))
     _input_grad.launch(grid, dy, y, weight, dx, m, n, k, *dy.stride(), *y.stride(),
-                       *weight.stride(), *dx.stride(), seed, p, dropout_scale(p), dtype=dy.dtype,
+                       *weight.stride(), *dx.stride(), _seed_or(seed, dy), p, dropout_scale(p),
+                       dtype=dy.dtype,
                        allow_tf32=allow_tf32, tile_dims=(m, k, n), cost=cost, APPLY_RELU=relu,
                        DROPOUT=p > 0)
     return dx
@@ -251,7 +259,8 @@ def linear_weight_bias_grad(dy, y, x, relu, p, seed, need_weight, need_bias, all
     y = y if relu else dy
     grid = lambda meta: (cdiv(n, meta["BLOCK_M"]), cdiv(k, meta["BLOCK_N"]) if need_weight else 1)
     _weight_grad.launch(grid, dy, y, x, dw if need_weight else dy, db if need_bias else dy,
-                        m, n, k, *dy.stride(), *y.stride(), *x.stride(), seed, p, dropout_scale(p),
+                        m, n, k, *dy.stride(), *y.stride(), *x.stride(), _seed_or(seed, dy), p,
+                        dropout_scale(p),
                         dtype=dy.dtype, allow_tf32=allow_tf32, tile_dims=(n, k, m), cost=cost,
                         APPLY_RELU=relu, DROPOUT=p > 0, COMPUTE_WEIGHT=need_weight,
                         COMPUTE_BIAS=need_bias)

@@ -63,7 +63,7 @@ def test_captured_launches_equal_an_interpreter_run(compile_env):
     captured = json.loads(result.stdout)
     assert Counter(l["kernel"] for l in captured["launches"]) == Counter(seen)
     assert captured["step"]["triton_launches"] == len(seen)
-    assert sum(captured["step"]["function_calls"].values()) > 0
+    assert sum(captured["step"]["op_calls"].values()) > 0
 
 
 def test_step_report(compile_env, tmp_path):

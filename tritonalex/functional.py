@@ -68,6 +68,6 @@ def relu(input, inplace=False):
 
 
 def dropout(input, p=0.5, training=True, inplace=False):
-    """torch.nn.functional.dropout; the mask comes from torch's default generator's seed, so
-    ``torch.manual_seed`` reproduces it (the stream itself differs from torch's)."""
+    """torch.nn.functional.dropout; the mask comes from a seed drawn from the input device's
+    generator, so ``torch.manual_seed`` reproduces it (the stream itself differs from torch's)."""
     return ops.dropout(input, p, training, inplace)

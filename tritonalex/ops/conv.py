@@ -1,14 +1,17 @@
 """conv2d with fused bias and ReLU: the autograd Function and torch-compatible argument handling.
 
-The forward saves the input and weight for the weight and input gradients, and, when the ReLU is
-fused, its own output: the backward kernels zero the output gradient where that output is <= 0,
-so the pre-activation never needs to be stored. Double backward is not supported.
+`torch.ops.tritonalex.conv2d` and its two backward ops (see _library.py). The forward saves the
+input and weight for the weight and input gradients, and, when the ReLU is fused, its own output:
+the backward kernels zero the output gradient where that output is <= 0, so the pre-activation
+never needs to be stored. Double backward is not supported.
 """
 
-import torch
-from torch.autograd.function import once_differentiable
+from typing import List, Optional
 
-from ..kernels.conv import conv2d_forward, conv2d_input_grad, conv2d_weight_bias_grad
+import torch
+from torch import Tensor
+
+from ..kernels.conv import conv2d_forward, conv2d_input_grad, conv2d_weight_bias_grad, output_size
 from .._args import (
     check_activation,
     check_device,
@@ -16,34 +19,84 @@ from .._args import (
     check_same_dtype,
     expand_param,
 )
+from ._library import define, like
 
 
-class Conv2dFunction(torch.autograd.Function):
-    """y = relu?(conv2d(x, weight) + bias) on 4-D x; padding as ((top, bottom), (left, right))."""
+def _pairs(padding):
+    """[top, bottom, left, right] (the ops' schema) as ((top, bottom), (left, right))."""
+    return ((padding[0], padding[1]), (padding[2], padding[3]))
 
-    @staticmethod
-    def forward(ctx, x, weight, bias, stride, padding, dilation, groups, relu):
-        allow_tf32 = torch.backends.cudnn.allow_tf32
-        y = conv2d_forward(x, weight, bias, stride, padding, dilation, groups, relu, allow_tf32)
-        ctx.save_for_backward(x, weight, y if relu else None)
-        ctx.geometry = (stride, padding, dilation, groups, relu)
-        ctx.allow_tf32 = allow_tf32
-        return y
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, dy):
-        x, weight, y = ctx.saved_tensors
-        stride, padding, dilation, groups, relu = ctx.geometry
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        dx = dw = db = None
-        if need_x:
-            dx = conv2d_input_grad(dy, y, weight, x, stride, padding, dilation, groups, relu,
-                                   ctx.allow_tf32)
-        if need_w or need_b:
-            dw, db = conv2d_weight_bias_grad(dy, y, x, weight.shape, stride, padding, dilation,
-                                             groups, relu, need_w, need_b, ctx.allow_tf32)
-        return dx, dw, db, None, None, None, None, None
+def _forward(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: List[int],
+             padding: List[int], dilation: List[int], groups: int, relu: bool,
+             allow_tf32: bool) -> Tensor:
+    return conv2d_forward(x, weight, bias, tuple(stride), _pairs(padding), tuple(dilation), groups,
+                          relu, allow_tf32)
+
+
+def _forward_fake(x, weight, bias, stride, padding, dilation, groups, relu, allow_tf32):
+    oh, ow = output_size(*x.shape[2:], weight.shape[2:], stride, _pairs(padding), dilation)
+    return like(x, (x.shape[0], weight.shape[0], oh, ow))
+
+
+def _input_grad(dy: Tensor, y: Optional[Tensor], weight: Tensor, x: Tensor, stride: List[int],
+                padding: List[int], dilation: List[int], groups: int, relu: bool,
+                allow_tf32: bool) -> Tensor:
+    return conv2d_input_grad(dy, y, weight, x, tuple(stride), _pairs(padding), tuple(dilation),
+                             groups, relu, allow_tf32)
+
+
+def _input_grad_fake(dy, y, weight, x, *geometry):
+    return like(x, dtype=dy.dtype)
+
+
+def _weight_bias_grad(dy: Tensor, y: Optional[Tensor], x: Tensor, weight: Tensor,
+                      stride: List[int], padding: List[int], dilation: List[int], groups: int,
+                      relu: bool, need_weight: bool, need_bias: bool,
+                      allow_tf32: bool) -> List[Tensor]:
+    """[dw] + [db], each only when needed (a schema has no optional outputs)."""
+    dw, db = conv2d_weight_bias_grad(dy, y, x, weight.shape, tuple(stride), _pairs(padding),
+                                     tuple(dilation), groups, relu, need_weight, need_bias,
+                                     allow_tf32)
+    return [t for t in (dw, db) if t is not None]
+
+
+def _weight_bias_grad_fake(dy, y, x, weight, stride, padding, dilation, groups, relu, need_weight,
+                           need_bias, allow_tf32):
+    return ([dy.new_empty(weight.shape)] if need_weight else []) + \
+        ([dy.new_empty(weight.shape[:1])] if need_bias else [])
+
+
+conv2d_op = define("conv2d", _forward, _forward_fake)
+conv2d_input_grad_op = define("conv2d_input_grad", _input_grad, _input_grad_fake)
+conv2d_weight_bias_grad_op = define("conv2d_weight_bias_grad", _weight_bias_grad,
+                                    _weight_bias_grad_fake)
+
+
+def _setup_context(ctx, inputs, output):
+    x, weight, bias, stride, padding, dilation, groups, relu, allow_tf32 = inputs
+    # With the ReLU fused, the backward kernels zero dy where the saved output is <= 0.
+    ctx.save_for_backward(x, weight, output if relu else None)
+    ctx.geometry = (stride, padding, dilation, groups, relu, allow_tf32)
+
+
+def _backward(ctx, dy):
+    x, weight, y = ctx.saved_tensors
+    stride, padding, dilation, groups, relu, allow_tf32 = ctx.geometry
+    need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    dx = dw = db = None
+    if need_x:
+        dx = conv2d_input_grad_op(dy, y, weight, x, stride, padding, dilation, groups, relu,
+                                  allow_tf32)
+    if need_w or need_b:
+        grads = conv2d_weight_bias_grad_op(dy, y, x, weight, stride, padding, dilation, groups,
+                                           relu, need_w, need_b, allow_tf32)
+        dw = grads.pop(0) if need_w else None
+        db = grads.pop(0) if need_b else None
+    return dx, dw, db, None, None, None, None, None, None
+
+
+conv2d_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 def _padding(padding, kernel, dilation, stride):
@@ -122,7 +175,9 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     bias = bias.contiguous() if bias is not None else None
     if _space_to_depth_pays(x, weight, stride, dilation, groups):
         x, weight, padding, stride = _space_to_depth(x, weight, padding, stride)
-    y = Conv2dFunction.apply(x, weight, bias, stride, padding, dilation, groups, relu)
+    (pt, pb), (pl, pr) = padding
+    y = conv2d_op(x, weight, bias, list(stride), [pt, pb, pl, pr], list(dilation), groups, relu,
+                  torch.backends.cudnn.allow_tf32)
     return y.squeeze(0) if unbatched else y
 
 

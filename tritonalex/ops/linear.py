@@ -1,23 +1,31 @@
-"""linear with fused bias, ReLU and dropout; standalone relu and dropout: autograd Functions.
+"""linear with fused bias, ReLU and dropout; standalone relu and dropout: library ops
+(`torch.ops.tritonalex.linear`, `relu`, `relu_`, `dropout`, `dropout_` and the backward ops).
 
-Dropout masks are drawn from a seed taken from torch's default generator, so
-`torch.manual_seed` makes them reproducible; backward passes redraw them from the same seed.
+Dropout masks come from a seed tensor drawn from the input device's generator (see `draw_seed`),
+so `torch.manual_seed` makes them reproducible; the backward redraws them from the same seed.
+In place under autograd (relu_/dropout_ on a tensor that requires grad) is computed out of place
+and copied back, which autograd records as torch's in-place ops are; otherwise truly in place.
 """
 
 import math
 
+from typing import List, Optional
+
 import torch
-from torch.autograd.function import once_differentiable
+from torch import Tensor
 
 from ..kernels import activation
 from ..kernels.launch import memory_format_of
 from ..kernels.gemm import linear_forward, linear_input_grad, linear_weight_bias_grad
 from .._args import check_activation, check_device, check_float_dtype, check_same_dtype
+from ._library import define, like
 
 
-def draw_seed():
-    """A Philox seed from torch's default CPU generator (no device sync)."""
-    return int(torch.randint(0, 2**31 - 1, (1,)).item())
+def draw_seed(device):
+    """A Philox seed drawn from `device`'s generator, as a one-element tensor the kernels read: no
+    host sync, traced by torch.compile as a random op (a new mask per call) and, on CUDA, safe in
+    a CUDA graph (each replay draws anew). `torch.manual_seed` reproduces it."""
+    return torch.randint(0, 2**31 - 1, (1,), device=device)
 
 
 def check_p(p):
@@ -28,29 +36,60 @@ def check_p(p):
     return float(p)
 
 
-class LinearFunction(torch.autograd.Function):
-    """y = dropout(relu?(x @ w^T + b)) for 2-D x. Saves x, w and, with a ReLU, y."""
+def _forward(x: Tensor, weight: Tensor, bias: Optional[Tensor], relu: bool, p: float,
+             seed: Optional[Tensor], allow_tf32: bool) -> Tensor:
+    return linear_forward(x, weight, bias, relu, p, seed, allow_tf32)
 
-    @staticmethod
-    def forward(ctx, x, weight, bias, relu, p, seed):
-        allow_tf32 = torch.backends.cuda.matmul.allow_tf32
-        y = linear_forward(x, weight, bias, relu, p, seed, allow_tf32)
-        ctx.save_for_backward(x, weight, y if relu else None)
-        ctx.config = (relu, p, seed, allow_tf32)
-        return y
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, dy):
-        x, weight, y = ctx.saved_tensors
-        relu, p, seed, allow_tf32 = ctx.config
-        dx = dw = db = None
-        if ctx.needs_input_grad[0]:
-            dx = linear_input_grad(dy, y, weight, relu, p, seed, allow_tf32)
-        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
-            dw, db = linear_weight_bias_grad(dy, y, x, relu, p, seed, ctx.needs_input_grad[1],
-                                             ctx.needs_input_grad[2], allow_tf32)
-        return dx, dw, db, None, None, None
+def _input_grad(dy: Tensor, y: Optional[Tensor], weight: Tensor, relu: bool, p: float,
+                seed: Optional[Tensor], allow_tf32: bool) -> Tensor:
+    return linear_input_grad(dy, y, weight, relu, p, seed, allow_tf32)
+
+
+def _weight_bias_grad(dy: Tensor, y: Optional[Tensor], x: Tensor, relu: bool, p: float,
+                      seed: Optional[Tensor], need_weight: bool, need_bias: bool,
+                      allow_tf32: bool) -> List[Tensor]:
+    """[dw] + [db], each only when needed (a schema has no optional outputs)."""
+    dw, db = linear_weight_bias_grad(dy, y, x, relu, p, seed, need_weight, need_bias, allow_tf32)
+    return [t for t in (dw, db) if t is not None]
+
+
+def _weight_bias_grad_fake(dy, y, x, relu, p, seed, need_weight, need_bias, allow_tf32):
+    return ([dy.new_empty((dy.shape[1], x.shape[1]))] if need_weight else []) + \
+        ([dy.new_empty(dy.shape[1:])] if need_bias else [])
+
+
+linear_op = define("linear", _forward,
+                   lambda x, weight, *args: x.new_empty((x.shape[0], weight.shape[0])))
+linear_input_grad_op = define("linear_input_grad", _input_grad,
+                              lambda dy, y, weight, *args: dy.new_empty((dy.shape[0],
+                                                                         weight.shape[1])))
+linear_weight_bias_grad_op = define("linear_weight_bias_grad", _weight_bias_grad,
+                                    _weight_bias_grad_fake)
+
+
+def _setup_linear(ctx, inputs, output):
+    x, weight, bias, relu, p, seed, allow_tf32 = inputs
+    # With the ReLU fused the saved output gives the whole mask (see kernels/gemm.py).
+    ctx.save_for_backward(x, weight, output if relu else None, seed)
+    ctx.config = (relu, p, allow_tf32)
+
+
+def _linear_backward(ctx, dy):
+    x, weight, y, seed = ctx.saved_tensors
+    relu, p, allow_tf32 = ctx.config
+    dx = dw = db = None
+    if ctx.needs_input_grad[0]:
+        dx = linear_input_grad_op(dy, y, weight, relu, p, seed, allow_tf32)
+    need_w, need_b = ctx.needs_input_grad[1:3]
+    if need_w or need_b:
+        grads = linear_weight_bias_grad_op(dy, y, x, relu, p, seed, need_w, need_b, allow_tf32)
+        dw = grads.pop(0) if need_w else None
+        db = grads.pop(0) if need_b else None
+    return dx, dw, db, None, None, None, None
+
+
+linear_op.register_autograd(_linear_backward, setup_context=_setup_linear)
 
 
 def linear(input, weight, bias=None, activation=None, dropout=0.0, training=True):
@@ -73,11 +112,11 @@ def linear(input, weight, bias=None, activation=None, dropout=0.0, training=True
         raise RuntimeError(f"tritonalex linear: expected bias of size [{weight.shape[0]}], "
                            f"got {list(bias.shape)}")
     x = input.reshape(math.prod(input.shape[:-1]), input.shape[-1])  # -1 is ambiguous when K == 0
-    seed = draw_seed() if p > 0 else 0
+    seed = draw_seed(x.device) if p > 0 else None
     # The kernels read the bias as a contiguous vector: a strided or expanded one is copied first
     # (a differentiable copy: its gradient reaches the original).
     bias = bias.contiguous() if bias is not None else None
-    y = LinearFunction.apply(x, weight, bias, relu, p, seed)
+    y = linear_op(x, weight, bias, relu, p, seed, torch.backends.cuda.matmul.allow_tf32)
     return y.reshape(*input.shape[:-1], weight.shape[0])
 
 
@@ -88,56 +127,72 @@ def _dense(t, fmt=None):
     return t.contiguous(memory_format=fmt or memory_format_of(t))
 
 
+def _relu(x: Tensor) -> Tensor:
+    return activation.relu_forward(_dense(x))
+
+
+def _relu_(x: Tensor) -> None:
+    _in_place(x, activation.relu_forward)
+
+
+def _relu_backward(y: Tensor, dy: Tensor) -> Tensor:
+    return activation.relu_backward(y, _dense(dy, memory_format_of(y)))
+
+
+def _dropout(x: Tensor, p: float, seed: Tensor) -> Tensor:
+    """The mask is drawn per storage offset: the backward passes dy in the forward's layout."""
+    return activation.dropout(_dense(x), p, seed)
+
+
+def _dropout_(x: Tensor, p: float, seed: Tensor) -> None:
+    _in_place(x, lambda t, out: activation.dropout(t, p, seed, out=out))
+
+
 def _in_place(x, compute):
-    """Write compute(dense x) back into x; the kernels work on dense memory."""
+    """Write compute(dense x, out) into x; the kernels work on dense memory."""
     if x.is_contiguous(memory_format=memory_format_of(x)):
-        return compute(x, x)
-    return x.copy_(compute(_dense(x), None))
+        compute(x, x)
+    else:
+        x.copy_(compute(_dense(x), None))
 
 
-class ReLUFunction(torch.autograd.Function):
-    """relu; in place it overwrites (and marks dirty) the input, as torch's relu_ does."""
+relu_op = define("relu", _relu, lambda x: like(x))
+relu_inplace_op = define("relu_", _relu_, lambda x: None, mutates_args=("x",))
+relu_backward_op = define("relu_backward", _relu_backward, lambda y, dy: like(y, dtype=dy.dtype))
+dropout_op = define("dropout", _dropout, lambda x, p, seed: like(x))
+dropout_inplace_op = define("dropout_", _dropout_, lambda x, p, seed: None, mutates_args=("x",))
 
-    @staticmethod
-    def forward(ctx, x, inplace):
-        if inplace:
-            y = _in_place(x, activation.relu_forward)
-            ctx.mark_dirty(x)
-        else:
-            y = activation.relu_forward(_dense(x))
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, dy):
-        (y,) = ctx.saved_tensors
-        return activation.relu_backward(y, _dense(dy, memory_format_of(y))), None
+relu_op.register_autograd(lambda ctx, dy: relu_backward_op(ctx.saved_tensors[0], dy),
+                          setup_context=lambda ctx, inputs, output: ctx.save_for_backward(output))
 
 
-class DropoutFunction(torch.autograd.Function):
-    """dropout with its mask drawn from `seed`; the backward redraws it (linear in the input)."""
+def _setup_dropout(ctx, inputs, output):
+    ctx.save_for_backward(inputs[2])
+    ctx.p, ctx.format = inputs[1], memory_format_of(output)
 
-    @staticmethod
-    def forward(ctx, x, p, seed, inplace):
-        # The mask is drawn per storage offset: the backward reads dy in the same layout.
-        ctx.config = (p, seed, memory_format_of(x))
-        if inplace:
-            ctx.mark_dirty(x)
-            return _in_place(x, lambda t, out: activation.dropout(t, p, seed, out=out))
-        return activation.dropout(_dense(x), p, seed)
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, dy):
-        p, seed, fmt = ctx.config
-        return activation.dropout(_dense(dy, fmt), p, seed), None, None, None
+def _dropout_backward(ctx, dy):
+    """dropout is linear in its input: its backward is the same mask applied to dy."""
+    (seed,) = ctx.saved_tensors
+    return dropout_op(dy.contiguous(memory_format=ctx.format), ctx.p, seed), None, None
+
+
+dropout_op.register_autograd(_dropout_backward, setup_context=_setup_dropout)
+
+
+def _needs_autograd(x):
+    return torch.is_grad_enabled() and x.requires_grad
 
 
 def relu(input, inplace=False):
     check_device("relu", input)
     check_float_dtype(input, "relu")
-    return ReLUFunction.apply(input, inplace)
+    if not inplace:
+        return relu_op(input)
+    if _needs_autograd(input):  # torch's relu_ under autograd: computed, then copied in
+        return input.copy_(relu_op(input))
+    relu_inplace_op(input)
+    return input
 
 
 def dropout(input, p=0.5, training=True, inplace=False):
@@ -146,4 +201,10 @@ def dropout(input, p=0.5, training=True, inplace=False):
     check_float_dtype(input, "dropout")
     if not training or p == 0.0:
         return input
-    return DropoutFunction.apply(input, p, draw_seed(), inplace)
+    seed = draw_seed(input.device)
+    if not inplace:
+        return dropout_op(input, p, seed)
+    if _needs_autograd(input):
+        return input.copy_(dropout_op(input, p, seed))
+    dropout_inplace_op(input, p, seed)
+    return input

@@ -1,40 +1,53 @@
-"""local_response_norm: the autograd Function and torch-compatible argument handling."""
+"""local_response_norm: `torch.ops.tritonalex.local_response_norm` and its backward op, and
+torch-compatible argument handling. The backward recomputes from the saved input."""
 
-import torch
-from torch.autograd.function import once_differentiable
+from torch import Tensor
 
 from ..kernels.launch import empty, memory_format_of
 from ..kernels.lrn import lrn_backward, lrn_forward
 from .._args import check_device, check_float_dtype
+from ._library import define, like
 
 
-def _as_ncs(t):
+def as_ncs(t):
     """[N, C, *spatial] viewed as [N, C, S] (a view whenever the strides allow, as torch reshapes)."""
     return t.reshape(t.shape[0], t.shape[1], -1)
 
 
-def _empty_like(x):
-    return empty(x.shape, x.dtype, x.device, memory_format=memory_format_of(x))
+def empty_like(x, dtype=None):
+    """An output shaped and laid out like x (what the fake implementations mirror: `like`)."""
+    return empty(x.shape, dtype or x.dtype, x.device, memory_format=memory_format_of(x))
 
 
-class LocalResponseNormFunction(torch.autograd.Function):
-    """Cross-channel LRN of an (N, C, *) tensor; the backward recomputes from the saved input."""
+def _forward(x: Tensor, size: int, alpha: float, beta: float, k: float) -> Tensor:
+    y = empty_like(x)
+    lrn_forward(as_ncs(x), as_ncs(y), size, alpha, beta, k)
+    return y
 
-    @staticmethod
-    def forward(ctx, x, size, alpha, beta, k):
-        y = _empty_like(x)
-        lrn_forward(_as_ncs(x), _as_ncs(y), size, alpha, beta, k)
-        ctx.save_for_backward(x)
-        ctx.lrn = (size, alpha, beta, k)
-        return y
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, dy):
-        (x,) = ctx.saved_tensors
-        dx = _empty_like(x)
-        lrn_backward(_as_ncs(x), _as_ncs(dy), _as_ncs(dx), *ctx.lrn)
-        return dx, None, None, None, None
+def _backward_impl(x: Tensor, dy: Tensor, size: int, alpha: float, beta: float,
+                   k: float) -> Tensor:
+    dx = empty_like(x)
+    lrn_backward(as_ncs(x), as_ncs(dy), as_ncs(dx), size, alpha, beta, k)
+    return dx
+
+
+local_response_norm_op = define("local_response_norm", _forward, lambda x, *lrn: like(x))
+local_response_norm_backward_op = define("local_response_norm_backward", _backward_impl,
+                                         lambda x, dy, *lrn: like(x))
+
+
+def _setup_context(ctx, inputs, output):
+    ctx.save_for_backward(inputs[0])
+    ctx.lrn = inputs[1:]
+
+
+def _backward(ctx, dy):
+    (x,) = ctx.saved_tensors
+    return local_response_norm_backward_op(x, dy, *ctx.lrn), None, None, None, None
+
+
+local_response_norm_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 def check_lrn_args(input, size, op="local_response_norm"):
@@ -50,4 +63,4 @@ def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
     check_lrn_args(input, size)
     if input.numel() == 0:
         return input
-    return LocalResponseNormFunction.apply(input, size, float(alpha), float(beta), float(k))
+    return local_response_norm_op(input, size, float(alpha), float(beta), float(k))

@@ -1,13 +1,17 @@
-"""max_pool2d and the fused LRN -> max_pool2d: autograd Functions and torch's argument rules."""
+"""max_pool2d and the fused LRN -> max_pool2d: `torch.ops.tritonalex.max_pool2d_with_indices`,
+`lrn_max_pool2d_with_indices`, their backward ops, and torch's argument rules."""
+
+from typing import List, Tuple
 
 import torch
-from torch.autograd.function import once_differentiable
+from torch import Tensor
 
 from ..kernels.launch import accumulator_dtype
 from ..kernels.lrn import lrn_backward
 from ..kernels.pool import max_pool2d_backward, max_pool2d_forward
 from .._args import check_device, check_float_dtype
-from .lrn import _as_ncs, _empty_like
+from ._library import define, like
+from .lrn import as_ncs, empty_like
 
 
 def _pool_param(value, name, default=None):
@@ -65,38 +69,70 @@ def pool_geometry(input, kernel_size, stride, padding, dilation, ceil_mode):
     return kernel, stride, padding, dilation, out
 
 
-class MaxPool2dFunction(torch.autograd.Function):
-    """Max-pool of 4-D x, optionally after a fused LRN (`lrn` = (size, alpha, beta, k) or None).
+def _forward(x: Tensor, kernel: List[int], stride: List[int], padding: List[int],
+             dilation: List[int], out_hw: List[int]) -> Tuple[Tensor, Tensor]:
+    return max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw)
 
-    Saves the input and the int64 argmax indices; the backward gathers through them. Fused, the
-    backward is two kernels: the pool's gather writes the LRN output's gradient once (fp32, full
-    size), then the LRN backward reads it with the input. One kernel would have to recompute that
-    gather for each of the `size` channels whose window holds a channel (5x the gathers, and the
-    static model put it at 2x the two kernels' time); the extra full-size fp32 write and read cost
-    far less.
-    """
 
-    @staticmethod
-    def forward(ctx, x, kernel, stride, padding, dilation, out_hw, lrn):
-        y, idx = max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw, lrn)
-        ctx.save_for_backward(x, idx)
-        ctx.geometry = (kernel, stride, padding, dilation, lrn)
-        ctx.mark_non_differentiable(idx)
-        return y, idx
+def _lrn_forward(x: Tensor, kernel: List[int], stride: List[int], padding: List[int],
+                 dilation: List[int], out_hw: List[int], size: int, alpha: float, beta: float,
+                 k: float) -> Tuple[Tensor, Tensor]:
+    return max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw, (size, alpha, beta, k))
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, dy, _didx):
-        x, idx = ctx.saved_tensors
-        kernel, stride, padding, dilation, lrn = ctx.geometry
-        if lrn is None:
-            dx = max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation)
-        else:
-            g = max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation,
-                                    out_dtype=accumulator_dtype(x.dtype))
-            dx = _empty_like(x)
-            lrn_backward(_as_ncs(x), _as_ncs(g), _as_ncs(dx), *lrn)
-        return dx, None, None, None, None, None, None
+
+def _forward_fake(x, kernel, stride, padding, dilation, out_hw, *lrn):
+    shape = (*x.shape[:2], *out_hw)
+    return like(x, shape), like(x, shape, torch.int64)
+
+
+def _backward_impl(dy: Tensor, idx: Tensor, x: Tensor, kernel: List[int], stride: List[int],
+                   padding: List[int], dilation: List[int]) -> Tensor:
+    return max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation)
+
+
+def _lrn_backward_impl(dy: Tensor, idx: Tensor, x: Tensor, kernel: List[int], stride: List[int],
+                       padding: List[int], dilation: List[int], size: int, alpha: float,
+                       beta: float, k: float) -> Tensor:
+    """Two kernels: the pool's gather writes the LRN output's gradient once (fp32, full size),
+    then the LRN backward reads it with the input. One kernel would have to recompute that gather
+    for each of the `size` channels whose window holds a channel (5x the gathers, and the static
+    model put it at 2x the two kernels' time); the extra full-size fp32 write and read cost less."""
+    g = max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation,
+                            out_dtype=accumulator_dtype(x.dtype))
+    dx = empty_like(x)
+    lrn_backward(as_ncs(x), as_ncs(g), as_ncs(dx), size, alpha, beta, k)
+    return dx
+
+
+max_pool2d_op = define("max_pool2d_with_indices", _forward, _forward_fake)
+lrn_max_pool2d_op = define("lrn_max_pool2d_with_indices", _lrn_forward, _forward_fake)
+max_pool2d_backward_op = define("max_pool2d_backward", _backward_impl,
+                                lambda dy, idx, x, *geometry: like(x, dtype=dy.dtype))
+lrn_max_pool2d_backward_op = define("lrn_max_pool2d_backward", _lrn_backward_impl,
+                                    lambda dy, idx, x, *geometry: like(x))
+
+
+def _setup_context(ctx, inputs, output):
+    """Saves the input and the argmax indices; the backward gathers through them."""
+    ctx.save_for_backward(inputs[0], output[1])
+    ctx.mark_non_differentiable(output[1])
+    ctx.set_materialize_grads(False)  # the indices' gradient: never filled with zeros
+    ctx.geometry = inputs[1:5] + inputs[6:]  # kernel, stride, padding, dilation (+ LRN)
+
+
+def _backward(ctx, dy, _didx):
+    x, idx = ctx.saved_tensors
+    if dy is None:
+        dx = None
+    elif len(ctx.geometry) == 4:
+        dx = max_pool2d_backward_op(dy, idx, x, *ctx.geometry)
+    else:
+        dx = lrn_max_pool2d_backward_op(dy, idx, x, *ctx.geometry)
+    return (dx,) + (None,) * (len(ctx.geometry) + 1)
+
+
+max_pool2d_op.register_autograd(_backward, setup_context=_setup_context)
+lrn_max_pool2d_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
@@ -106,7 +142,11 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     check_float_dtype(input, op)
     unbatched = input.dim() == 3
     x = input.unsqueeze(0) if unbatched else input
-    y, idx = MaxPool2dFunction.apply(x, *geometry, lrn)
+    kernel, stride, padding, dilation, out_hw = (list(g) for g in geometry)
+    if lrn is None:
+        y, idx = max_pool2d_op(x, kernel, stride, padding, dilation, out_hw)
+    else:
+        y, idx = lrn_max_pool2d_op(x, kernel, stride, padding, dilation, out_hw, *lrn)
     if unbatched:
         y, idx = y.squeeze(0), idx.squeeze(0)
     return (y, idx) if return_indices else y

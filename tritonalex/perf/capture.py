@@ -9,7 +9,8 @@ capture runs, that hands each launch here instead of running it. Tensors are rec
 other argument as given, so the compile step can bind them exactly as a real launch would.
 
 Also counted: the torch kernels the step dispatches (every aten op but views and allocations:
-casts, cats, adds, zero fills, the loss...), the optimizer's apart, and the autograd Function calls.
+casts, cats, adds, zero fills, the loss...; those inside a tritonalex op too), the optimizer's
+apart, and the calls of tritonalex's library ops.
 The step runs twice and the second is recorded: the steady state, after one-time allocations.
 
 Must run with TRITON_INTERPRET=0 (so kernels are compiled functions, launchers use their GPU
@@ -18,22 +19,18 @@ configs): `tritonalex kernels` starts it in such a subprocess.
 
 import contextlib
 import dataclasses
-import importlib
 from collections import Counter
 
 import torch
 import torch.nn.functional as TF
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from ..ops._library import IMPLEMENTATIONS, NAMESPACE
+
 # aten ops that launch no kernel: views, allocations and metadata.
 _NO_KERNEL = ("empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided",
               "lift_fresh", "detach", "alias", "is_same_size", "_local_scalar_dense",
               "_record_function_enter_new", "_record_function_exit")
-
-# A stand-in for host values a real step draws (the dropout seed): odd and > 1, so Triton's
-# binder specializes it as it would a typical random seed (neither ==1 nor divisible by 16).
-STAND_IN_SEED = 1234567
-
 
 @dataclasses.dataclass(frozen=True)
 class PointerArg:
@@ -80,7 +77,7 @@ class Step:
     launches: list
     torch_kernels: Counter  # forward + backward (the loss included)
     optimizer_kernels: Counter
-    function_calls: Counter
+    op_calls: Counter  # torch.ops.tritonalex.* calls, forward and backward
 
 
 class _State:
@@ -89,17 +86,26 @@ class _State:
 
 
 class _CountKernels(TorchDispatchMode):
-    """Counts dispatched aten ops that launch a kernel, into `counter` (switchable)."""
+    """Counts dispatched aten ops that launch a kernel into `counter`, and tritonalex's library
+    ops into `op_calls` (while `recording`). A tritonalex op runs its implementation under this
+    mode, so the torch kernels inside it are counted too."""
 
     def __init__(self):
         super().__init__()
-        self.counter = Counter()
+        self.counter, self.op_calls = Counter(), Counter()
         self.recording = False
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if self.recording and not func.is_view and func.overloadpacket.__name__ not in _NO_KERNEL:
-            self.counter[func.overloadpacket.__name__] += 1
-        return func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
+        name = func.overloadpacket.__name__
+        if func.namespace == NAMESPACE:
+            if self.recording:
+                self.op_calls[name] += 1
+            with self:
+                return IMPLEMENTATIONS[name](*args, **kwargs)
+        if self.recording and not func.is_view and name not in _NO_KERNEL:
+            self.counter[name] += 1
+        return func(*args, **kwargs)
 
 
 def _pointer(arg):
@@ -126,42 +132,19 @@ def _simulated_autocast(dtype):
         torch.amp.is_autocast_available, torch.is_autocast_enabled, torch.get_autocast_dtype = saved
 
 
-def _our_functions():
-    from .. import ops  # noqa: F401  (imports every autograd Function)
+def _attribute_backward(state, name):
+    """A forward hook: the gradient of each of the layer's outputs, when it arrives, sets the
+    layer the backward launches that follow belong to. The engine runs a chain's backward in
+    reverse creation order, so they are this layer's until the previous layer's output's turn."""
+    def set_layer(grad):
+        state.layer, state.direction = name, "backward"
 
-    seen, todo = [], list(torch.autograd.Function.__subclasses__())
-    while todo:
-        cls = todo.pop()
-        todo += cls.__subclasses__()
-        if cls.__module__.startswith("tritonalex.ops"):
-            seen.append(cls)
-    return seen
-
-
-@contextlib.contextmanager
-def _attribute_launches(state, calls):
-    """Tag launches with their layer and direction: each Function's forward remembers the layer
-    that called it; its backward sets that layer again while it launches."""
-    saved = []
-    for cls in _our_functions():
-        fwd, bwd = cls.forward, cls.backward
-        saved.append((cls, fwd, bwd))
-
-        def forward(ctx, *args, _fwd=fwd, _name=cls.__name__):
-            calls[_name] += 1
-            ctx.tritonalex_layer = state.layer
-            return _fwd(ctx, *args)
-
-        def backward(ctx, *grads, _bwd=bwd):
-            state.layer, state.direction = ctx.tritonalex_layer, "backward"
-            return _bwd(ctx, *grads)
-
-        cls.forward, cls.backward = staticmethod(forward), staticmethod(backward)
-    try:
-        yield
-    finally:
-        for cls, fwd, bwd in saved:
-            cls.forward, cls.backward = staticmethod(fwd), staticmethod(bwd)
+    def hook(module, inputs, outputs):
+        passed_through = {id(t) for t in inputs[0]}  # e.g. the softmax node returns its logits
+        for t in outputs:
+            if t.requires_grad and id(t) not in passed_through:
+                t.register_hook(set_layer)
+    return hook
 
 
 DTYPES = ("bf16", "fp16", "tf32", "fp32", "fp64")
@@ -204,11 +187,11 @@ def capture_step(spec="alexnet", batch=128, dtype="bf16", layout="nchw", passes=
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(dtype)
     spec_obj = tritonalex.load_spec(spec) if isinstance(spec, str) else spec
-    state, calls, counter = _State(), Counter(), _CountKernels()
+    state, counter = _State(), _CountKernels()
     tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = dtype == "tf32"
     try:
-        with counter, _patched_seed(), _attribute_launches(state, calls):
+        with counter:
             model = tritonalex.compile(spec_obj, backend="triton", devices=("meta",), passes=passes)
             model.train()
             param_dtype = torch.float64 if dtype == "fp64" else torch.float32
@@ -222,6 +205,7 @@ def capture_step(spec="alexnet", batch=128, dtype="bf16", layout="nchw", passes=
             labels = torch.zeros(batch, dtype=torch.int64, device="meta")
             for name, module in model.nodes.items():
                 module.register_forward_pre_hook(_set_layer(state, name))
+                module.register_forward_hook(_attribute_backward(state, name))
 
             def train_step():
                 state.direction = "forward"
@@ -239,13 +223,12 @@ def capture_step(spec="alexnet", batch=128, dtype="bf16", layout="nchw", passes=
             with recording(state, sms) as launches:
                 train_step()  # warm-up: one-time allocations (optimizer state, cached parameters)
                 launches.clear()
-                calls.clear()
                 counter.recording = True
                 torch_kernels, optimizer_kernels = train_step()
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
     return Step(spec_obj.name, batch, dtype, layout, launches, torch_kernels, optimizer_kernels,
-                calls)
+                counter.op_calls)
 
 
 def capture_calls(fn, layer, sms=132):
@@ -261,16 +244,3 @@ def _set_layer(state, name):
     def pre_hook(module, inputs):
         state.layer, state.direction = name, "forward"
     return pre_hook
-
-
-@contextlib.contextmanager
-def _patched_seed():
-    """The dropout seed is drawn on the host with `.item()`, which fake tensors cannot do; stand
-    in a fixed value (see STAND_IN_SEED)."""
-    linear_ops = importlib.import_module("tritonalex.ops.linear")
-    draw = linear_ops.draw_seed
-    linear_ops.draw_seed = lambda: STAND_IN_SEED
-    try:
-        yield
-    finally:
-        linear_ops.draw_seed = draw

@@ -79,7 +79,7 @@ def run_step(args):
                              torch_kernels=sum(step.torch_kernels.values()),
                              torch_kernel_kinds=dict(step.torch_kernels),
                              optimizer_kernels=sum(step.optimizer_kernels.values()),
-                             function_calls=dict(step.function_calls)))
+                             op_calls=dict(step.op_calls)))
         _emit(out, args, lambda: print(json.dumps(out, indent=2)))
         return 0
     report = estimate_step(step, compile_all(step.launches, [card.arch]), card)
@@ -154,7 +154,7 @@ def print_step(report):
     s = report["step"]
     console.print(f"step: {s['triton_launches']} Triton launches, {s['torch_kernels']} other torch "
                   f"kernels (+{s['optimizer_kernels']} in the optimizer), "
-                  f"{sum(s['function_calls'].values())} autograd Function calls; estimate "
+                  f"{sum(s['op_calls'].values())} library op calls; estimate "
                   f"{_us(s['estimate_us'])} us against a floor of {_us(s['floor_us'])} us "
                   f"({s['ratio']:.1f}x); {s['failed']} launch(es) failed or spilled")
 

@@ -142,7 +142,7 @@ def estimate_step(step, compiled, card):
         torch_kernels=sum(step.torch_kernels.values()),
         torch_kernel_kinds=dict(step.torch_kernels),
         optimizer_kernels=sum(step.optimizer_kernels.values()),
-        function_calls=dict(step.function_calls),
+        op_calls=dict(step.op_calls),
         estimate_us=est, floor_us=floor, ratio=est / floor if floor else None,
         spills=sum(1 for r in rows if r.get("spill_bytes")),
         failed=sum(1 for r in rows if not r["ok"]),
