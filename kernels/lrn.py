@@ -43,21 +43,22 @@ INTERPRETER_TILE = (64, 4096, 1)
 
 
 @triton.jit
-def _squares(x_ptr, cc, C, sx_c, col, col_ok, ACC: tl.constexpr):
-    """x^2 at channels cc (0 outside 0..C-1) x columns col."""
-    ok = (cc >= 0) & (cc < C)
+def _squares(x_ptr, cc, lo, hi, sx_c, col, col_ok, ACC: tl.constexpr):
+    """x^2 at channels cc (0 outside each row's group lo..hi-1) x columns col."""
+    ok = (cc >= lo) & (cc < hi)
     v = tl.load(x_ptr + (cc * sx_c)[:, None] + col[None, :], mask=ok[:, None] & col_ok[None, :],
                 other=0.0).to(ACC)
     return v * v
 
 
 @triton.jit
-def lrn_scale(x_ptr, col, col_ok, c, C, sx_c, SIZE: tl.constexpr, k, alpha_over_size,
+def lrn_scale(x_ptr, col, col_ok, c, lo, hi, sx_c, SIZE: tl.constexpr, k, alpha_over_size,
               ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
-    """s = k + alpha/size * (windowed sum of squares) for channels c x columns col (offsets)."""
+    """s = k + alpha/size * (windowed sum of squares) for channels c x columns col (offsets), the
+    window cut at each channel's group bounds lo..hi-1 (see `channel_group`)."""
     acc = tl.zeros((BLOCK_C, BLOCK_S), dtype=ACC)
     for d in tl.static_range(SIZE):
-        acc += _squares(x_ptr, c + d - SIZE // 2, C, sx_c, col, col_ok, ACC)
+        acc += _squares(x_ptr, c + d - SIZE // 2, lo, hi, sx_c, col, col_ok, ACC)
     return k + alpha_over_size * acc
 
 
@@ -71,6 +72,14 @@ def lrn_load_params(params_ptr):
 def pow_neg(s, beta):
     """s ** -beta for s > 0, as exp2(-beta * log2(s))."""
     return tl.exp2(-beta * tl.log2(s))
+
+
+@triton.jit
+def channel_group(c, C, GROUP):
+    """(lo, hi): the channels c's window may reach, its group of GROUP channels (GROUP == C: all
+    of them; AlexNet's two towers on one device: C / 2 each, so no window crosses a tower)."""
+    lo = (c // GROUP) * GROUP
+    return lo, tl.minimum(lo + GROUP, C)  # rows c >= C (masked) get an empty range
 
 
 @triton.jit
@@ -92,6 +101,7 @@ def lrn_forward_kernel(
     y_ptr,  # output [N, C, S], any strides
     params_ptr,  # [k, alpha/size, beta] in the ACC dtype
     C, S,  # channels, flattened spatial size
+    GROUP,  # channels per group: no window crosses a group's edge (C: one group)
     sx_n, sx_c, sx_s,  # input strides
     sy_n, sy_c, sy_s,  # output strides
     SIZE: tl.constexpr,  # window length in channels (the loops over it unroll)
@@ -100,10 +110,12 @@ def lrn_forward_kernel(
     BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr,  # tile: channels x positions
 ):
     n, s, c, s_ok, c_ok = channel_tile(C, S, INDEX_64, BLOCK_C, BLOCK_S)
+    lo, hi = channel_group(c, C, GROUP)
     k, alpha_over_size, beta = lrn_load_params(params_ptr)
     x_base = x_ptr + n * sx_n
     col = s * sx_s
-    scale = lrn_scale(x_base, col, s_ok, c, C, sx_c, SIZE, k, alpha_over_size, ACC, BLOCK_C, BLOCK_S)
+    scale = lrn_scale(x_base, col, s_ok, c, lo, hi, sx_c, SIZE, k, alpha_over_size, ACC, BLOCK_C,
+                      BLOCK_S)
     mask = c_ok[:, None] & s_ok[None, :]
     a = tl.load(x_base + (c * sx_c)[:, None] + col[None, :], mask=mask, other=0.0).to(ACC)
     y = a * pow_neg(scale, beta)
@@ -118,6 +130,7 @@ def lrn_backward_kernel(
     dx_ptr,  # input gradient [N, C, S], any strides
     params_ptr,  # [k, alpha/size, beta] in the ACC dtype
     C, S,  # channels, flattened spatial size
+    GROUP,  # channels per group: no window crosses a group's edge (C: one group)
     sx_n, sx_c, sx_s,  # input strides
     sdy_n, sdy_c, sdy_s,  # output-gradient strides
     sdx_n, sdx_c, sdx_s,  # input-gradient strides
@@ -127,6 +140,7 @@ def lrn_backward_kernel(
     BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr,  # tile: channels x positions
 ):
     n, s, c, s_ok, c_ok = channel_tile(C, S, INDEX_64, BLOCK_C, BLOCK_S)
+    lo, hi = channel_group(c, C, GROUP)  # j outside c's group: its window never holds c
     k, alpha_over_size, beta = lrn_load_params(params_ptr)
     x_base = x_ptr + n * sx_n
     dy_base = dy_ptr + n * sdy_n
@@ -141,14 +155,14 @@ def lrn_backward_kernel(
     first = c - (SIZE - 1) // 2
     window = tl.zeros((BLOCK_C, BLOCK_S), dtype=ACC)
     for e in tl.static_range(SIZE):
-        window += _squares(x_base, first - SIZE // 2 + e, C, sx_c, col, s_ok, ACC)
+        window += _squares(x_base, first - SIZE // 2 + e, lo, hi, sx_c, col, s_ok, ACC)
     cross = tl.zeros((BLOCK_C, BLOCK_S), dtype=ACC)
     for d in tl.static_range(SIZE):
         j = first + d
         if d > 0:
-            window += (_squares(x_base, j + (SIZE - 1) // 2, C, sx_c, col, s_ok, ACC)
-                       - _squares(x_base, j - SIZE // 2 - 1, C, sx_c, col, s_ok, ACC))
-        j_mask = ((j >= 0) & (j < C))[:, None] & s_ok[None, :]
+            window += (_squares(x_base, j + (SIZE - 1) // 2, lo, hi, sx_c, col, s_ok, ACC)
+                       - _squares(x_base, j - SIZE // 2 - 1, lo, hi, sx_c, col, s_ok, ACC))
+        j_mask = ((j >= lo) & (j < hi))[:, None] & s_ok[None, :]
         a_j = tl.load(x_base + (j * sx_c)[:, None] + col[None, :], mask=j_mask, other=0.0).to(ACC)
         g_j = tl.load(dy_base + (j * sdy_c)[:, None] + dy_col[None, :], mask=j_mask, other=0.0).to(ACC)
         s_j = k + alpha_over_size * window
@@ -177,28 +191,29 @@ def _tile(dtype):
     return (block_c, block_s // 2, warps) if dtype == torch.float64 else GPU_TILE
 
 
-def lrn_forward(x, y, size, alpha, beta, k):
-    """y = LRN(x) for x and y viewed as [N, C, S] (3-D, any strides); returns y."""
+def lrn_forward(x, y, size, alpha, beta, k, groups=1):
+    """y = LRN(x) for x and y viewed as [N, C, S] (3-D, any strides), the channels in `groups`
+    equal groups that no window crosses; returns y."""
     n, c, s = x.shape
     if y.numel() == 0:
         return y
     block_c, block_s, warps = _tile(x.dtype)
     launch(lrn_forward_kernel, (cdiv(s, block_s), cdiv(c, block_c), n),
-           x, y, lrn_params(k, alpha, beta, size, x.dtype, x.device), c, s,
+           x, y, lrn_params(k, alpha, beta, size, x.dtype, x.device), c, s, c // groups,
            *x.stride(), *y.stride(), SIZE=size, ACC=tl_accumulator(x.dtype),
            INDEX_64=needs_int64(x, y), BLOCK_C=block_c, BLOCK_S=block_s, num_warps=warps,
            cost=Cost(0, nbytes(x, y)))
     return y
 
 
-def lrn_backward(x, dy, dx, size, alpha, beta, k):
+def lrn_backward(x, dy, dx, size, alpha, beta, k, groups=1):
     """dx of the LRN above, from its input x and the output gradient dy (all [N, C, S]); returns dx."""
     n, c, s = x.shape
     if dx.numel() == 0:
         return dx
     block_c, block_s, warps = _tile(x.dtype)
     launch(lrn_backward_kernel, (cdiv(s, block_s), cdiv(c, block_c), n),
-           x, dy, dx, lrn_params(k, alpha, beta, size, x.dtype, x.device), c, s,
+           x, dy, dx, lrn_params(k, alpha, beta, size, x.dtype, x.device), c, s, c // groups,
            *x.stride(), *dy.stride(), *dx.stride(), SIZE=size, ACC=tl_accumulator(x.dtype),
            INDEX_64=needs_int64(x, dy, dx), BLOCK_C=block_c, BLOCK_S=block_s, num_warps=warps,
            cost=Cost(0, nbytes(x, dy, dx)))

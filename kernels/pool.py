@@ -31,7 +31,7 @@ from .launch import (
     needs_int64,
     tl_accumulator,
 )
-from .lrn import channel_tile, lrn_load_params, lrn_params, lrn_scale, pow_neg
+from .lrn import channel_group, channel_tile, lrn_load_params, lrn_params, lrn_scale, pow_neg
 
 # (BLOCK_C, BLOCK_P, warps) per kernel. Memory-bound: one GPU config each, the one of a small sweep
 # the static model (`tritonalex kernels --step`) estimated fastest on the channels_last step, and
@@ -47,6 +47,7 @@ def max_pool2d_forward_kernel(
     idx_ptr,  # int64 argmax indices (ih*W + iw), same strides as y
     params_ptr,  # LRN [k, alpha/size, beta] in the ACC dtype (read only when LRN)
     C, H, W, OH, OW,  # channels, input and output spatial sizes
+    LRN_GROUP,  # LRN channels per group: no window crosses a group's edge (used only when LRN)
     stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,  # pooling geometry
     sx_n, sx_c, sx_h, sx_w,  # input strides
     sy_n, sy_c, sy_h, sy_w,  # output (and index) strides
@@ -63,6 +64,7 @@ def max_pool2d_forward_kernel(
     x_base = x_ptr + n * sx_n
     if LRN:
         k, alpha_over_size, beta = lrn_load_params(params_ptr)
+        lo, hi = channel_group(c, C, LRN_GROUP)
 
     best = tl.full((BLOCK_C, BLOCK_P), float("-inf"), dtype=ACC)
     best_idx = tl.full((BLOCK_C, BLOCK_P), -1, dtype=tl.int64)
@@ -77,7 +79,7 @@ def max_pool2d_forward_kernel(
             v = tl.load(x_base + (c * sx_c)[:, None] + col[None, :], mask=mask, other=float("-inf"))
             v = v.to(ACC)
             if LRN:
-                scale = lrn_scale(x_base, col, tap_ok, c, C, sx_c, LRN_SIZE, k, alpha_over_size, ACC,
+                scale = lrn_scale(x_base, col, tap_ok, c, lo, hi, sx_c, LRN_SIZE, k, alpha_over_size, ACC,
                                   BLOCK_C, BLOCK_P)
                 v = v * pow_neg(scale, beta)
             # torch's rule: take a larger value or a NaN; the first in-image tap seeds the index.
@@ -140,7 +142,8 @@ def _tile(kernel):
 
 
 def max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw, lrn=None):
-    """(y, indices) of a max-pool of 4-D x; `lrn` = (size, alpha, beta, k) fuses an LRN before it.
+    """(y, indices) of a max-pool of 4-D x; `lrn` = (size, alpha, beta, k, groups) fuses an LRN
+    before it (its channels in `groups` equal groups that no window crosses).
 
     Outputs keep the input's memory format; indices are int64 flat positions ih*W + iw.
     """
@@ -154,7 +157,8 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw, lrn=None):
     block_c, block_p, warps = _tile("forward")
     params = lrn_params(lrn[3], lrn[1], lrn[2], lrn[0], x.dtype, x.device) if lrn else x
     launch(max_pool2d_forward_kernel, (cdiv(oh * ow, block_p), cdiv(c, block_c), n),
-           x, y, idx, params, c, h, w, oh, ow, *stride, *padding, *dilation,
+           x, y, idx, params, c, h, w, oh, ow, c // lrn[4] if lrn else c, *stride, *padding,
+           *dilation,
            *x.stride(), *y.stride(), KH=kernel[0], KW=kernel[1], LRN_SIZE=lrn[0] if lrn else 0,
            LRN=lrn is not None, ACC=tl_accumulator(x.dtype), INDEX_64=needs_int64(x, idx),
            BLOCK_C=block_c, BLOCK_P=block_p, num_warps=warps, cost=Cost(0, nbytes(x, y, idx)))

@@ -43,19 +43,20 @@ def test_shipped_specs_compile(name):
 
 def test_paper_initialization():
     model = tritonalex.compile(tritonalex.load_spec("alexnet"), backend="torch", devices="cpu")
-    biases = {name: node.towers[0].bias.detach() for name, node in model.nodes.items() if hasattr(node, "towers")}
+    state = model.state_dict()
+    biases = {key.split(".")[1]: value for key, value in state.items() if key.endswith(".bias")}
     assert all(float(biases[n].abs().max()) == 0 for n in ("conv1", "conv3", "fc8"))
     assert all(bool((biases[n] == 1).all()) for n in ("conv2", "conv4", "conv5", "fc6", "fc7"))
-    assert abs(model.nodes["conv2"].towers[0].weight.std().item() - 0.01) < 0.001
+    assert abs(state["nodes.conv2.towers.0.weight"].std().item() - 0.01) < 0.001
 
 
 def test_small_spec_uses_he_initialization():
     """alexnet-small trains in CPU minutes only with fan-in scaled weights (see its TOML)."""
     model = tritonalex.compile(tritonalex.load_spec("alexnet-small"), backend="torch", devices="cpu")
-    conv2 = model.nodes["conv2"].towers[0]
-    fan_in = conv2.weight[0].numel()
-    assert abs(conv2.weight.std().item() - (2 / fan_in) ** 0.5) < 0.01
-    assert bool((conv2.bias == 0.1).all())
+    weight, bias = (model.state_dict()[f"nodes.conv2.towers.0.{name}"] for name in ("weight", "bias"))
+    fan_in = weight[0].numel()
+    assert abs(weight.std().item() - (2 / fan_in) ** 0.5) < 0.01
+    assert bool((bias == 0.1).all())
 
 
 def _small_pair(**triton_kwargs):
@@ -82,12 +83,47 @@ def test_triton_and_torch_backends_give_the_same_logits():
     assert_close(ours.probabilities(x), torch.softmax(want, 1), 1e-10, "probabilities", rnd.seed)
 
 
-def test_two_towers_on_two_devices_match_one_device():
-    ref, one = _small_pair(devices="cpu")
-    _, two = _small_pair(devices=("cpu", "cpu"), passes=[])  # also: no fusion, same result
-    two.load_state_dict(ref.state_dict())
-    x = Inputs().randn(1, 3, 32, 32)
-    assert_close(two(x), one(x), 1e-10, "two devices")
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_towers_in_one_layer_equal_one_module_per_tower(backend):
+    """Towers on one device run as one layer (grouped conv, stacked weights, LRN windows cut at
+    the tower edge): the same function, gradients included, as one module per tower (the
+    placement for towers on separate devices), from the same state_dict."""
+    ref, merged = _small_pair(devices="cpu")
+    spec = tritonalex.load_spec("alexnet-small")
+    *_, (_, graph) = tritonalex.compiler.stages(spec, devices=("cpu", "cpu"))
+    per_tower = tritonalex.compiler.lower(spec, graph, backend, merge_towers=False).double().eval()
+    per_tower.load_state_dict(ref.state_dict())
+    model = merged if backend == "triton" else ref
+    assert list(per_tower.state_dict()) == list(model.state_dict())
+    assert len(list(per_tower.parameters())) > len(list(model.parameters()))
+    rnd = Inputs()
+    x = rnd.randn(2, 3, 32, 32)
+    want = per_tower(x)
+    want.square().sum().backward()
+    got = model(x)
+    got.square().sum().backward()
+    assert_close(got, want, 1e-10, "logits", rnd.seed)
+    for key, value in per_tower.state_dict(keep_vars=True).items():
+        tower = int(key.split(".")[3])
+        stacked = getattr(model.nodes[key.split(".")[1]], key.split(".")[-1])
+        grad = stacked.grad.chunk(model.nodes[key.split(".")[1]].towers)[tower]
+        assert_close(grad, value.grad, 1e-9, key, rnd.seed)
+
+
+def test_state_dict_round_trip_and_strictness():
+    _, model = _small_pair(devices="cpu")
+    state = model.state_dict()
+    fresh = tritonalex.compile(tritonalex.load_spec("alexnet-small"), backend="triton",
+                               devices="cpu").double()
+    fresh.load_state_dict(state)
+    assert all(torch.equal(fresh.state_dict()[k], v) for k, v in state.items())
+    broken = dict(state)
+    broken["nodes.conv2.towers.2.weight"] = broken.pop("nodes.conv2.towers.1.weight")
+    with pytest.raises(RuntimeError, match="Missing key.*towers.1.weight(.|\n)*Unexpected key"):
+        fresh.load_state_dict(broken)
+    broken = dict(state, **{"nodes.conv2.towers.1.bias": torch.zeros(3)})
+    with pytest.raises(RuntimeError, match="size mismatch for nodes.conv2.towers.1.bias"):
+        fresh.load_state_dict(broken)
 
 
 def test_passes_can_be_switched_off():

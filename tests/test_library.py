@@ -23,7 +23,7 @@ def _op_samples():
     geometry = ([2, 1], [1, 0, 1, 1], [1, 1], 2)  # stride, padding (t, b, l, r), dilation, groups
     y = ops.conv2d(x, w, b, *geometry, True, False).detach()
     dy = g.randn(*y.shape)
-    lrn = (5, 1e-3, 0.75, 2.0)
+    lrn = (5, 1e-3, 0.75, 2.0, 2)  # size, alpha, beta, k, groups
     pool = ([3, 3], [2, 2], [1, 1], [1, 1], [4, 3])  # kernel, stride, padding, dilation, out_hw
     _, idx = ops.max_pool2d_with_indices(x.detach(), *pool)
     _, lrn_idx = ops.lrn_max_pool2d_with_indices(x.detach(), *pool, *lrn)
@@ -40,7 +40,7 @@ def _op_samples():
         ("conv2d_weight_bias_grad", (dy, None, x.detach(), w.detach(), *geometry, False, False,
                                      True, False)),
         ("local_response_norm", (x, *lrn)),
-        ("local_response_norm", (g.randn(3, 6, 5, requires_grad=True), *lrn)),
+        ("local_response_norm", (g.randn(3, 6, 5, requires_grad=True), *lrn[:4], 1)),
         ("local_response_norm_backward", (x.detach(), g.randn(*x.shape), *lrn)),
         ("max_pool2d_with_indices", (x_cl, *pool)),
         ("lrn_max_pool2d_with_indices", (x, *pool, *lrn)),

@@ -244,3 +244,25 @@ def test_fused_lrn_pool_gradcheck():
     x = rnd.randn(1, 5, 7, 7, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: F.lrn_max_pool2d(t, 3, 0.5, 0.75, 1.0, 3, 2), (x,),
                                     fast_mode=True)
+
+
+def _per_group(fn, groups):
+    """fn applied to each of `groups` equal channel groups on its own: the reference for groups=."""
+    return lambda t: torch.cat([fn(part) for part in t.chunk(groups, dim=1)], dim=1)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("groups", [2, 3])
+def test_grouped_lrn_and_fused_pool_equal_separate_groups(groups, layout):
+    """groups=g (AlexNet's towers in one tensor): no window crosses a group's edge."""
+    rnd = Inputs()
+    x = as_layout(rnd.randn(2, 6 * groups - 2 * groups, 9, 8), layout)  # 4 channels per group
+    lrn, pool = (5, 0.5, 0.75, 2.0), dict(kernel_size=3, stride=2)
+    check_unary_op(lambda t: F.local_response_norm(t, *lrn, groups=groups),
+                   _per_group(lambda t: TF.local_response_norm(t, *lrn), groups), x,
+                   grad_layout="strided", seed=rnd.seed)
+    check_unary_op(lambda t: F.lrn_max_pool2d(t, *lrn, groups=groups, **pool),
+                   _per_group(_two_ops(lrn, pool), groups), x, grad_layout="strided",
+                   seed=rnd.seed)
+    with pytest.raises(ValueError, match="do not split into 5 groups"):
+        F.local_response_norm(x, 5, groups=5)

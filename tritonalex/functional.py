@@ -21,14 +21,15 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     return ops.conv2d(input, weight, bias, stride, padding, dilation, groups, activation)
 
 
-def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
+def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0, *, groups=1):
     """torch.nn.functional.local_response_norm: torch's convention (alpha is divided by size).
 
     The paper's constants (alpha times the plain sum, k=2, n=5, alpha=1e-4, beta=0.75) are
     size=5, alpha=5e-4, beta=0.75, k=2.0 here; ``tritonalex.nn.LocalResponseNorm.paper()``
-    builds exactly that.
+    builds exactly that. ``groups=g`` splits the channels into g equal groups that no window
+    crosses (the paper's towers held in one tensor), as g separate calls would.
     """
-    return ops.local_response_norm(input, size, alpha, beta, k)
+    return ops.local_response_norm(input, size, alpha, beta, k, groups)
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
@@ -38,15 +39,16 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
 
 
 def lrn_max_pool2d(input, size, alpha=1e-4, beta=0.75, k=1.0, kernel_size=3, stride=2, padding=0,
-                   dilation=1, ceil_mode=False, return_indices=False):
+                   dilation=1, ceil_mode=False, return_indices=False, *, groups=1):
     """max_pool2d(local_response_norm(input, size, alpha, beta, k), kernel_size, ...) in one kernel.
 
     Reads the (ReLU'd) conv output once and never writes the full-size LRN output; the backward
     recomputes the LRN from the input. AlexNet's LRN -> 3x3/2 pool, for the compiler's fusion pass.
     """
-    ops.check_lrn_args(input, size, "lrn_max_pool2d")
+    ops.check_lrn_args(input, size, groups, "lrn_max_pool2d")
     return ops.max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
-                          lrn=(size, float(alpha), float(beta), float(k)), op="lrn_max_pool2d")
+                          lrn=(size, float(alpha), float(beta), float(k), groups),
+                          op="lrn_max_pool2d")
 
 
 def linear(input, weight, bias=None, *, activation=None, dropout=0.0, training=True):

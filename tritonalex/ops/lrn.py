@@ -19,16 +19,16 @@ def empty_like(x, dtype=None):
     return empty(x.shape, dtype or x.dtype, x.device, memory_format=memory_format_of(x))
 
 
-def _forward(x: Tensor, size: int, alpha: float, beta: float, k: float) -> Tensor:
+def _forward(x: Tensor, size: int, alpha: float, beta: float, k: float, groups: int) -> Tensor:
     y = empty_like(x)
-    lrn_forward(as_ncs(x), as_ncs(y), size, alpha, beta, k)
+    lrn_forward(as_ncs(x), as_ncs(y), size, alpha, beta, k, groups)
     return y
 
 
-def _backward_impl(x: Tensor, dy: Tensor, size: int, alpha: float, beta: float,
-                   k: float) -> Tensor:
+def _backward_impl(x: Tensor, dy: Tensor, size: int, alpha: float, beta: float, k: float,
+                   groups: int) -> Tensor:
     dx = empty_like(x)
-    lrn_backward(as_ncs(x), as_ncs(dy), as_ncs(dx), size, alpha, beta, k)
+    lrn_backward(as_ncs(x), as_ncs(dy), as_ncs(dx), size, alpha, beta, k, groups)
     return dx
 
 
@@ -44,23 +44,27 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, dy):
     (x,) = ctx.saved_tensors
-    return local_response_norm_backward_op(x, dy, *ctx.lrn), None, None, None, None
+    return local_response_norm_backward_op(x, dy, *ctx.lrn), None, None, None, None, None
 
 
 local_response_norm_op.register_autograd(_backward, setup_context=_setup_context)
 
 
-def check_lrn_args(input, size, op="local_response_norm"):
+def check_lrn_args(input, size, groups=1, op="local_response_norm"):
     if input.dim() < 3:
         raise ValueError(f"Expected 3D or higher dimensionality input (got {input.dim()} dimensions)")
     if not isinstance(size, int) or size <= 0:
         raise ValueError(f"size must be a positive int, got {size!r}")
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups <= 0:
+        raise ValueError(f"groups must be a positive int, got {groups!r}")
+    if input.shape[1] % groups:
+        raise ValueError(f"{op}: {input.shape[1]} channels do not split into {groups} groups")
     check_device(op, input)
     check_float_dtype(input, op)
 
 
-def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
-    check_lrn_args(input, size)
+def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0, groups=1):
+    check_lrn_args(input, size, groups)
     if input.numel() == 0:
         return input
-    return local_response_norm_op(input, size, float(alpha), float(beta), float(k))
+    return local_response_norm_op(input, size, float(alpha), float(beta), float(k), groups)

@@ -76,8 +76,9 @@ def _forward(x: Tensor, kernel: List[int], stride: List[int], padding: List[int]
 
 def _lrn_forward(x: Tensor, kernel: List[int], stride: List[int], padding: List[int],
                  dilation: List[int], out_hw: List[int], size: int, alpha: float, beta: float,
-                 k: float) -> Tuple[Tensor, Tensor]:
-    return max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw, (size, alpha, beta, k))
+                 k: float, groups: int) -> Tuple[Tensor, Tensor]:
+    return max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw,
+                              (size, alpha, beta, k, groups))
 
 
 def _forward_fake(x, kernel, stride, padding, dilation, out_hw, *lrn):
@@ -92,7 +93,7 @@ def _backward_impl(dy: Tensor, idx: Tensor, x: Tensor, kernel: List[int], stride
 
 def _lrn_backward_impl(dy: Tensor, idx: Tensor, x: Tensor, kernel: List[int], stride: List[int],
                        padding: List[int], dilation: List[int], size: int, alpha: float,
-                       beta: float, k: float) -> Tensor:
+                       beta: float, k: float, groups: int) -> Tensor:
     """Two kernels: the pool's gather writes the LRN output's gradient once (fp32, full size),
     then the LRN backward reads it with the input. One kernel would have to recompute that gather
     for each of the `size` channels whose window holds a channel (5x the gathers, and the static
@@ -100,7 +101,7 @@ def _lrn_backward_impl(dy: Tensor, idx: Tensor, x: Tensor, kernel: List[int], st
     g = max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation,
                             out_dtype=accumulator_dtype(x.dtype))
     dx = empty_like(x)
-    lrn_backward(as_ncs(x), as_ncs(g), as_ncs(dx), size, alpha, beta, k)
+    lrn_backward(as_ncs(x), as_ncs(g), as_ncs(dx), size, alpha, beta, k, groups)
     return dx
 
 
