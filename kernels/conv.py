@@ -44,6 +44,7 @@ from .launch import (
     sm_count,
 )
 from .reduce import sum_splits
+from .tiles import bias_relu_epilogue, dot_acc, window_source
 
 # GPU tile configs (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages) per dot class, autotuned per layer
 # shape; the first of each list is offered everywhere (TRITONALEX_AUTOTUNE=0 runs it); the
@@ -74,29 +75,6 @@ WEIGHT_GRAD_CONFIGS = {
 }
 
 _SHAPE_KEY = ["C_PER_GROUP", "OC_PER_GROUP", "H", "W", "OH", "OW", "KH", "KW"]
-
-
-@triton.jit
-def bias_relu_epilogue(acc, b_ptr, cols, cols_ok, HAS_BIAS: tl.constexpr,
-                       APPLY_RELU: tl.constexpr, ACC: tl.constexpr):
-    """Bias (one per output column) and ReLU on a GEMM's accumulator tile, before its single
-    rounding to the output dtype; the conv and linear forwards share it."""
-    if HAS_BIAS:
-        acc += tl.load(b_ptr + cols, mask=cols_ok, other=0.0).to(ACC)[None, :]
-    if APPLY_RELU:
-        acc = tl.where(acc < 0, 0.0, acc)  # NaN stays NaN, as in torch.relu
-    return acc
-
-
-@triton.jit
-def window_source(i, pad, tap, dil, stride, O, ok):
-    """Along one axis, the output position o whose window reads input position i at tap `tap`
-    (o*stride = i + pad - tap*dil), and whether there is one: the right side must be a
-    non-negative multiple of the stride below O*stride. The conv input gradient and the
-    max-pool backward invert their windows with it."""
-    t = i + pad - tap * dil
-    o = t // stride
-    return o, ok & (t >= 0) & (t % stride == 0) & (o < O)
 
 
 @triton.jit
@@ -162,10 +140,7 @@ def conv2d_forward_kernel(
                 w_col = c * sw_c + kh * sw_h + kw * sw_w
                 b = tl.load(w_ptr + w_col[:, None] + (oc * sw_o)[None, :],
                             mask=j_ok[:, None] & oc_ok[None, :], other=0.0)
-                if DOT_FP32:
-                    a = a.to(tl.float32)
-                    b = b.to(tl.float32)
-                acc = tl.dot(a, b, acc, input_precision=PRECISION, out_dtype=ACC)
+                acc = dot_acc(a, b, acc, PRECISION, DOT_FP32, ACC)
     else:
         # One flat loop over (tap, channel chunk), split with two scalar divisions per step (no
         # per-element division): the loop the pipeliner turns into cp.async stages. A tile's rows
@@ -186,10 +161,7 @@ def conv2d_forward_kernel(
                         + (c * sx_c)[None, :], mask=row_ok[:, None] & c_ok[None, :], other=0.0)
             b = tl.load(w_ptr + (c * sw_c + kh * sw_h + kw * sw_w)[:, None] + (oc * sw_o)[None, :],
                         mask=c_ok[:, None] & oc_ok[None, :], other=0.0)
-            if DOT_FP32:
-                a = a.to(tl.float32)
-                b = b.to(tl.float32)
-            acc = tl.dot(a, b, acc, input_precision=PRECISION, out_dtype=ACC)
+            acc = dot_acc(a, b, acc, PRECISION, DOT_FP32, ACC)
 
     acc = bias_relu_epilogue(acc, b_ptr, oc, oc_ok, HAS_BIAS, APPLY_RELU, ACC)
     y_off = (n * sy_n + oh * sy_h + ow * sy_w)[:, None] + (oc * sy_c)[None, :]
@@ -256,10 +228,7 @@ def conv2d_input_grad_kernel(
                     dy = tl.where(y > 0, dy, 0.0)
                 wt = tl.load(w_ptr + (oc * sw_o + w_tap)[:, None] + (c * sw_c)[None, :],
                              mask=k_ok[:, None] & c_ok[None, :], other=0.0)
-                if DOT_FP32:
-                    dy = dy.to(tl.float32)
-                    wt = wt.to(tl.float32)
-                acc = tl.dot(dy, wt, acc, input_precision=PRECISION, out_dtype=ACC)
+                acc = dot_acc(dy, wt, acc, PRECISION, DOT_FP32, ACC)
 
     dx_off = (n * sdx_n + ih * sdx_h + iw * sdx_w)[:, None] + (c_g * sdx_c)[None, :]
     tl.store(dx_ptr + dx_off, acc.to(dx_ptr.dtype.element_ty), mask=m_ok[:, None] & c_ok[None, :])
@@ -341,10 +310,7 @@ def conv2d_weight_grad_kernel(
             x_mask = (p_ok & (ih >= 0) & (ih < H))[:, None] & j_ok[None, :] & (iw >= 0) & (iw < W)
             x_row = n * sx_n + (oh * stride_h - pad_h) * sx_h + iw0 * sx_w
             xt = tl.load(x_ptr + x_row[:, None] + x_col[None, :], mask=x_mask, other=0.0)
-            if DOT_FP32:
-                dy = dy.to(tl.float32)
-                xt = xt.to(tl.float32)
-            acc = tl.dot(dy, xt, acc, input_precision=PRECISION, out_dtype=ACC)
+            acc = dot_acc(dy, xt, acc, PRECISION, DOT_FP32, ACC)
 
     # Partials are laid out as the contiguous weight, [OC, C_PER_GROUP, KH, KW], per split.
     if COMPUTE_WEIGHT:
@@ -441,16 +407,18 @@ def _weight_grad_splits(tiles, pixels, device):
 
 
 def conv2d_weight_bias_grad(dy, y, x, weight_shape, stride, padding, dilation, groups, relu,
-                            need_weight, need_bias, allow_tf32):
-    """(dw, db) for the forward above; either is None when not needed."""
+                            need_weight, need_bias, allow_tf32, param_dtype=None):
+    """(dw, db) for the forward above, in `param_dtype` (the weight's: fp32 master weights under
+    autocast get fp32 gradients straight from the fp32 sums); either is None when not needed."""
     n, c, h, w = x.shape
     oc, c_per_group, kh, kw = weight_shape
     oh, ow = dy.shape[2:]
     acc = accumulator_dtype(dy.dtype)
     ckk = c_per_group * kh * kw
     pixels = n * oh * ow
-    dw = empty(weight_shape, dy.dtype, dy.device) if need_weight else None
-    db = empty((oc,), dy.dtype, dy.device) if need_bias else None
+    param_dtype = param_dtype or dy.dtype
+    dw = empty(weight_shape, param_dtype, dy.device) if need_weight else None
+    db = empty((oc,), param_dtype, dy.device) if need_bias else None
     if pixels == 0 or oc == 0:
         return tuple(t.zero_() if t is not None else None for t in (dw, db))
 

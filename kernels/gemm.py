@@ -17,8 +17,8 @@ No atomics: every output element belongs to one program.
 import triton
 import triton.language as tl
 
-from .conv import bias_relu_epilogue
 from .launch import Cost, DotKernel, cdiv, config, empty, nbytes
+from .tiles import bias_relu_epilogue, dot_acc
 
 # Tile configs per kernel and dot class (see launch.dot_class), best general choice first: the
 # candidates that compile for sm_80 and sm_90 without spills (`tritonalex kernels`). 128x128 forward tiles spill:
@@ -77,10 +77,7 @@ def linear_forward_kernel(
                     mask=m_ok[:, None] & k_ok[None, :], other=0.0)
         b = tl.load(w_ptr + rk[:, None] * sw_k + rn[None, :] * sw_n,  # w^T tile, K x N
                     mask=k_ok[:, None] & n_ok[None, :], other=0.0)
-        if DOT_FP32:
-            a = a.to(tl.float32)
-            b = b.to(tl.float32)
-        acc = tl.dot(a, b, acc, input_precision=PRECISION, out_dtype=ACC)
+        acc = dot_acc(a, b, acc, PRECISION, DOT_FP32, ACC)
     acc = bias_relu_epilogue(acc, b_ptr, rn, n_ok, HAS_BIAS, APPLY_RELU, ACC)
     if DROPOUT:
         acc = tl.where(dropout_keep(tl.load(seed_ptr), rm, rn, N, p), acc * scale, 0.0)
@@ -133,11 +130,8 @@ def linear_input_grad_kernel(
                               seed_ptr, p, scale, APPLY_RELU, DROPOUT)
         wt = tl.load(w_ptr + rn[:, None] * sw_n + rk[None, :] * sw_k,
                      mask=n_ok[:, None] & k_ok[None, :], other=0.0)
-        dz = dz.to(wt.dtype)  # back to the input dtype for the tensor-core dot
-        if DOT_FP32:
-            dz = dz.to(tl.float32)
-            wt = wt.to(tl.float32)
-        acc = tl.dot(dz, wt, acc, input_precision=PRECISION, out_dtype=ACC)
+        dz = dz.to(dy_ptr.dtype.element_ty)  # back to the activation dtype for the tensor cores
+        acc = dot_acc(dz, wt, acc, PRECISION, DOT_FP32, ACC)
     tl.store(dx_ptr + rm[:, None] * sdx_m + rk[None, :] * sdx_k, acc.to(dx_ptr.dtype.element_ty),
              mask=m_ok[:, None] & k_ok[None, :])
 
@@ -176,10 +170,7 @@ def linear_weight_grad_kernel(
             xt = tl.load(x_ptr + rm[:, None] * sx_m + rk[None, :] * sx_k,
                          mask=m_ok[:, None] & k_ok[None, :], other=0.0)
             dzt = tl.trans(dz.to(xt.dtype))
-            if DOT_FP32:
-                dzt = dzt.to(tl.float32)
-                xt = xt.to(tl.float32)
-            acc = tl.dot(dzt, xt, acc, input_precision=PRECISION, out_dtype=ACC)
+            acc = dot_acc(dzt, xt, acc, PRECISION, DOT_FP32, ACC)
     if COMPUTE_WEIGHT:
         tl.store(dw_ptr + rn[:, None] * K + rk[None, :], acc.to(dw_ptr.dtype.element_ty),
                  mask=n_ok[:, None] & k_ok[None, :])
@@ -242,11 +233,14 @@ def linear_input_grad(dy, y, weight, relu, p, seed, allow_tf32):
     return dx
 
 
-def linear_weight_bias_grad(dy, y, x, relu, p, seed, need_weight, need_bias, allow_tf32):
+def linear_weight_bias_grad(dy, y, x, relu, p, seed, need_weight, need_bias, allow_tf32,
+                            param_dtype=None):
+    """(dw, db) in `param_dtype` (the weight's; default dy's); either None when not needed."""
     m, n = dy.shape
     k = x.shape[1]
-    dw = empty((n, k), dy.dtype, dy.device) if need_weight else None
-    db = empty((n,), dy.dtype, dy.device) if need_bias else None
+    param_dtype = param_dtype or dy.dtype
+    dw = empty((n, k), param_dtype, dy.device) if need_weight else None
+    db = empty((n,), param_dtype, dy.device) if need_bias else None
     if m == 0 or n == 0:
         return tuple(t.zero_() if t is not None else None for t in (dw, db))
     if k == 0:  # dw is empty: nothing to launch for it (a grid of 0 programs would skip db too)

@@ -19,7 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .conv import window_source
+from .tiles import window_source
 from .launch import (
     INTERPRETING,
     Cost,

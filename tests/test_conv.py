@@ -260,3 +260,32 @@ def test_random_geometry_matches_torch(batch, groups, c_per_group, oc_per_group,
     run_case((batch, groups * c_per_group, h, w), (groups * oc_per_group, c_per_group, kh, kw),
              relu=relu, bias=bias, layout=layout, stride=stride, padding=padding,
              dilation=dilation, groups=groups)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_reads_fp32_weights_in_the_kernel(dtype):
+    """Inside torch.autocast only the input is cast; the fp32 weight is rounded to `dtype` in the
+    kernel (as torch's cast would) and the bias added in fp32. The output is in `dtype`, the
+    weight and bias gradients come back in fp32, and no parameter cast runs."""
+    rnd = Inputs()
+    x = rnd.randn(2, 4, 9, 8, dtype=torch.float32).contiguous(memory_format=torch.channels_last)
+    w = rnd.randn(6, 2, 3, 3, dtype=torch.float32, requires_grad=True)
+    b = rnd.randn(6, dtype=torch.float32, requires_grad=True)
+    with torch.autocast(DEVICE.type, dtype=dtype):
+        y = F.conv2d(x, w, b, padding=1, groups=2, activation="relu")
+    assert y.dtype == dtype
+    x64 = x.to(dtype).double()
+    w64 = w.detach().to(dtype).double().requires_grad_()
+    b64 = b.detach().double().requires_grad_()
+    z = TF.conv2d(x64, w64, b64, padding=1, groups=2)
+    ref = torch.relu(z)
+    assert_close(y, ref, TOLERANCE[dtype], "forward", rnd.seed)
+    dy = rnd.randn(*y.shape, dtype=dtype)
+    dw, db = torch.autograd.grad(y, (w, b), dy)
+    assert dw.dtype == db.dtype == torch.float32
+    # Through our output's ReLU mask: an output within rounding of 0 may fall either side.
+    want = torch.autograd.grad(z, (w64, b64), dy.double() * (y > 0))
+    assert_close(dw, want[0], TOLERANCE[dtype], "grad weight", rnd.seed)
+    assert_close(db, want[1], TOLERANCE[dtype], "grad bias", rnd.seed)
+    with pytest.raises(RuntimeError, match="should be the same"):  # outside autocast: torch's rule
+        F.conv2d(x.to(dtype), w)

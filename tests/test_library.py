@@ -21,7 +21,7 @@ def _op_samples():
     w = g.randn(6, 2, 3, 3, requires_grad=True)
     b = g.randn(6, requires_grad=True)
     geometry = ([2, 1], [1, 0, 1, 1], [1, 1], 2)  # stride, padding (t, b, l, r), dilation, groups
-    y = ops.conv2d(x, w, b, *geometry, True, False).detach()
+    y = ops.conv2d(x, w, b, None, *geometry, True, False).detach()
     dy = g.randn(*y.shape)
     lrn = (5, 1e-3, 0.75, 2.0, 2)  # size, alpha, beta, k, groups
     pool = ([3, 3], [2, 2], [1, 1], [1, 1], [4, 3])  # kernel, stride, padding, dilation, out_hw
@@ -32,13 +32,15 @@ def _op_samples():
     seed = torch.randint(0, 2**31 - 1, (1,))
     fy = ops.linear(a, fw, fb, True, 0.5, seed, False).detach()
     return [
-        ("conv2d", (x, w, b, *geometry, True, False)),
-        ("conv2d", (x_cl, w, None, *geometry, False, False)),
+        ("conv2d", (x, w, b, None, *geometry, True, False)),
+        ("conv2d", (x_cl, w, None, None, *geometry, False, False)),
         ("conv2d_input_grad", (dy, y, w.detach(), x.detach(), *geometry, True, False)),
         ("conv2d_weight_bias_grad", (dy, y, x.detach(), w.detach(), *geometry, True, True, True,
                                      False)),
         ("conv2d_weight_bias_grad", (dy, None, x.detach(), w.detach(), *geometry, False, False,
                                      True, False)),
+        ("conv2d", (x.float(), w, b, None, *geometry, True, False)),  # fp64 weights, fp32 inputs
+        ("conv2d", (x.float(), w, b, w.detach().float(), *geometry, True, False)),  # rounded
         ("local_response_norm", (x, *lrn)),
         ("local_response_norm", (g.randn(3, 6, 5, requires_grad=True), *lrn[:4], 1)),
         ("local_response_norm_backward", (x.detach(), g.randn(*x.shape), *lrn)),
@@ -49,8 +51,10 @@ def _op_samples():
         ("linear", (a, fw, fb, True, 0.5, seed, False)),
         ("linear", (a, fw, None, False, 0.0, None, False)),
         ("linear_input_grad", (g.randn(5, 3), fy, fw.detach(), True, 0.5, seed, False)),
-        ("linear_weight_bias_grad", (g.randn(5, 3), None, a.detach(), False, 0.5, seed, True, True,
-                                     False)),
+        ("linear_weight_bias_grad", (g.randn(5, 3), None, a.detach(), fw.detach(), False, 0.5,
+                                     seed, True, True, False)),
+        ("linear_weight_bias_grad", (g.randn(5, 3).float(), None, a.detach().float(), fw.detach(),
+                                     False, 0.0, None, True, False, False)),  # fp64 weight grad
         ("relu", (x_cl,)),
         ("relu_", (g.randn(4, 5),)),
         ("relu_backward", (y, dy)),

@@ -245,3 +245,27 @@ def test_relu_and_dropout_keep_channels_last():
     assert torch.equal(d[kept], 2 * x[kept])
     (dx,) = torch.autograd.grad(d, x, g)
     assert torch.equal(dx, torch.where(kept, 2 * g, 0.0))  # the same mask in the backward
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_reads_fp32_weights_in_the_kernel(dtype):
+    """As for conv2d: the input cast, the fp32 weight rounded in the kernel, fp32 gradients."""
+    rnd = Inputs()
+    x = rnd.randn(5, 8, dtype=torch.float32)
+    w = rnd.randn(3, 8, dtype=torch.float32, requires_grad=True)
+    b = rnd.randn(3, dtype=torch.float32, requires_grad=True)
+    with torch.autocast(DEVICE.type, dtype=dtype):
+        y = F.linear(x, w, b, activation="relu")
+    assert y.dtype == dtype
+    w64 = w.detach().to(dtype).double().requires_grad_()
+    b64 = b.detach().double().requires_grad_()
+    z = TF.linear(x.to(dtype).double(), w64, b64)
+    ref = torch.relu(z)
+    assert_close(y, ref, TOLERANCE[dtype], "forward", rnd.seed)
+    dy = rnd.randn(*y.shape, dtype=dtype)
+    dw, db = torch.autograd.grad(y, (w, b), dy)
+    assert dw.dtype == db.dtype == torch.float32
+    # Through our output's ReLU mask: an output within rounding of 0 may fall either side.
+    want = torch.autograd.grad(z, (w64, b64), dy.double() * (y > 0))
+    assert_close(dw, want[0], TOLERANCE[dtype], "grad weight", rnd.seed)
+    assert_close(db, want[1], TOLERANCE[dtype], "grad bias", rnd.seed)

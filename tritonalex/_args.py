@@ -68,12 +68,25 @@ def check_activation(activation):
     return activation
 
 
-def autocast_inputs(*tensors):
-    """What torch.autocast does to conv2d and linear: inside an autocast region for the inputs'
-    device type, floating tensors are cast to the region's dtype (fp16 or bf16); outside, as is."""
-    device_type = tensors[0].device.type
+def autocast_dtype(input):
+    """The dtype torch.autocast computes conv2d and linear in for `input`'s device (fp16 or bf16),
+    or None outside an autocast region. Inside one, tritonalex casts only the activations: the
+    weight and bias are read as stored (fp32 master weights), the weight rounded to that dtype
+    inside the kernel as torch's cast would round it and the bias added in fp32, without a cast
+    kernel per step; their gradients come back in their own dtype."""
+    device_type = input.device.type
     # meta tensors (shape-only runs) have no autocast: asking torch about it would raise.
     if not (torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type)):
-        return tensors
-    dtype = torch.get_autocast_dtype(device_type)
-    return tuple(t.to(dtype) if t is not None and t.is_floating_point() else t for t in tensors)
+        return None
+    return torch.get_autocast_dtype(device_type)
+
+
+def check_parameter_dtypes(input, weight, bias, mixed):
+    """torch's rule: weight and bias in the input's dtype. `mixed` (inside autocast): any float
+    dtype, the bias in the weight's."""
+    if not mixed:
+        check_same_dtype(input, "Input", weight, "weight")
+        check_same_dtype(input, "Input", bias, "bias")
+        return
+    check_float_dtype(weight, "weight")
+    check_same_dtype(weight, "Weight", bias, "bias")

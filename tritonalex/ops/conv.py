@@ -16,7 +16,7 @@ from .._args import (
     check_activation,
     check_device,
     check_float_dtype,
-    check_same_dtype,
+    check_parameter_dtypes,
     expand_param,
 )
 from ._library import define, like
@@ -27,14 +27,15 @@ def _pairs(padding):
     return ((padding[0], padding[1]), (padding[2], padding[3]))
 
 
-def _forward(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: List[int],
-             padding: List[int], dilation: List[int], groups: int, relu: bool,
+def _forward(x: Tensor, weight: Tensor, bias: Optional[Tensor], rounded: Optional[Tensor],
+             stride: List[int], padding: List[int], dilation: List[int], groups: int, relu: bool,
              allow_tf32: bool) -> Tensor:
-    return conv2d_forward(x, weight, bias, tuple(stride), _pairs(padding), tuple(dilation), groups,
-                          relu, allow_tf32)
+    """`rounded`: the weight already rounded to x's dtype (under autocast), read instead of it."""
+    return conv2d_forward(x, weight if rounded is None else rounded, bias, tuple(stride),
+                          _pairs(padding), tuple(dilation), groups, relu, allow_tf32)
 
 
-def _forward_fake(x, weight, bias, stride, padding, dilation, groups, relu, allow_tf32):
+def _forward_fake(x, weight, bias, rounded, stride, padding, dilation, groups, relu, allow_tf32):
     oh, ow = output_size(*x.shape[2:], weight.shape[2:], stride, _pairs(padding), dilation)
     return like(x, (x.shape[0], weight.shape[0], oh, ow))
 
@@ -57,14 +58,14 @@ def _weight_bias_grad(dy: Tensor, y: Optional[Tensor], x: Tensor, weight: Tensor
     """[dw] + [db], each only when needed (a schema has no optional outputs)."""
     dw, db = conv2d_weight_bias_grad(dy, y, x, weight.shape, tuple(stride), _pairs(padding),
                                      tuple(dilation), groups, relu, need_weight, need_bias,
-                                     allow_tf32)
+                                     allow_tf32, param_dtype=weight.dtype)
     return [t for t in (dw, db) if t is not None]
 
 
 def _weight_bias_grad_fake(dy, y, x, weight, stride, padding, dilation, groups, relu, need_weight,
                            need_bias, allow_tf32):
-    return ([dy.new_empty(weight.shape)] if need_weight else []) + \
-        ([dy.new_empty(weight.shape[:1])] if need_bias else [])
+    return ([dy.new_empty(weight.shape, dtype=weight.dtype)] if need_weight else []) + \
+        ([dy.new_empty(weight.shape[:1], dtype=weight.dtype)] if need_bias else [])
 
 
 conv2d_op = define("conv2d", _forward, _forward_fake)
@@ -74,26 +75,28 @@ conv2d_weight_bias_grad_op = define("conv2d_weight_bias_grad", _weight_bias_grad
 
 
 def _setup_context(ctx, inputs, output):
-    x, weight, bias, stride, padding, dilation, groups, relu, allow_tf32 = inputs
-    # With the ReLU fused, the backward kernels zero dy where the saved output is <= 0.
-    ctx.save_for_backward(x, weight, output if relu else None)
+    x, weight, bias, rounded, stride, padding, dilation, groups, relu, allow_tf32 = inputs
+    # With the ReLU fused, the backward kernels zero dy where the saved output is <= 0. The input
+    # gradient reads the weight the forward read; the weight gradient comes in the weight's dtype.
+    ctx.save_for_backward(x, weight, weight if rounded is None else rounded,
+                          output if relu else None)
     ctx.geometry = (stride, padding, dilation, groups, relu, allow_tf32)
 
 
 def _backward(ctx, dy):
-    x, weight, y = ctx.saved_tensors
+    x, weight, read, y = ctx.saved_tensors
     stride, padding, dilation, groups, relu, allow_tf32 = ctx.geometry
     need_x, need_w, need_b = ctx.needs_input_grad[:3]
     dx = dw = db = None
     if need_x:
-        dx = conv2d_input_grad_op(dy, y, weight, x, stride, padding, dilation, groups, relu,
+        dx = conv2d_input_grad_op(dy, y, read, x, stride, padding, dilation, groups, relu,
                                   allow_tf32)
     if need_w or need_b:
         grads = conv2d_weight_bias_grad_op(dy, y, x, weight, stride, padding, dilation, groups,
                                            relu, need_w, need_b, allow_tf32)
         dw = grads.pop(0) if need_w else None
         db = grads.pop(0) if need_b else None
-    return dx, dw, db, None, None, None, None, None, None
+    return dx, dw, db, None, None, None, None, None, None, None
 
 
 conv2d_op.register_autograd(_backward, setup_context=_setup_context)
@@ -149,16 +152,17 @@ def _check_shapes(x, weight, bias, groups, padding, dilation):
                            f"than actual input size")
 
 
-def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, activation=None):
-    """torch.nn.functional.conv2d on the Triton kernels, with an optional fused ReLU."""
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, activation=None,
+           mixed=False):
+    """torch.nn.functional.conv2d on the Triton kernels, with an optional fused ReLU. `mixed`
+    (inside autocast): weight and bias may be wider than the input (see _args.autocast_dtype)."""
     relu = check_activation(activation) == "relu"
     if input.dim() not in (3, 4):
         raise RuntimeError(f"Expected 3D (unbatched) or 4D (batched) input to conv2d, but got "
                            f"input of size: {list(input.shape)}")
     check_device("conv2d", input, weight, bias)
     check_float_dtype(input, "conv2d")
-    check_same_dtype(input, "Input", weight, "weight")
-    check_same_dtype(input, "Input", bias, "bias")
+    check_parameter_dtypes(input, weight, bias, mixed)
     stride = expand_param(stride, "stride")
     dilation = expand_param(dilation, "dilation")
     if any(s <= 0 for s in stride):
@@ -176,8 +180,12 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     if _space_to_depth_pays(x, weight, stride, dilation, groups):
         x, weight, padding, stride = _space_to_depth(x, weight, padding, stride)
     (pt, pb), (pl, pr) = padding
-    y = conv2d_op(x, weight, bias, list(stride), [pt, pb, pl, pr], list(dilation), groups, relu,
-                  torch.backends.cudnn.allow_tf32)
+    # Under autocast a wider weight is rounded once here (a conv re-reads its weight tile in every
+    # output tile, so rounding it in the main loop would cost more than one small cast), outside
+    # autograd: its gradient is computed straight into the weight's dtype.
+    rounded = weight.detach().to(x.dtype) if mixed and weight.dtype != x.dtype else None
+    y = conv2d_op(x, weight, bias, rounded, list(stride), [pt, pb, pl, pr], list(dilation), groups,
+                  relu, torch.backends.cudnn.allow_tf32)
     return y.squeeze(0) if unbatched else y
 
 

@@ -17,7 +17,7 @@ from torch import Tensor
 from ..kernels import activation
 from ..kernels.launch import memory_format_of
 from ..kernels.gemm import linear_forward, linear_input_grad, linear_weight_bias_grad
-from .._args import check_activation, check_device, check_float_dtype, check_same_dtype
+from .._args import check_activation, check_device, check_float_dtype, check_parameter_dtypes
 from ._library import define, like
 
 
@@ -46,17 +46,19 @@ def _input_grad(dy: Tensor, y: Optional[Tensor], weight: Tensor, relu: bool, p: 
     return linear_input_grad(dy, y, weight, relu, p, seed, allow_tf32)
 
 
-def _weight_bias_grad(dy: Tensor, y: Optional[Tensor], x: Tensor, relu: bool, p: float,
-                      seed: Optional[Tensor], need_weight: bool, need_bias: bool,
+def _weight_bias_grad(dy: Tensor, y: Optional[Tensor], x: Tensor, weight: Tensor, relu: bool,
+                      p: float, seed: Optional[Tensor], need_weight: bool, need_bias: bool,
                       allow_tf32: bool) -> List[Tensor]:
-    """[dw] + [db], each only when needed (a schema has no optional outputs)."""
-    dw, db = linear_weight_bias_grad(dy, y, x, relu, p, seed, need_weight, need_bias, allow_tf32)
+    """[dw] + [db] in the weight's dtype, each only when needed (a schema has no optional
+    outputs)."""
+    dw, db = linear_weight_bias_grad(dy, y, x, relu, p, seed, need_weight, need_bias, allow_tf32,
+                                     param_dtype=weight.dtype)
     return [t for t in (dw, db) if t is not None]
 
 
-def _weight_bias_grad_fake(dy, y, x, relu, p, seed, need_weight, need_bias, allow_tf32):
-    return ([dy.new_empty((dy.shape[1], x.shape[1]))] if need_weight else []) + \
-        ([dy.new_empty(dy.shape[1:])] if need_bias else [])
+def _weight_bias_grad_fake(dy, y, x, weight, relu, p, seed, need_weight, need_bias, allow_tf32):
+    return ([weight.new_empty(weight.shape)] if need_weight else []) + \
+        ([weight.new_empty(weight.shape[:1])] if need_bias else [])
 
 
 linear_op = define("linear", _forward,
@@ -83,7 +85,8 @@ def _linear_backward(ctx, dy):
         dx = linear_input_grad_op(dy, y, weight, relu, p, seed, allow_tf32)
     need_w, need_b = ctx.needs_input_grad[1:3]
     if need_w or need_b:
-        grads = linear_weight_bias_grad_op(dy, y, x, relu, p, seed, need_w, need_b, allow_tf32)
+        grads = linear_weight_bias_grad_op(dy, y, x, weight, relu, p, seed, need_w, need_b,
+                                           allow_tf32)
         dw = grads.pop(0) if need_w else None
         db = grads.pop(0) if need_b else None
     return dx, dw, db, None, None, None, None
@@ -92,13 +95,13 @@ def _linear_backward(ctx, dy):
 linear_op.register_autograd(_linear_backward, setup_context=_setup_linear)
 
 
-def linear(input, weight, bias=None, activation=None, dropout=0.0, training=True):
+def linear(input, weight, bias=None, activation=None, dropout=0.0, training=True, mixed=False):
+    """`mixed` (inside autocast): weight and bias may be wider than the input."""
     relu = check_activation(activation) == "relu"
     p = check_p(dropout) if training else 0.0
     check_device("linear", input, weight, bias)
     check_float_dtype(input, "linear")
-    check_same_dtype(input, "Input", weight, "weight")
-    check_same_dtype(input, "Input", bias, "bias")
+    check_parameter_dtypes(input, weight, bias, mixed)
     if weight.dim() != 2:
         raise RuntimeError(f"tritonalex linear: expected a 2-D weight, got {list(weight.shape)}")
     if input.dim() == 0:
