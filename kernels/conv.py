@@ -22,11 +22,14 @@ Backward, from dy and the saved ReLU output y (dy is zeroed where y <= 0 inside 
   the taps are valid for a given pixel, and the masked rest still costs MMA time (conv1, stride
   4, is the case; training never needs conv1's input gradient).
 * weight gradient, a GEMM whose reduction runs over all N*OH*OW output pixels: dw[oc, (c, kh, kw)]
-  = sum_p dy'[p, oc] * X[p, (kh, kw, c)]. The pixel axis is split across programs, each writing
-  its own partial sum; ``reduce.sum_splits`` adds them in a fixed order (deterministic). The bias
-  gradient (sum_p dy'[p, oc]) comes out of the same loop from the dy' tiles already loaded.
+  = sum_p dy'[p, oc] * X[p, (kh, kw, c)]. The pixel axis is split across programs (enough to
+  fill the GPU), each writing its own partial sum; the last program of a tile to arrive (an int32
+  counter, atomically incremented) adds them in split order: deterministic, no float atomics, and
+  no second launch. The bias gradient (sum_p dy'[p, oc]) comes out of the same loop from the dy'
+  tiles already loaded, and is reduced the same way.
 """
 
+import torch
 import triton
 import triton.language as tl
 
@@ -43,7 +46,6 @@ from .launch import (
     needs_int64,
     sm_count,
 )
-from .reduce import sum_splits
 from .tiles import bias_relu_epilogue, dot_acc, window_source
 
 # GPU tile configs (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages) per dot class, autotuned per layer
@@ -239,10 +241,14 @@ def conv2d_weight_grad_kernel(
     dy_ptr,  # output gradient [N, OC, OH, OW], any strides
     y_ptr,  # saved forward output (read only when APPLY_RELU)
     x_ptr,  # forward input [N, C, H, W], any strides
-    dw_ptr,  # weight-gradient partials [SPLITS, OC, C_PER_GROUP*KH*KW], contiguous, ACC dtype
-    db_ptr,  # bias-gradient partials [SPLITS, OC], contiguous, ACC dtype
+    dw_ptr,  # weight gradient [OC, C_PER_GROUP, KH, KW], contiguous, the weight's dtype
+    db_ptr,  # bias gradient [OC]
+    part_w_ptr,  # weight-gradient partials [SPLITS, OC, C_PER_GROUP*KH*KW], contiguous, ACC dtype
+    part_b_ptr,  # bias-gradient partials [SPLITS, OC], contiguous, ACC dtype
+    count_ptr,  # int32 arrival counter per output tile: zero before the launch and after it
     P,  # reduction length: N * OH * OW output pixels
     P_PER_SPLIT,  # pixels reduced by one program (the split-K chunk)
+    SPLITS,  # programs sharing the reduction of one output tile
     GROUPS, OC,  # number of groups, total output channels
     H, W, OH, OW,  # input and output spatial sizes
     C_PER_GROUP, OC_PER_GROUP,  # input and output channels of one group
@@ -252,8 +258,8 @@ def conv2d_weight_grad_kernel(
     sx_n, sx_c, sx_h, sx_w,  # input strides
     KH: tl.constexpr, KW: tl.constexpr,  # kernel size
     APPLY_RELU: tl.constexpr,  # the forward fused a ReLU: zero dy where y <= 0
-    COMPUTE_WEIGHT: tl.constexpr,  # write the weight-gradient partials
-    COMPUTE_BIAS: tl.constexpr,  # write the bias-gradient partials (programs with pid 1 == 0)
+    COMPUTE_WEIGHT: tl.constexpr,  # write the weight gradient
+    COMPUTE_BIAS: tl.constexpr,  # write the bias gradient (programs with pid 1 == 0)
     ACC: tl.constexpr,  # accumulator dtype
     PRECISION: tl.constexpr,  # tl.dot input precision for fp32
     DOT_FP32: tl.constexpr,  # upcast tiles before tl.dot
@@ -312,15 +318,44 @@ def conv2d_weight_grad_kernel(
             xt = tl.load(x_ptr + x_row[:, None] + x_col[None, :], mask=x_mask, other=0.0)
             acc = dot_acc(dy, xt, acc, PRECISION, DOT_FP32, ACC)
 
-    # Partials are laid out as the contiguous weight, [OC, C_PER_GROUP, KH, KW], per split.
-    if COMPUTE_WEIGHT:
-        CKK = C_PER_GROUP * KH * KW
-        dw_col = c * (KH * KW) + kh * KW + kw
-        dw_off = split * OC * CKK + (oc * CKK)[:, None] + dw_col[None, :]
-        tl.store(dw_ptr + dw_off, acc, mask=oc_ok[:, None] & j_ok[None, :])
-    if COMPUTE_BIAS:
-        if tl.program_id(1) == 0:  # one column tile per row tile writes the bias partial
-            tl.store(db_ptr + split * OC + oc, tl.sum(bias_acc, axis=1), mask=oc_ok)
+    # Write back, laid out as the contiguous weight [OC, C_PER_GROUP, KH, KW]. One split: the
+    # result. Several: each program writes its partial sums, and the last of a tile's SPLITS
+    # programs to arrive adds them all, in split order (deterministic, no float atomics).
+    CKK = C_PER_GROUP * KH * KW
+    dw_off = (oc * CKK)[:, None] + (c * (KH * KW) + kh * KW + kw)[None, :]
+    w_mask = oc_ok[:, None] & j_ok[None, :]
+    # One column tile per row tile owns the bias: the others mask it out.
+    b_mask = oc_ok & (tl.zeros((BLOCK_M,), dtype=tl.int32) + tl.program_id(1) == 0)
+    bias = tl.sum(bias_acc, axis=1)
+    if SPLITS == 1:
+        if COMPUTE_WEIGHT:
+            tl.store(dw_ptr + dw_off, acc.to(dw_ptr.dtype.element_ty), mask=w_mask)
+        if COMPUTE_BIAS:
+            tl.store(db_ptr + oc, bias.to(db_ptr.dtype.element_ty), mask=b_mask)
+    else:
+        if COMPUTE_WEIGHT:
+            tl.store(part_w_ptr + split * OC * CKK + dw_off, acc, mask=w_mask)
+        if COMPUTE_BIAS:
+            tl.store(part_b_ptr + split * OC + oc, bias, mask=b_mask)
+        # Every thread's partial stores happen before the arrival is counted (release); the last
+        # arrival's loads happen after (acquire), from L2 (.cg: another SM wrote them).
+        tl.debug_barrier()
+        tile = (g * tl.num_programs(0) + tl.program_id(0)) * tl.num_programs(1) + tl.program_id(1)
+        arrived = tl.atomic_add(count_ptr + tile, 1, sem="acq_rel", scope="gpu")
+        if arrived == SPLITS - 1:
+            if COMPUTE_WEIGHT:
+                total = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC)
+                for s in range(SPLITS):
+                    total += tl.load(part_w_ptr + s * OC * CKK + dw_off, mask=w_mask, other=0.0,
+                                     cache_modifier=".cg")
+                tl.store(dw_ptr + dw_off, total.to(dw_ptr.dtype.element_ty), mask=w_mask)
+            if COMPUTE_BIAS:
+                total_b = tl.zeros((BLOCK_M,), dtype=ACC)
+                for s in range(SPLITS):
+                    total_b += tl.load(part_b_ptr + s * OC + oc, mask=b_mask, other=0.0,
+                                       cache_modifier=".cg")
+                tl.store(db_ptr + oc, total_b.to(db_ptr.dtype.element_ty), mask=b_mask)
+            tl.store(count_ptr + tile, 0)  # zero again for the next launch (stream-ordered)
 
 
 _forward = DotKernel(conv2d_forward_kernel, FORWARD_CONFIGS, key=["M"] + _SHAPE_KEY)
@@ -394,14 +429,18 @@ def conv2d_input_grad(dy, y, weight, x_like, stride, padding, dilation, groups, 
     return dx
 
 
+INTERPRETER_SPLITS = 1  # the tests raise it to run the multi-split reduction on the CPU
+
+
 def _weight_grad_splits(tiles, pixels, device):
     """How many programs share the pixel reduction of the weight gradient.
 
     On a GPU: enough (tile, split) programs to fill every SM about twice, each still reducing at
-    least 512 pixels. Under the interpreter: one, since every program costs time there.
+    least 512 pixels. Under the interpreter: one (INTERPRETER_SPLITS), since every program costs
+    time there.
     """
     if INTERPRETING:
-        return 1
+        return INTERPRETER_SPLITS
     sms = sm_count(device)
     return max(1, min(cdiv(2 * sms, tiles), cdiv(pixels, 512)))
 
@@ -428,25 +467,38 @@ def conv2d_weight_bias_grad(dy, y, x, weight_shape, stride, padding, dilation, g
     splits = _weight_grad_splits(tiles, pixels, dy.device)
     per_split = cdiv(pixels, splits)
     splits = cdiv(pixels, per_split)
-    dw_part = empty((splits, oc, ckk), acc, dy.device) if need_weight else None
-    db_part = empty((splits, oc), acc, dy.device) if need_bias else None
+    # Partials only when the pixels are split (one-split launches write the result directly).
+    dw_part = empty((splits, oc, ckk), acc, dy.device) if need_weight and splits > 1 else None
+    db_part = empty((splits, oc), acc, dy.device) if need_bias and splits > 1 else None
     cost = Cost(2 * pixels * oc * ckk if need_weight else 0,
                 nbytes(dy, y if relu else None, x if need_weight else None, dw, db),
                 trips=lambda meta: cdiv(per_split, meta["BLOCK_K"]))
     y = y if relu else dy
     grid = lambda meta: (cdiv(oc // groups, meta["BLOCK_M"]),
                          col_tiles(meta["BLOCK_N"]), groups * splits)
+    # One counter per output tile of the smallest tile any config uses (more than enough).
+    counters = _arrival_counters(cdiv(oc // groups, 32) * kh * cdiv(columns, 32) * groups,
+                                 dy.device) if splits > 1 else dy
     _weight_grad.launch(
-        grid, dy, y, x, dw_part if need_weight else dy, db_part if need_bias else dy,
-        pixels, per_split, groups, oc, h, w, oh, ow, c_per_group, oc // groups,
+        grid, dy, y, x, dw if need_weight else dy, db if need_bias else dy,
+        dw_part if dw_part is not None else dy, db_part if db_part is not None else dy, counters,
+        pixels, per_split, splits, groups, oc, h, w, oh, ow, c_per_group, oc // groups,
         stride[0], stride[1], padding[0][0], padding[1][0], dilation[0], dilation[1],
         *dy.stride(), *y.stride(), *x.stride(),
         dtype=dy.dtype, allow_tf32=allow_tf32, tile_dims=(oc // groups, columns, per_split),
-        cost=cost, INDEX_64=needs_int64(dy, y, x), KH=kh, KW=kw, APPLY_RELU=relu,
+        cost=cost, INDEX_64=needs_int64(dy, y, x, dw_part), KH=kh, KW=kw, APPLY_RELU=relu,
         COMPUTE_WEIGHT=need_weight, COMPUTE_BIAS=need_bias,
     )
-    if need_weight:
-        sum_splits(dw_part, dw)
-    if need_bias:
-        sum_splits(db_part, db)
     return dw, db
+
+
+_counters = {}
+
+
+def _arrival_counters(count, device):
+    """A zeroed int32 workspace of at least `count` counters on `device`, kept between launches:
+    each launch leaves it zeroed again. Launches that use it run in one stream's order."""
+    have = _counters.get(device)
+    if have is None or have.numel() < count:
+        have = _counters[device] = torch.zeros(max(count, 4096), dtype=torch.int32, device=device)
+    return have

@@ -289,3 +289,26 @@ def test_autocast_reads_fp32_weights_in_the_kernel(dtype):
     assert_close(db, want[1], TOLERANCE[dtype], "grad bias", rnd.seed)
     with pytest.raises(RuntimeError, match="should be the same"):  # outside autocast: torch's rule
         F.conv2d(x.to(dtype), w)
+
+
+@pytest.mark.parametrize("splits", [2, 5])
+def test_weight_gradient_split_reduction_in_one_launch(splits, monkeypatch):
+    """The GPU splits the weight gradient's pixel reduction across programs; the last to arrive
+    at each tile adds the partials in split order. Forced here: equal to torch, bitwise
+    reproducible, one launch, and the arrival counters left at zero for the next launch."""
+    from tritonalex.kernels import conv as conv_kernels
+    from tritonalex.kernels import launch
+
+    monkeypatch.setattr(conv_kernels, "INTERPRETER_SPLITS", splits)
+    launches = []
+    monkeypatch.setattr(launch, "capture_hook", lambda kernel, **kw: launches.append(kernel))
+    run_case((2, 4, 9, 8), (6, 2, 3, 3), groups=2, padding=1, need_input_grad=False)
+    assert sum("weight_grad" in str(getattr(k, "fn", k)) for k in launches) == 1
+    rnd = Inputs()
+    x, dy = rnd.randn(3, 5, 7, 7), rnd.randn(3, 4, 5, 5)
+    w = rnd.randn(4, 5, 3, 3, requires_grad=True)
+    b = rnd.randn(4, requires_grad=True)
+    first = torch.autograd.grad(F.conv2d(x, w, b), (w, b), dy)
+    second = torch.autograd.grad(F.conv2d(x, w, b), (w, b), dy)
+    assert all(torch.equal(a, c) for a, c in zip(first, second))
+    assert all(int(t.abs().sum()) == 0 for t in conv_kernels._counters.values())
