@@ -103,6 +103,11 @@ class DotKernel:
             cls: triton.autotune(configs=configs, key=key,
                                  prune_configs_by={"early_config_prune": _prune_for_this_gpu})(kernel)
             for cls, configs in self.offered.items()}
+        # The direct path: once the autotuner has chosen for a key, later launches with that key
+        # go straight to the kernel with the chosen config (the autotuner's own lookup builds a
+        # dict of every argument and the dtype names of all tensors on every launch).
+        self.key_spec = [(name, kernel.arg_names.index(name)) for name in key]
+        self.chosen = {}
 
     def launch(self, grid, *args, dtype, allow_tf32, tile_dims, cost, **constexprs):
         precision = dot_precision(dtype, allow_tf32)
@@ -111,10 +116,20 @@ class DotKernel:
         if INTERPRETING:
             launch(self.kernel, grid, *args, cost=cost, **interpreter_tile(*tile_dims), num_warps=1,
                    **constexprs)
-        else:
-            cls = dot_class(dtype, precision)
-            launch(self.tuned[cls], grid, *args, cost=cost, configs=self.offered[cls],
-                   **constexprs)
+            return
+        cls = dot_class(dtype, precision)
+        # The autotuner's key (its key arguments and every tensor's dtype) and our constexprs.
+        key = (cls, *[args[i] if i < len(args) else constexprs[name] for name, i in self.key_spec],
+               *[a.dtype for a in args if isinstance(a, torch.Tensor)], *constexprs.values())
+        config = self.chosen.get(key)
+        if config is not None and capture_hook is None:
+            launch(self.kernel, grid, *args, cost=cost, **constexprs, **config.all_kwargs())
+            return
+        tuned = self.tuned[cls]
+        tuned.best_config = None  # set again only if this launch reaches the autotuner
+        launch(tuned, grid, *args, cost=cost, configs=self.offered[cls], **constexprs)
+        if capture_hook is None and tuned.best_config is not None:
+            self.chosen[key] = tuned.best_config
 
 
 def interpreter_tile(rows, cols, reduction):

@@ -147,3 +147,14 @@ def test_occupancy_and_mma_shapes():
     assert model.mma_flops("HMMA.16816.F32.BF16") == 2 * 16 * 8 * 16
     assert model.floor_us(card, 989.4e12, 0, "bf16") == pytest.approx(1e6)
     assert model.floor_us(card, 0, 3.35e12, "bf16") == pytest.approx(1e6)
+
+
+def test_launch_overhead_measurement(compile_env):
+    """`--overhead`: every launch of a step goes through Triton's real launch path to a stubbed
+    GPU call (tuned launches then take the direct path); host times come back per launch."""
+    result = run_kernels(compile_env, "--step", "alexnet-small", "--batch", "4", "--overhead",
+                         "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout)
+    assert out["launches"] > 10 and out["op_calls"] >= out["launches"] - 5
+    assert 0 < out["triton_per_launch_us"] < out["per_launch_us"] < out["step_us"]

@@ -174,61 +174,80 @@ def recording(state, sms=132):
         launch_module.capture_hook, launch_module._sm_count_override = previous
 
 
-def capture_step(spec="alexnet", batch=128, dtype="bf16", layout="nchw", passes=None, sms=132):
+def capture_step(spec="alexnet", batch=128, dtype="bf16", layout="channels_last", passes=None,
+                 sms=132):
     """Capture one training step of `spec` (a name or path) as a `Step`.
 
     dtype: "bf16" / "fp16" (autocast, as `tritonalex train --precision`), "tf32", "fp32" (IEEE)
-    or "fp64" (the whole model in float64). layout: "nchw" or "channels_last" input images.
+    or "fp64" (the whole model in float64). layout: the input images' memory layout,
+    "channels_last" (what `tritonalex train` feeds the triton backend) or "nchw".
     sms: the target card's SM count (the conv weight gradient splits its reduction by it).
     """
+    state, counter = _State(), _CountKernels()
+    torch_kernels = Counter()  # forward + backward; the optimizer's stay in counter.counter
+
+    def keep_forward_backward():
+        torch_kernels.update(counter.counter)
+        counter.counter = Counter()
+
+    with counter, training_step(spec, batch, dtype, layout, passes, state) as (step, name):
+        with recording(state, sms) as launches:
+            step()  # warm-up: one-time allocations (optimizer state, cached parameters)
+            launches.clear()
+            counter.recording = True
+            step(before_optimizer=keep_forward_backward)
+    return Step(name, batch, dtype, layout, launches, torch_kernels, counter.counter,
+                counter.op_calls)
+
+
+@contextlib.contextmanager
+def training_step(spec, batch, dtype, layout, passes, state):
+    """Yields (step, spec name): `step(before_optimizer=None)` runs one training step of `spec`
+    on meta tensors as `tritonalex train` runs it (images as the trainer feeds them: channels_last
+    and, under autocast, in the autocast dtype; forward under a simulated CUDA autocast, cross-
+    entropy on fp32 logits, backward, SGD with momentum and weight decay), tagging `state` with
+    the layer and direction running."""
     import tritonalex
 
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(dtype)
     spec_obj = tritonalex.load_spec(spec) if isinstance(spec, str) else spec
-    state, counter = _State(), _CountKernels()
     tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = dtype == "tf32"
     try:
-        with counter:
-            model = tritonalex.compile(spec_obj, backend="triton", devices=("meta",), passes=passes)
-            model.train()
-            param_dtype = torch.float64 if dtype == "fp64" else torch.float32
-            model.to(param_dtype)
-            # foreach=True: what torch picks for CUDA parameters (the meta default is a loop).
-            optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9,
-                                        weight_decay=5e-4, foreach=True)
-            fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
-            images = torch.empty(batch, spec_obj.channels, spec_obj.size, spec_obj.size,
-                                 dtype=param_dtype, device="meta").contiguous(memory_format=fmt)
-            labels = torch.zeros(batch, dtype=torch.int64, device="meta")
-            for name, module in model.nodes.items():
-                module.register_forward_pre_hook(_set_layer(state, name))
-                module.register_forward_hook(_attribute_backward(state, name))
+        model = tritonalex.compile(spec_obj, backend="triton", devices=("meta",), passes=passes)
+        model.train()
+        param_dtype = torch.float64 if dtype == "fp64" else torch.float32
+        model.to(param_dtype)
+        # foreach=True: what torch picks for CUDA parameters (the meta default is a loop).
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4,
+                                    foreach=True)
+        fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+        images = torch.empty(batch, spec_obj.channels, spec_obj.size, spec_obj.size,
+                             dtype=autocast or param_dtype, device="meta").contiguous(
+                                 memory_format=fmt)
+        labels = torch.zeros(batch, dtype=torch.int64, device="meta")
+        for name, module in model.nodes.items():
+            module.register_forward_pre_hook(_set_layer(state, name))
+            module.register_forward_hook(_attribute_backward(state, name))
 
-            def train_step():
-                state.direction = "forward"
-                with _simulated_autocast(autocast):
-                    logits = model(images)
-                state.layer = "loss"
-                loss = TF.cross_entropy(logits.to(param_dtype), labels)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch_kernels, counter.counter = counter.counter, Counter()
-                state.layer, state.direction = "optimizer", "optimizer"
-                optimizer.step()
-                return torch_kernels, counter.counter
+        def step(before_optimizer=None):
+            state.layer, state.direction = "input", "forward"
+            with _simulated_autocast(autocast):
+                logits = model(images)
+            state.layer = "loss"
+            loss = TF.cross_entropy(logits.to(param_dtype), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if before_optimizer is not None:
+                before_optimizer()
+            state.layer, state.direction = "optimizer", "optimizer"
+            optimizer.step()
 
-            with recording(state, sms) as launches:
-                train_step()  # warm-up: one-time allocations (optimizer state, cached parameters)
-                launches.clear()
-                counter.recording = True
-                torch_kernels, optimizer_kernels = train_step()
+        yield step, spec_obj.name
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
-    return Step(spec_obj.name, batch, dtype, layout, launches, torch_kernels, optimizer_kernels,
-                counter.op_calls)
 
 
 def capture_calls(fn, layer, sms=132):

@@ -44,14 +44,18 @@ def add_arguments(parser):
     parser.add_argument("--batch", type=positive, default=128, help="batch size (default 128)")
     parser.add_argument("--dtype", choices=DTYPES, default="bf16",
                         help="training precision of the step (default bf16, autocast)")
-    parser.add_argument("--layout", choices=("nchw", "channels_last"), default="nchw",
-                        help="memory layout of the input images (default nchw)")
+    parser.add_argument("--layout", choices=("nchw", "channels_last"), default="channels_last",
+                        help="memory layout of the input images (default channels_last, what "
+                             "`tritonalex train` feeds the triton backend)")
     parser.add_argument("--arch", choices=sorted(ARCHS), default="sm_90",
                         help="target: sm_90 (H100 SXM) or sm_80 (A100 SXM); default sm_90")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--out", metavar="FILE", help="also write the JSON to FILE (atomically)")
     parser.add_argument("--launches-only", action="store_true",
                         help="with --step: list the captured launches without compiling")
+    parser.add_argument("--overhead", action="store_true",
+                        help="with --step: measure the host (CPU) time per launch of the step, "
+                             "the GPU calls stubbed out (see tritonalex.perf.overhead)")
 
 
 def main(argv=None):
@@ -66,6 +70,8 @@ def run_step(args):
     from ..spec import SpecError
 
     card = model.CARDS[model.CARD_FOR_ARCH[ARCHS[args.arch]]]
+    if args.overhead:
+        return run_overhead(args, card)
     try:
         step = capture_step(args.step, batch=args.batch, dtype=args.dtype, layout=args.layout,
                             sms=card.sms)
@@ -92,6 +98,21 @@ def run_step(args):
                   date=datetime.date.today().isoformat())
     _emit(report, args, lambda: print_step(report))
     return 0 if report["step"]["failed"] == 0 else 1
+
+
+def run_overhead(args, card):
+    """`--step --overhead`: host time per launch, measured here with the GPU calls stubbed."""
+    from .overhead import measure
+
+    out = measure(args.step, batch=args.batch, dtype=args.dtype, arch=card.arch, sms=card.sms)
+    _emit(out, args, lambda: print(
+        f"{out['spec']} training step (batch {out['batch']}, {out['dtype']}), forward + backward, "
+        f"measured on this machine's CPU with the GPU calls stubbed:\n"
+        f"  {out['launches']} Triton launches: {out['per_launch_us']:.1f} us of host time per "
+        f"launch (launcher and Triton's launch path), of which Triton's {out['triton_per_launch_us']:.1f} us\n"
+        f"  whole step on meta tensors (an upper bound: torch's meta ops are slower than its "
+        f"CUDA host side): {out['step_us']:,.0f} us"))
+    return 0
 
 
 def _emit(obj, args, show):
@@ -177,9 +198,10 @@ def check_launches(batch=128):
     shift = torch.empty(batch, 3, **meta)
     stats = torch.empty(3, **meta)
     for out_dtype in (torch.bfloat16, torch.float16, torch.float32):
-        out += [(f"augment {str(out_dtype)[6:]}", l) for l in capture_calls(
-            lambda: augment_forward(images, *per_image, shift, stats, stats, 224, out_dtype),
-            layer="augment")]
+        for fmt in (torch.contiguous_format, torch.channels_last):
+            out += [(f"augment {str(out_dtype)[6:]}", l) for l in capture_calls(
+                lambda: augment_forward(images, *per_image, shift, stats, stats, 224, out_dtype,
+                                        fmt), layer="augment")]
     return out
 
 

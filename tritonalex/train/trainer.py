@@ -95,11 +95,13 @@ def prepare_spec(spec, classes, dropout):
     return notes
 
 
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def precision_context(precision, device_type):
     """A callable giving the forward's autocast context for a precision (fp32/tf32: none)."""
-    if precision in ("bf16", "fp16"):
-        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-        return lambda: torch.autocast(device_type, dtype=dtype)
+    if precision in AUTOCAST_DTYPES:
+        return lambda: torch.autocast(device_type, dtype=AUTOCAST_DTYPES[precision])
     return contextlib.nullcontext
 
 
@@ -346,9 +348,14 @@ def _train_epoch(model, optimizer, scaler, data, stats, config, run, epoch, per_
             if images is None:  # every file of the batch was unreadable
                 advance(None, seen, began, lr)
                 continue
-            x = augment(images, _training_views(index, stored, crop, gen, config), stats,
-                        crop, backend=config.backend, memory_format=torch.channels_last
-                        if config.backend == "triton" else torch.contiguous_format)
+            # On the triton backend the images come as the first conv reads them: channels_last
+            # and, under autocast, already in its dtype (no conversion kernels in the step).
+            triton_backend = config.backend == "triton"
+            x = augment(images, _training_views(index, stored, crop, gen, config), stats, crop,
+                        dtype=AUTOCAST_DTYPES.get(config.precision, torch.float32)
+                        if triton_backend else torch.float32, backend=config.backend,
+                        memory_format=torch.channels_last if triton_backend
+                        else torch.contiguous_format)
             with forward_context():
                 loss = TF.cross_entropy(model(x).float(), labels)
             optimizer.zero_grad(set_to_none=True)
