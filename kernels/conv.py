@@ -246,9 +246,8 @@ def conv2d_weight_grad_kernel(
     part_w_ptr,  # weight-gradient partials [SPLITS, OC, C_PER_GROUP*KH*KW], contiguous, ACC dtype
     part_b_ptr,  # bias-gradient partials [SPLITS, OC], contiguous, ACC dtype
     count_ptr,  # int32 arrival counter per output tile: zero before the launch and after it
-    P,  # reduction length: N * OH * OW output pixels
-    P_PER_SPLIT,  # pixels reduced by one program (the split-K chunk)
-    SPLITS,  # programs sharing the reduction of one output tile
+    N,  # images: the reduction runs over N * OH * OW output pixels
+    SPLITS,  # programs sharing the reduction of one output tile (each a share of pixel tiles)
     GROUPS, OC,  # number of groups, total output channels
     H, W, OH, OW,  # input and output spatial sizes
     C_PER_GROUP, OC_PER_GROUP,  # input and output channels of one group
@@ -257,6 +256,7 @@ def conv2d_weight_grad_kernel(
     sy_n, sy_c, sy_h, sy_w,  # saved-output strides
     sx_n, sx_c, sx_h, sx_w,  # input strides
     KH: tl.constexpr, KW: tl.constexpr,  # kernel size
+    PIX_W: tl.constexpr,  # width of a pixel tile (a power of two, at most 16 <= BLOCK_K)
     APPLY_RELU: tl.constexpr,  # the forward fused a ReLU: zero dy where y <= 0
     COMPUTE_WEIGHT: tl.constexpr,  # write the weight gradient
     COMPUTE_BIAS: tl.constexpr,  # write the bias gradient (programs with pid 1 == 0)
@@ -286,24 +286,34 @@ def conv2d_weight_grad_kernel(
     kw = j // C_PER_GROUP
     x_col = (g * C_PER_GROUP + c) * sx_c + kh * dil_h * sx_h + kw * dil_w * sx_w
 
-    p_start = split * P_PER_SPLIT
-    p_end = tl.minimum(p_start + P_PER_SPLIT, P)
+    # The reduction runs over tiles of BH x PIX_W output pixels of one image (PIX_W a power of two
+    # covering the output width, up to 16): a pixel's (oh, ow) is a shift and a mask of its
+    # position in the tile plus the tile's corner, so the loop does no per-element division (a
+    # flat pixel index needed three per element per step, most of the loop's instructions).
+    BH: tl.constexpr = BLOCK_K // PIX_W
+    tiles_w = tl.cdiv(OW, PIX_W)
+    per_image = tl.cdiv(OH, BH) * tiles_w
+    per_split = tl.cdiv(N * per_image, SPLITS)
+    t_start = split * per_split
+    t_end = tl.minimum(t_start + per_split, N * per_image)
+    i = tl.arange(0, BLOCK_K)
+    di = i // PIX_W
+    dj = i % PIX_W
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC)
     # The bias gradient is summed elementwise into a tile and reduced across it once after the
     # loop: a cross-lane sum every step would cost shuffles on the main loop's issue budget.
     bias_acc = tl.zeros((BLOCK_M, BLOCK_K), dtype=ACC)
-    for p0 in range(p_start, p_end, BLOCK_K):
-        # Reduction over this split's output pixels p = (n, oh, ow).
-        p = p0 + tl.arange(0, BLOCK_K)
-        p_ok = p < p_end
-        ow = p % OW
-        oh = (p // OW) % OH
-        n = p // (OW * OH)
+    for t in range(t_start, t_end):
+        n = t // per_image  # scalars: one division per step, not per element
+        r = t % per_image
+        oh = (r // tiles_w) * BH + di
+        ow = (r % tiles_w) * PIX_W + dj
+        p_ok = (oh < OH) & (ow < OW)
         dy_mask = oc_ok[:, None] & p_ok[None, :]
-        dy = tl.load(dy_ptr + (oc * sdy_c)[:, None] + (n * sdy_n + oh * sdy_h + ow * sdy_w)[None, :],
+        dy = tl.load(dy_ptr + n * sdy_n + (oc * sdy_c)[:, None] + (oh * sdy_h + ow * sdy_w)[None, :],
                      mask=dy_mask, other=0.0)
         if APPLY_RELU:
-            y = tl.load(y_ptr + (oc * sy_c)[:, None] + (n * sy_n + oh * sy_h + ow * sy_w)[None, :],
+            y = tl.load(y_ptr + n * sy_n + (oc * sy_c)[:, None] + (oh * sy_h + ow * sy_w)[None, :],
                         mask=dy_mask, other=0.0)
             dy = tl.where(y > 0, dy, 0.0)
         if COMPUTE_BIAS:
@@ -314,8 +324,8 @@ def conv2d_weight_grad_kernel(
             iw0 = ow * stride_w - pad_w
             iw = iw0[:, None] + (kw * dil_w)[None, :]
             x_mask = (p_ok & (ih >= 0) & (ih < H))[:, None] & j_ok[None, :] & (iw >= 0) & (iw < W)
-            x_row = n * sx_n + (oh * stride_h - pad_h) * sx_h + iw0 * sx_w
-            xt = tl.load(x_ptr + x_row[:, None] + x_col[None, :], mask=x_mask, other=0.0)
+            x_row = (oh * stride_h - pad_h) * sx_h + iw0 * sx_w
+            xt = tl.load(x_ptr + n * sx_n + x_row[:, None] + x_col[None, :], mask=x_mask, other=0.0)
             acc = dot_acc(dy, xt, acc, PRECISION, DOT_FP32, ACC)
 
     # Write back, laid out as the contiguous weight [OC, C_PER_GROUP, KH, KW]. One split: the
@@ -361,7 +371,7 @@ def conv2d_weight_grad_kernel(
 _forward = DotKernel(conv2d_forward_kernel, FORWARD_CONFIGS, key=["M"] + _SHAPE_KEY)
 _input_grad = DotKernel(conv2d_input_grad_kernel, INPUT_GRAD_CONFIGS, key=["M"] + _SHAPE_KEY)
 _weight_grad = DotKernel(conv2d_weight_grad_kernel, WEIGHT_GRAD_CONFIGS,
-                         key=["P", "P_PER_SPLIT"] + _SHAPE_KEY)
+                         key=["N", "SPLITS"] + _SHAPE_KEY)
 
 
 def output_size(h, w, kernel, stride, padding, dilation):
@@ -465,14 +475,17 @@ def conv2d_weight_bias_grad(dy, y, x, weight_shape, stride, padding, dilation, g
     col_tiles = lambda block_n: kh * cdiv(columns, block_n) if need_weight else 1
     tiles = cdiv(oc // groups, 64) * col_tiles(64) * groups
     splits = _weight_grad_splits(tiles, pixels, dy.device)
-    per_split = cdiv(pixels, splits)
-    splits = cdiv(pixels, per_split)
+    pix_w = min(triton.next_power_of_2(ow), 16)  # pixel tiles: pix_w wide (see the kernel)
+
+    def pixel_tiles(meta):
+        return n * cdiv(oh, meta["BLOCK_K"] // pix_w) * cdiv(ow, pix_w)
+
     # Partials only when the pixels are split (one-split launches write the result directly).
     dw_part = empty((splits, oc, ckk), acc, dy.device) if need_weight and splits > 1 else None
     db_part = empty((splits, oc), acc, dy.device) if need_bias and splits > 1 else None
     cost = Cost(2 * pixels * oc * ckk if need_weight else 0,
                 nbytes(dy, y if relu else None, x if need_weight else None, dw, db),
-                trips=lambda meta: cdiv(per_split, meta["BLOCK_K"]))
+                trips=lambda meta: cdiv(pixel_tiles(meta), splits))
     y = y if relu else dy
     grid = lambda meta: (cdiv(oc // groups, meta["BLOCK_M"]),
                          col_tiles(meta["BLOCK_N"]), groups * splits)
@@ -482,12 +495,13 @@ def conv2d_weight_bias_grad(dy, y, x, weight_shape, stride, padding, dilation, g
     _weight_grad.launch(
         grid, dy, y, x, dw if need_weight else dy, db if need_bias else dy,
         dw_part if dw_part is not None else dy, db_part if db_part is not None else dy, counters,
-        pixels, per_split, splits, groups, oc, h, w, oh, ow, c_per_group, oc // groups,
+        n, splits, groups, oc, h, w, oh, ow, c_per_group, oc // groups,
         stride[0], stride[1], padding[0][0], padding[1][0], dilation[0], dilation[1],
         *dy.stride(), *y.stride(), *x.stride(),
-        dtype=dy.dtype, allow_tf32=allow_tf32, tile_dims=(oc // groups, columns, per_split),
-        cost=cost, INDEX_64=needs_int64(dy, y, x, dw_part), KH=kh, KW=kw, APPLY_RELU=relu,
-        COMPUTE_WEIGHT=need_weight, COMPUTE_BIAS=need_bias,
+        dtype=dy.dtype, allow_tf32=allow_tf32,
+        tile_dims=(oc // groups, columns, cdiv(pixels, splits)),
+        cost=cost, INDEX_64=needs_int64(dy, y, x, dw_part), KH=kh, KW=kw, PIX_W=pix_w,
+        APPLY_RELU=relu, COMPUTE_WEIGHT=need_weight, COMPUTE_BIAS=need_bias,
     )
     return dw, db
 
