@@ -107,6 +107,7 @@ class DotKernel:
         # go straight to the kernel with the chosen config (the autotuner's own lookup builds a
         # dict of every argument and the dtype names of all tensors on every launch).
         self.key_spec = [(name, kernel.arg_names.index(name)) for name in key]
+        self.tensor_positions = None
         self.chosen = {}
 
     def launch(self, grid, *args, dtype, allow_tf32, tile_dims, cost, **constexprs):
@@ -119,16 +120,18 @@ class DotKernel:
             return
         cls = dot_class(dtype, precision)
         # The autotuner's key (its key arguments and every tensor's dtype) and our constexprs.
+        if self.tensor_positions is None:  # the same argument list on every launch
+            self.tensor_positions = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
         key = (cls, *[args[i] if i < len(args) else constexprs[name] for name, i in self.key_spec],
-               *[a.dtype for a in args if isinstance(a, torch.Tensor)], *constexprs.values())
+               *[args[i].dtype for i in self.tensor_positions], *constexprs.values())
         config = self.chosen.get(key)
-        if config is not None and capture_hook is None:
+        if config is not None:  # tuned before: straight to the kernel with the chosen config
             launch(self.kernel, grid, *args, cost=cost, **constexprs, **config.all_kwargs())
             return
         tuned = self.tuned[cls]
         tuned.best_config = None  # set again only if this launch reaches the autotuner
         launch(tuned, grid, *args, cost=cost, configs=self.offered[cls], **constexprs)
-        if capture_hook is None and tuned.best_config is not None:
+        if tuned.best_config is not None:  # it ran (a capture or a meta launch never does)
             self.chosen[key] = tuned.best_config
 
 
@@ -207,15 +210,13 @@ def accumulator_dtype(dtype):
 
 
 def needs_int64(*tensors):
-    """Whether some element offset of these tensors can pass int32, so kernels must index in int64."""
+    """Whether some element offset of these tensors can pass int32, so kernels must index in int64.
+
+    Bounded by each tensor's storage: every element a view reaches lies inside it (one size
+    read per tensor, on every launch; a view of a huge storage indexes in int64 to be safe)."""
     limit = 2**31 - 1
-    for t in tensors:
-        if t is None:
-            continue
-        span = t.storage_offset() + sum((n - 1) * abs(s) for n, s in zip(t.shape, t.stride()) if n > 0)
-        if span > limit or t.numel() > limit:
-            return True
-    return False
+    return any(t is not None and t.untyped_storage().nbytes() // t.element_size() > limit
+               for t in tensors)
 
 
 _poison = os.environ.get("TRITONALEX_POISON", "0") == "1"
