@@ -53,7 +53,9 @@ timed() {
   # Most telling first: AlexNet's layer shapes, then the LRN/pool and FC suites.
   timed 120 "tests on the GPU (AlexNet shapes first)" env TRITONALEX_AUTOTUNE=0 \
       python -m pytest -q -p no:cacheprovider -rf -x --junitxml="$out/pytest.xml" \
-      tests/test_conv.py::test_alexnet_layers tests/test_lrn_pool.py tests/test_linear.py
+      tests/test_conv.py::test_alexnet_layers \
+      tests/test_conv.py::test_weight_gradient_split_reduction_in_one_launch \
+      tests/test_lrn_pool.py tests/test_linear.py tests/test_library.py
   timed 100 "alexnet spec: inference and training step vs torch backend vs torch.compile (bf16)" \
       python -m tritonalex.cli bench --csv "$out/bench.csv" --net alexnet --dtype bf16
   timed 100 "static model calibration: measured vs estimated, per layer" \
