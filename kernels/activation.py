@@ -1,9 +1,10 @@
 """Elementwise ReLU and dropout, each a single kernel over a dense flat tensor (contiguous or
 channels_last: the output takes the input's layout, so offsets line up).
 
-Dropout keeps element i when the Philox uniform tl.rand(seed, i) >= p (seed read from a tensor) and scales it by 1/(1-p);
-dropout is linear in its input, so its backward is the same kernel with the same seed applied to
-the output gradient: the mask is never stored. The ReLU backward reads the saved output (y > 0).
+Dropout keeps element i when the Philox uniform tl.rand(seed, i) >= p (the seed read from a
+tensor) and scales it by 1/(1-p); dropout is linear in its input, so its backward is the same
+kernel with the same seed applied to the output gradient: the mask is never stored. The ReLU
+backward reads the saved output (y > 0).
 """
 
 import triton

@@ -25,8 +25,10 @@ Backward, from dy and the saved ReLU output y (dy is zeroed where y <= 0 inside 
   = sum_p dy'[p, oc] * X[p, (kh, kw, c)]. The pixel axis is split across programs (enough to
   fill the GPU), each writing its own partial sum; the last program of a tile to arrive (an int32
   counter, atomically incremented) adds them in split order: deterministic, no float atomics, and
-  no second launch. The bias gradient (sum_p dy'[p, oc]) comes out of the same loop from the dy'
-  tiles already loaded, and is reduced the same way.
+  no second launch. The bias gradient (sum_p dy'[p, oc]) is a second, lighter pass over dy' by
+  the programs of the first column tile, after their weight tile is stored (so the main loop holds
+  no bias registers), reduced the same way. The static model times the main loop only: those
+  programs' second pass (about a third of a main-loop step per step) is not in its estimate.
 """
 
 import torch
@@ -300,25 +302,11 @@ def conv2d_weight_grad_kernel(
     di = i // PIX_W
     dj = i % PIX_W
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC)
-    # The bias gradient is summed elementwise into a tile and reduced across it once after the
-    # loop: a cross-lane sum every step would cost shuffles on the main loop's issue budget.
-    bias_acc = tl.zeros((BLOCK_M, BLOCK_K), dtype=ACC)
-    for t in range(t_start, t_end):
-        n = t // per_image  # scalars: one division per step, not per element
-        r = t % per_image
-        oh = (r // tiles_w) * BH + di
-        ow = (r % tiles_w) * PIX_W + dj
-        p_ok = (oh < OH) & (ow < OW)
-        dy_mask = oc_ok[:, None] & p_ok[None, :]
-        dy = tl.load(dy_ptr + n * sdy_n + (oc * sdy_c)[:, None] + (oh * sdy_h + ow * sdy_w)[None, :],
-                     mask=dy_mask, other=0.0)
-        if APPLY_RELU:
-            y = tl.load(y_ptr + n * sy_n + (oc * sy_c)[:, None] + (oh * sy_h + ow * sy_w)[None, :],
-                        mask=dy_mask, other=0.0)
-            dy = tl.where(y > 0, dy, 0.0)
-        if COMPUTE_BIAS:
-            bias_acc += dy.to(ACC)
-        if COMPUTE_WEIGHT:
+    if COMPUTE_WEIGHT:
+        for t in range(t_start, t_end):
+            n, oh, ow, p_ok = pixel_tile(t, per_image, tiles_w, BH, PIX_W, di, dj, OH, OW)
+            dz = output_grad_tile(dy_ptr, y_ptr, n, oc, oh, ow, oc_ok, p_ok, sdy_n, sdy_c, sdy_h,
+                                  sdy_w, sy_n, sy_c, sy_h, sy_w, APPLY_RELU)
             # B tile: the im2col matrix transposed, gathered from x; the bound on ih is per row.
             ih = oh * stride_h - pad_h + kh * dil_h
             iw0 = ow * stride_w - pad_w
@@ -326,7 +314,7 @@ def conv2d_weight_grad_kernel(
             x_mask = (p_ok & (ih >= 0) & (ih < H))[:, None] & j_ok[None, :] & (iw >= 0) & (iw < W)
             x_row = (oh * stride_h - pad_h) * sx_h + iw0 * sx_w
             xt = tl.load(x_ptr + n * sx_n + x_row[:, None] + x_col[None, :], mask=x_mask, other=0.0)
-            acc = dot_acc(dy, xt, acc, PRECISION, DOT_FP32, ACC)
+            acc = dot_acc(dz, xt, acc, PRECISION, DOT_FP32, ACC)
 
     # Write back, laid out as the contiguous weight [OC, C_PER_GROUP, KH, KW]. One split: the
     # result. Several: each program writes its partial sums, and the last of a tile's SPLITS
@@ -334,19 +322,32 @@ def conv2d_weight_grad_kernel(
     CKK = C_PER_GROUP * KH * KW
     dw_off = (oc * CKK)[:, None] + (c * (KH * KW) + kh * KW + kw)[None, :]
     w_mask = oc_ok[:, None] & j_ok[None, :]
-    # One column tile per row tile owns the bias: the others mask it out.
-    b_mask = oc_ok & (tl.zeros((BLOCK_M,), dtype=tl.int32) + tl.program_id(1) == 0)
-    bias = tl.sum(bias_acc, axis=1)
-    if SPLITS == 1:
-        if COMPUTE_WEIGHT:
+    if COMPUTE_WEIGHT:
+        if SPLITS == 1:
             tl.store(dw_ptr + dw_off, acc.to(dw_ptr.dtype.element_ty), mask=w_mask)
-        if COMPUTE_BIAS:
-            tl.store(db_ptr + oc, bias.to(db_ptr.dtype.element_ty), mask=b_mask)
-    else:
-        if COMPUTE_WEIGHT:
+        else:
             tl.store(part_w_ptr + split * OC * CKK + dw_off, acc, mask=w_mask)
-        if COMPUTE_BIAS:
-            tl.store(part_b_ptr + split * OC + oc, bias, mask=b_mask)
+
+    # The bias gradient, by the programs of the first column tile only, in a second pass over
+    # their pixels once the accumulator is stored: summing it in the main loop held a
+    # BLOCK_M x BLOCK_K tile of registers through it and cost every program its additions (the
+    # second pass re-reads dy, for 1 program in KH*ceil(KW*C/BLOCK_N)).
+    b_mask = oc_ok & (tl.zeros((BLOCK_M,), dtype=tl.int32) + tl.program_id(1) == 0)
+    if COMPUTE_BIAS:
+        if tl.program_id(1) == 0:
+            bias_acc = tl.zeros((BLOCK_M, BLOCK_K), dtype=ACC)  # reduced once, after the loop
+            for t in range(t_start, t_end):
+                n, oh, ow, p_ok = pixel_tile(t, per_image, tiles_w, BH, PIX_W, di, dj, OH, OW)
+                bias_acc += output_grad_tile(dy_ptr, y_ptr, n, oc, oh, ow, oc_ok, p_ok, sdy_n,
+                                             sdy_c, sdy_h, sdy_w, sy_n, sy_c, sy_h, sy_w,
+                                             APPLY_RELU).to(ACC)
+            bias = tl.sum(bias_acc, axis=1)
+            if SPLITS == 1:
+                tl.store(db_ptr + oc, bias.to(db_ptr.dtype.element_ty), mask=b_mask)
+            else:
+                tl.store(part_b_ptr + split * OC + oc, bias, mask=b_mask)
+
+    if SPLITS > 1:
         # Every thread's partial stores happen before the arrival is counted (release); the last
         # arrival's loads happen after (acquire), from L2 (.cg: another SM wrote them).
         tl.debug_barrier()
@@ -366,6 +367,32 @@ def conv2d_weight_grad_kernel(
                                        cache_modifier=".cg")
                 tl.store(db_ptr + oc, total_b.to(db_ptr.dtype.element_ty), mask=b_mask)
             tl.store(count_ptr + tile, 0)  # zero again for the next launch (stream-ordered)
+
+
+@triton.jit
+def pixel_tile(t, per_image, tiles_w, BH: tl.constexpr, PIX_W: tl.constexpr, di, dj, OH, OW):
+    """Pixel tile t of the weight gradient's reduction: image n and the tile's (oh, ow) vectors
+    (BH x PIX_W pixels; di, dj their fixed row and column pattern), with their in-bounds mask."""
+    n = t // per_image  # scalars: one division per step, not per element
+    r = t % per_image
+    oh = (r // tiles_w) * BH + di
+    ow = (r % tiles_w) * PIX_W + dj
+    return n, oh, ow, (oh < OH) & (ow < OW)
+
+
+@triton.jit
+def output_grad_tile(dy_ptr, y_ptr, n, oc, oh, ow, oc_ok, p_ok, sdy_n, sdy_c, sdy_h, sdy_w, sy_n,
+                     sy_c, sy_h, sy_w, APPLY_RELU: tl.constexpr):
+    """dy' for output channels oc x the pixels (n, oh, ow): dy, zeroed where a fused ReLU's
+    saved output is <= 0."""
+    mask = oc_ok[:, None] & p_ok[None, :]
+    dy = tl.load(dy_ptr + n * sdy_n + (oc * sdy_c)[:, None] + (oh * sdy_h + ow * sdy_w)[None, :],
+                 mask=mask, other=0.0)
+    if APPLY_RELU:
+        y = tl.load(y_ptr + n * sy_n + (oc * sy_c)[:, None] + (oh * sy_h + ow * sy_w)[None, :],
+                    mask=mask, other=0.0)
+        dy = tl.where(y > 0, dy, 0.0)
+    return dy
 
 
 _forward = DotKernel(conv2d_forward_kernel, FORWARD_CONFIGS, key=["M"] + _SHAPE_KEY)

@@ -21,8 +21,8 @@ from .launch import Cost, DotKernel, cdiv, config, empty, nbytes
 from .tiles import bias_relu_epilogue, dot_acc
 
 # Tile configs per kernel and dot class (see launch.dot_class), best general choice first: the
-# candidates that compile for sm_80 and sm_90 without spills (`tritonalex kernels`). 128x128 forward tiles spill:
-# the dropout epilogue's Philox rounds need registers beside the accumulator.
+# candidates that compile for sm_80 and sm_90 without spills (`tritonalex kernels`). 128x128
+# forward tiles spill: the dropout epilogue's Philox rounds need registers beside the accumulator.
 FORWARD_CONFIGS = {
     "tensor_core": [config(128, 64, 32, 8, 3), config(64, 128, 32, 8, 3), config(64, 64, 64, 4, 3),
                     config(64, 64, 32, 4, 3)],

@@ -3,8 +3,9 @@
 The step runs as `tritonalex train` runs it (forward under bf16/fp16 autocast or in fp32, cross-
 entropy on fp32 logits, backward, then SGD with momentum and weight decay), but on meta tensors
 (shapes, strides and dtypes, no storage; autograd works on them, which it does not on fake CUDA
-tensors in a CPU build of torch): nothing is computed and no GPU is needed. Every Triton launch goes through `kernels.launch.launch`; while the
-capture runs, that hands each launch here instead of running it. Tensors are recorded as
+tensors in a CPU build of torch): nothing is computed and no GPU is needed. Every Triton launch
+goes through `kernels.launch.launch`; while the capture runs, that hands each launch here instead
+of running it. Tensors are recorded as
 `PointerArg` (dtype and byte offset: what Triton's argument binder reads of a pointer), every
 other argument as given, so the compile step can bind them exactly as a real launch would.
 
@@ -30,6 +31,7 @@ from ..ops._library import IMPLEMENTATIONS, NAMESPACE
 # aten ops that launch no kernel: views, allocations and metadata.
 _NO_KERNEL = ("empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided",
               "lift_fresh", "detach", "alias", "is_same_size", "_local_scalar_dense",
+              "_unsafe_view",
               "_record_function_enter_new", "_record_function_exit")
 
 @dataclasses.dataclass(frozen=True)

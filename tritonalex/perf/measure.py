@@ -26,7 +26,7 @@ def match(kernel_times, report):
     if names != expected:
         raise ValueError(f"measured kernels differ from the captured launches: {len(names)} "
                          f"measured, {len(expected)} captured; first difference at "
-                         f"{next((i for i, (a, b) in enumerate(zip(names, expected)) if a != b), min(len(names), len(expected)))}")
+                         f"{_first_difference(names, expected)}")
     layers = OrderedDict()
     for (name, us), row in zip(kernel_times, rows):
         t = layers.setdefault(row["layer"], dict(layer=row["layer"], launches=0, measured_us=0.0,
@@ -126,3 +126,8 @@ def main(argv=None):
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _first_difference(a, b):
+    """The first position where two sequences differ (the shorter's length if one is a prefix)."""
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))

@@ -37,7 +37,8 @@ def add_parsers(commands):
     p.add_argument("--epochs", type=positive, help="default 8 on the built-in data, 90 with --data")
     p.add_argument("--batch-size", type=positive, default=d.batch_size,
                    help=f"over all ranks (default {d.batch_size})")
-    p.add_argument("--lr", type=number(0, low_open=True), default=d.lr, help=f"initial learning rate (default {d.lr})")
+    p.add_argument("--lr", type=number(0, low_open=True), default=d.lr,
+                   help=f"initial learning rate (default {d.lr})")
     p.add_argument("--momentum", type=number(0, 1, high_open=True), default=d.momentum)
     p.add_argument("--weight-decay", type=number(0), default=d.weight_decay)
     p.add_argument("--dropout", type=number(0, 1, high_open=True),
