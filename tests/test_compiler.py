@@ -224,3 +224,17 @@ def test_cli_summary_json_and_explain(tmp_path):
     (tmp_path / "bad.toml").write_text(BAD_SPECS["unknown key"][0])
     failed = _cli("summary", str(tmp_path / "bad.toml"))
     assert failed.returncode == 2 and "key 'kernal'" in failed.stderr
+
+
+def test_compiler_stages_are_pure():
+    """Each stage returns new nodes: a snapshot taken early is not changed by later stages."""
+    import copy
+
+    snapshots = []
+    for name, graph in stages(tritonalex.load_spec("alexnet"), devices=("cpu", "cpu")):
+        snapshots.append((name, graph, copy.deepcopy(graph)))
+    for name, graph, taken in snapshots:
+        assert graph == taken, f"the graph after {name!r} changed after later stages"
+    shapes = next(g for name, g, _ in snapshots if name == "infer shapes")
+    assert all(node.devices == () for node in shapes)  # placement came later, on copies
+    assert any(node.kind == "lrn" for node in shapes)  # fusion too

@@ -92,6 +92,11 @@ def test_step_report(compile_env, tmp_path):
         assert key in step
     assert step["estimate_us"] == pytest.approx(sum(r["estimate_us"] for r in launches))
     assert step["floor_us"] == pytest.approx(sum(r["floor_us"] for r in launches))
+    # The other torch kernels: a launch each plus their bytes, at least the loss's logits.
+    assert step["torch_kernel_bytes"] >= 16 * 10 * 4 and step["torch_kernels_us"] >= 2 * step[
+        "torch_kernels"]
+    assert step["with_torch_kernels_us"] == pytest.approx(step["estimate_us"]
+                                                          + step["torch_kernels_us"])
     assert sum(t["launches"] for t in report["layers"]) == len(launches)
     # A conv forward has its main loop and tensor-core instructions in it.
     conv = next(r for r in launches if r["kernel"] == "conv2d_forward_kernel")

@@ -63,13 +63,15 @@ def _out_size(size, kernel, stride, padding):
 
 
 def infer_shapes(graph, spec):
-    """Fill parts/shape of every node; raise SpecError where a layer cannot run at this input."""
+    """The graph with parts/shape of every node filled in (new nodes: the input graph is not
+    changed); raise SpecError where a layer cannot run at this input."""
     layers = {layer.name: layer for layer in spec.layers}
     towers = spec.towers
     parts, shape = 1, (spec.channels, spec.size, spec.size)
+    out = []
     for node in graph:
         layer = layers[node.name]
-        node.in_parts, node.in_shape = parts, shape
+        node = dataclasses.replace(node, in_parts=parts, in_shape=shape)
         p = node.params
         if node.kind in ("conv", "linear"):
             width_key = "out_channels" if node.kind == "conv" else "out_features"
@@ -110,12 +112,13 @@ def infer_shapes(graph, spec):
                 size *= s
             shape = (size,)
         elif node.kind == "softmax":
-            if node is not graph[-1]:
+            if node.name != graph[-1].name:
                 raise spec.error(layer, None, "softmax must be the last layer")
             if parts != 1:
                 raise spec.error(layer, None, "softmax needs one undivided input (give the last "
                                               "linear layer split = false)")
-        node.parts, node.shape = parts, shape
+        node.parts, node.shape = parts, shape  # our own copy
+        out.append(node)
         if parameter_count(node) > MAX_LAYER_PARAMETERS:
             key = "out_channels" if node.kind == "conv" else "out_features"
             raise spec.error(layer, key, f"the layer would hold {parameter_count(node):,} "
@@ -123,7 +126,7 @@ def infer_shapes(graph, spec):
         if math.prod(shape) * parts > MAX_IMAGE_ELEMENTS:
             raise spec.error(layer, None, f"its output would have {math.prod(shape) * parts:,} "
                                           f"elements per image; at most {MAX_IMAGE_ELEMENTS:,}")
-    return graph
+    return out
 
 
 def parameter_count(node):

@@ -52,13 +52,14 @@ FUSION_PASSES = {
 
 
 def place(graph, towers, devices):
-    """Set each node's output devices: tower i on devices[i]; undivided outputs on devices[0].
+    """The graph with each node's output devices set (new nodes): tower i on devices[i];
+    undivided outputs on devices[0].
 
     `devices` is one device for everything, or one per tower.
     """
     devices = tuple(str(d) for d in devices)
     if len(devices) not in (1, towers):
         raise ValueError(f"devices: give one device, or one per tower ({towers}); got {devices}")
-    for node in graph:
-        node.devices = tuple(devices[i % len(devices)] for i in range(node.parts))
-    return graph
+    return [dataclasses.replace(node, devices=tuple(devices[i % len(devices)]
+                                                   for i in range(node.parts)))
+            for node in graph]

@@ -78,6 +78,7 @@ class Step:
     layout: str
     launches: list
     torch_kernels: Counter  # forward + backward (the loss included)
+    torch_kernel_bytes: Counter  # the same kernels' tensor bytes
     optimizer_kernels: Counter
     op_calls: Counter  # torch.ops.tritonalex.* calls, forward and backward
 
@@ -95,6 +96,7 @@ class _CountKernels(TorchDispatchMode):
     def __init__(self):
         super().__init__()
         self.counter, self.op_calls = Counter(), Counter()
+        self.bytes = Counter()  # per kernel name: bytes of its tensor arguments and results
         self.recording = False
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -105,9 +107,28 @@ class _CountKernels(TorchDispatchMode):
                 self.op_calls[name] += 1
             with self:
                 return IMPLEMENTATIONS[name](*args, **kwargs)
+        out = func(*args, **kwargs)
         if self.recording and not func.is_view and name not in _NO_KERNEL:
             self.counter[name] += 1
-        return func(*args, **kwargs)
+            self.bytes[name] += _tensor_bytes((args, kwargs, out))
+        return out
+
+
+def _tensor_bytes(tree):
+    """Bytes of the distinct tensors in a nest of tuples, lists and dicts: what a kernel reads
+    and writes at least."""
+    seen, total, todo = set(), 0, [tree]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, torch.Tensor):
+            if id(item) not in seen:
+                seen.add(id(item))
+                total += item.numel() * item.element_size()
+        elif isinstance(item, (tuple, list)):
+            todo.extend(item)
+        elif isinstance(item, dict):
+            todo.extend(item.values())
+    return total
 
 
 def _pointer(arg):
@@ -186,10 +207,12 @@ def capture_step(spec="alexnet", batch=128, dtype="bf16", layout="channels_last"
     sms: the target card's SM count (the conv weight gradient splits its reduction by it).
     """
     state, counter = _State(), _CountKernels()
-    torch_kernels = Counter()  # forward + backward; the optimizer's stay in counter.counter
+    # Forward + backward; the optimizer's stay in counter.counter.
+    torch_kernels, torch_kernel_bytes = Counter(), Counter()
 
     def keep_forward_backward():
         torch_kernels.update(counter.counter)
+        torch_kernel_bytes.update(counter.bytes)
         counter.counter = Counter()
 
     with counter, training_step(spec, batch, dtype, layout, passes, state) as (step, name):
@@ -198,8 +221,8 @@ def capture_step(spec="alexnet", batch=128, dtype="bf16", layout="channels_last"
             launches.clear()
             counter.recording = True
             step(before_optimizer=keep_forward_backward)
-    return Step(name, batch, dtype, layout, launches, torch_kernels, counter.counter,
-                counter.op_calls)
+    return Step(name, batch, dtype, layout, launches, torch_kernels, torch_kernel_bytes,
+                counter.counter, counter.op_calls)
 
 
 @contextlib.contextmanager

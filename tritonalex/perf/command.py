@@ -178,7 +178,9 @@ def print_step(report):
                   f"kernels (+{s['optimizer_kernels']} in the optimizer), "
                   f"{sum(s['op_calls'].values())} library op calls; estimate "
                   f"{_us(s['estimate_us'])} us against a floor of {_us(s['floor_us'])} us "
-                  f"({s['ratio']:.1f}x); {s['failed']} launch(es) failed or spilled")
+                  f"({s['ratio']:.1f}x), and at least {_us(s['torch_kernels_us'])} us for the other "
+                  f"kernels ({_us(s['with_torch_kernels_us'])} us together); {s['failed']} "
+                  f"launch(es) failed or spilled")
 
 
 def check_launches(batch=128):

@@ -121,6 +121,12 @@ def precision_of(dtype_name):
     return dtype_name if dtype_name in ("bf16", "fp16", "tf32", "fp64") else "fp32"
 
 
+def torch_kernels_us(card, count, nbytes):
+    """The other torch kernels of a step (casts, copies, pads, the loss): each a launch plus its
+    tensors' bytes at the achievable bandwidth. Their compute is ignored: a lower bound."""
+    return count * LAUNCH_US + 1e6 * nbytes / (card.bandwidth * MEMORY_EFFICIENCY)
+
+
 def floor_us(card, flops, min_bytes, precision):
     """Roofline floor: the larger of FLOPs over the datasheet peak and bytes over bandwidth."""
     return 1e6 * max(flops / card.peak_flops[precision] if flops else 0.0,

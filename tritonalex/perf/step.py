@@ -137,10 +137,16 @@ def estimate_step(step, compiled, card):
     for t in layers.values():
         t["ratio"] = t["estimate_us"] / t["floor_us"] if t["floor_us"] else None
     est, floor = sum(r["estimate_us"] for r in rows), sum(r["floor_us"] for r in rows)
+    torch_us = model.torch_kernels_us(card, sum(step.torch_kernels.values()),
+                                      sum(step.torch_kernel_bytes.values()))
     totals = dict(
         triton_launches=len(rows),
         torch_kernels=sum(step.torch_kernels.values()),
         torch_kernel_kinds=dict(step.torch_kernels),
+        torch_kernel_bytes=sum(step.torch_kernel_bytes.values()),
+        # The other kernels' lower bound (launch + bytes, see model.torch_kernels_us), apart
+        # from the Triton launches' estimate; with_torch_kernels_us adds the two.
+        torch_kernels_us=torch_us, with_torch_kernels_us=est + torch_us,
         optimizer_kernels=sum(step.optimizer_kernels.values()),
         op_calls=dict(step.op_calls),
         estimate_us=est, floor_us=floor, ratio=est / floor if floor else None,
