@@ -89,3 +89,25 @@ def check_unary_op(ours, theirs, x, *, dtype=torch.float64, grad_layout="contigu
     (want,) = torch.autograd.grad(ref, x_ref, dy.double())
     assert_close(got, want, tol, "input gradient", seed)
     return y, got
+
+
+def check_autocast_parameters(ours, theirs, x, w, b, dtype, seed):
+    """ours(x, w, b) inside torch.autocast(dtype) with fp32 x, w, b vs theirs (the pre-ReLU
+    torch op) in float64 on x and w rounded to dtype: output in dtype, weight and bias gradients
+    in fp32, each within dtype's tolerance. The reference's ReLU mask is our output's: an output
+    within rounding of 0 may fall either side."""
+    import torch
+
+    with torch.autocast(DEVICE.type, dtype=dtype):
+        y = ours(x, w, b)
+    assert y.dtype == dtype
+    w64 = w.detach().to(dtype).double().requires_grad_()
+    b64 = b.detach().double().requires_grad_()
+    z = theirs(x.to(dtype).double(), w64, b64)
+    assert_close(y, torch.relu(z), TOLERANCE[dtype], "forward", seed)
+    dy = torch.randn(y.shape, dtype=torch.float64, device=y.device).to(dtype)
+    dw, db = torch.autograd.grad(y, (w, b), dy)
+    assert dw.dtype == db.dtype == torch.float32
+    want = torch.autograd.grad(z, (w64, b64), dy.double() * (y > 0))
+    assert_close(dw, want[0], TOLERANCE[dtype], "grad weight", seed)
+    assert_close(db, want[1], TOLERANCE[dtype], "grad bias", seed)

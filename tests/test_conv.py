@@ -16,6 +16,7 @@ from reference import (
     Inputs,
     as_layout,
     assert_close,
+    check_autocast_parameters,
 )
 
 
@@ -271,22 +272,9 @@ def test_autocast_reads_fp32_weights_in_the_kernel(dtype):
     x = rnd.randn(2, 4, 9, 8, dtype=torch.float32).contiguous(memory_format=torch.channels_last)
     w = rnd.randn(6, 2, 3, 3, dtype=torch.float32, requires_grad=True)
     b = rnd.randn(6, dtype=torch.float32, requires_grad=True)
-    with torch.autocast(DEVICE.type, dtype=dtype):
-        y = F.conv2d(x, w, b, padding=1, groups=2, activation="relu")
-    assert y.dtype == dtype
-    x64 = x.to(dtype).double()
-    w64 = w.detach().to(dtype).double().requires_grad_()
-    b64 = b.detach().double().requires_grad_()
-    z = TF.conv2d(x64, w64, b64, padding=1, groups=2)
-    ref = torch.relu(z)
-    assert_close(y, ref, TOLERANCE[dtype], "forward", rnd.seed)
-    dy = rnd.randn(*y.shape, dtype=dtype)
-    dw, db = torch.autograd.grad(y, (w, b), dy)
-    assert dw.dtype == db.dtype == torch.float32
-    # Through our output's ReLU mask: an output within rounding of 0 may fall either side.
-    want = torch.autograd.grad(z, (w64, b64), dy.double() * (y > 0))
-    assert_close(dw, want[0], TOLERANCE[dtype], "grad weight", rnd.seed)
-    assert_close(db, want[1], TOLERANCE[dtype], "grad bias", rnd.seed)
+    check_autocast_parameters(
+        lambda x, w, b: F.conv2d(x, w, b, padding=1, groups=2, activation="relu"),
+        lambda x, w, b: TF.conv2d(x, w, b, padding=1, groups=2), x, w, b, dtype, rnd.seed)
     with pytest.raises(RuntimeError, match="should be the same"):  # outside autocast: torch's rule
         F.conv2d(x.to(dtype), w)
 

@@ -77,28 +77,26 @@ def test_opcheck(name, args):
     torch.library.opcheck(getattr(ops, name), args)
 
 
-def _eager_and_compiled(model, x):
-    """Outputs and parameter gradients of one forward+backward, eager then torch.compile'd with
-    the aot_eager backend (the CPU one: Dynamo and AOT autograd, no Inductor codegen)."""
+def assert_one_graph_equal_to_eager(model, x):
+    """Dynamo traces model(x) as one graph with no break, and torch.compile with the aot_eager
+    backend (the CPU one: Dynamo and AOT autograd, no Inductor codegen) gives the eager outputs
+    and parameter gradients exactly."""
+    explained = torch._dynamo.explain(model)(x)
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
     results = []
     for run in (model, torch.compile(model, backend="aot_eager", fullgraph=True)):
         model.zero_grad()
         torch.manual_seed(0)  # the same dropout seeds in both
         out = run(x)
         out.square().sum().backward()
-        results.append((out.detach(), [p.grad.clone() for p in model.parameters()]))
-    return results
+        results.append([out.detach()] + [p.grad.clone() for p in model.parameters()])
+    for compiled, eager in zip(results[1], results[0]):
+        torch.testing.assert_close(compiled, eager, rtol=0, atol=0)
 
 
 def test_compiled_spec_is_one_graph_equal_to_eager():
     net = tritonalex.compile(tritonalex.load_spec("alexnet-small"), backend="triton", devices="cpu")
-    x = torch.randn(2, 3, 32, 32)
-    explained = torch._dynamo.explain(net)(x)
-    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
-    (eager, eager_grads), (compiled, compiled_grads) = _eager_and_compiled(net, x)
-    torch.testing.assert_close(compiled, eager, rtol=0, atol=0)
-    for a, b in zip(compiled_grads, eager_grads):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert_one_graph_equal_to_eager(net, torch.randn(2, 3, 32, 32))
 
 
 def test_converted_sequential_is_one_graph_equal_to_eager():
@@ -107,13 +105,7 @@ def test_converted_sequential_is_one_graph_equal_to_eager():
         torch.nn.LocalResponseNorm(5, 1e-3, 0.75, 2.0), torch.nn.MaxPool2d(3, 2),
         torch.nn.Flatten(), torch.nn.Linear(8 * 4 * 4, 16), torch.nn.ReLU(), torch.nn.Dropout(0.5),
         torch.nn.Linear(16, 4), torch.nn.Dropout(0.2)))
-    x = torch.randn(2, 3, 9, 9)
-    explained = torch._dynamo.explain(model)(x)
-    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
-    (eager, eager_grads), (compiled, compiled_grads) = _eager_and_compiled(model, x)
-    torch.testing.assert_close(compiled, eager, rtol=0, atol=0)
-    for a, b in zip(compiled_grads, eager_grads):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert_one_graph_equal_to_eager(model, torch.randn(2, 3, 9, 9))
 
 
 def test_compiled_dropout_draws_a_new_mask_per_call():

@@ -8,7 +8,7 @@ import tritonalex
 import tritonalex.functional as F
 import tritonalex.nn as tnn
 from tritonalex.kernels.launch import DotKernel
-from reference import DEVICE, TOLERANCE, Inputs, as_layout, assert_close
+from reference import DEVICE, TOLERANCE, Inputs, as_layout, assert_close, check_autocast_parameters
 
 
 def run_linear(x_shape, n, *, dtype=torch.float64, bias=True, relu=False, x_layout="contiguous",
@@ -254,18 +254,5 @@ def test_autocast_reads_fp32_weights_in_the_kernel(dtype):
     x = rnd.randn(5, 8, dtype=torch.float32)
     w = rnd.randn(3, 8, dtype=torch.float32, requires_grad=True)
     b = rnd.randn(3, dtype=torch.float32, requires_grad=True)
-    with torch.autocast(DEVICE.type, dtype=dtype):
-        y = F.linear(x, w, b, activation="relu")
-    assert y.dtype == dtype
-    w64 = w.detach().to(dtype).double().requires_grad_()
-    b64 = b.detach().double().requires_grad_()
-    z = TF.linear(x.to(dtype).double(), w64, b64)
-    ref = torch.relu(z)
-    assert_close(y, ref, TOLERANCE[dtype], "forward", rnd.seed)
-    dy = rnd.randn(*y.shape, dtype=dtype)
-    dw, db = torch.autograd.grad(y, (w, b), dy)
-    assert dw.dtype == db.dtype == torch.float32
-    # Through our output's ReLU mask: an output within rounding of 0 may fall either side.
-    want = torch.autograd.grad(z, (w64, b64), dy.double() * (y > 0))
-    assert_close(dw, want[0], TOLERANCE[dtype], "grad weight", rnd.seed)
-    assert_close(db, want[1], TOLERANCE[dtype], "grad bias", rnd.seed)
+    check_autocast_parameters(lambda x, w, b: F.linear(x, w, b, activation="relu"), TF.linear,
+                              x, w, b, dtype, rnd.seed)

@@ -68,6 +68,13 @@ def check_activation(activation):
     return activation
 
 
+def autocast_input(input):
+    """(input, mixed): the input cast as torch.autocast casts conv2d's and linear's (see
+    `autocast_dtype`), and whether an autocast region is on (the parameters may then be wider)."""
+    dtype = autocast_dtype(input)
+    return (input, False) if dtype is None else (input.to(dtype), True)
+
+
 def autocast_dtype(input):
     """The dtype torch.autocast computes conv2d and linear in for `input`'s device (fp16 or bf16),
     or None outside an autocast region. Inside one, tritonalex casts only the activations: the

@@ -5,7 +5,7 @@ Each function also takes keyword-only options that fuse what usually follows it
 """
 
 from . import ops
-from ._args import autocast_dtype
+from ._args import autocast_input
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, activation=None):
@@ -15,15 +15,11 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     groups, unbatched (C, H, W) input, any strides (NCHW and channels_last; channels_last is the
     layout whose reduction loads are coalesced). fp16/bf16 accumulate in fp32; fp32 uses TF32 on a
     GPU when ``torch.backends.cudnn.allow_tf32`` is set (torch's default), IEEE otherwise.
-    Inside torch.autocast the input is cast to its dtype, the weight is rounded to it inside the
-    kernel (as torch's cast would round it, without a cast kernel) and the bias is added in fp32;
-    their gradients come back in their own dtype.
+    Inside torch.autocast only the input is cast (see `_args.autocast_dtype`).
     """
-    dtype = autocast_dtype(input)
-    if dtype is not None:
-        input = input.to(dtype)  # the weight and bias are rounded inside the kernel
+    input, mixed = autocast_input(input)
     return ops.conv2d(input, weight, bias, stride, padding, dilation, groups, activation,
-                      mixed=dtype is not None)
+                      mixed=mixed)
 
 
 def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0, *, groups=1):
@@ -63,14 +59,10 @@ def linear(input, weight, bias=None, *, activation=None, dropout=0.0, training=T
     epilogue; the backward re-derives both masks (the dropout one from its seed) instead of
     storing them. With neither, this is exactly torch's linear, for any leading dims.
     fp32 uses TF32 on a GPU when ``torch.backends.cuda.matmul.allow_tf32`` is set (off by default).
-    Inside torch.autocast the input is cast to its dtype, the weight is rounded to it inside the
-    kernel (as torch's cast would round it, without a cast kernel) and the bias is added in fp32;
-    their gradients come back in their own dtype.
+    Inside torch.autocast only the input is cast (see `_args.autocast_dtype`).
     """
-    dtype = autocast_dtype(input)
-    if dtype is not None:
-        input = input.to(dtype)  # the weight and bias are rounded inside the kernel
-    return ops.linear(input, weight, bias, activation, dropout, training, mixed=dtype is not None)
+    input, mixed = autocast_input(input)
+    return ops.linear(input, weight, bias, activation, dropout, training, mixed=mixed)
 
 
 def relu(input, inplace=False):
