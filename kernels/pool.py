@@ -95,17 +95,18 @@ def max_pool2d_forward_kernel(
 
 @triton.jit
 def pool_grad_gather(dy_base, idx_base, ch, ch_ok, ih, iw, pix_ok, W, OH, OW,
-                     stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, sdy_c, sdy_h, sdy_w,
-                     KH: tl.constexpr, KW: tl.constexpr, ACC: tl.constexpr,
+                     pad_h, pad_w, dil_h, dil_w, sdy_c, sdy_h, sdy_w,
+                     KH: tl.constexpr, KW: tl.constexpr, STRIDE_H: tl.constexpr,
+                     STRIDE_W: tl.constexpr, ACC: tl.constexpr,
                      BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
     """Gradient reaching input pixels (ih, iw) of channels ch through the max-pool: the sum of dy
     over the output pixels whose window holds the pixel and whose saved argmax is that pixel."""
     target = (ih * W + iw).to(tl.int64)
     g = tl.zeros((BLOCK_C, BLOCK_P), dtype=ACC)
     for kh in tl.static_range(KH):
-        oh, h_ok = window_source(ih, pad_h, kh, dil_h, stride_h, OH, pix_ok)
+        oh, h_ok = window_source(ih, pad_h, kh, dil_h, STRIDE_H, OH, pix_ok)
         for kw in tl.static_range(KW):
-            ow, ok = window_source(iw, pad_w, kw, dil_w, stride_w, OW, h_ok)
+            ow, ok = window_source(iw, pad_w, kw, dil_w, STRIDE_W, OW, h_ok)
             off = (ch * sdy_c)[:, None] + (oh * sdy_h + ow * sdy_w)[None, :]
             mask = ch_ok[:, None] & ok[None, :]
             hit = mask & (tl.load(idx_base + off, mask=mask, other=-1) == target[None, :])
@@ -119,10 +120,11 @@ def max_pool2d_backward_kernel(
     idx_ptr,  # int64 argmax indices saved by the forward
     dx_ptr,  # input gradient [N, C, H, W], any strides
     C, H, W, OH, OW,  # channels, input and output spatial sizes
-    stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,  # pooling geometry
+    pad_h, pad_w, dil_h, dil_w,  # pooling geometry
     sdy_n, sdy_c, sdy_h, sdy_w,  # output-gradient and index strides
     sdx_n, sdx_c, sdx_h, sdx_w,  # input-gradient strides
     KH: tl.constexpr, KW: tl.constexpr,  # window size (the tap loops unroll)
+    STRIDE_H: tl.constexpr, STRIDE_W: tl.constexpr,  # constants: inverting a window divides by them
     ACC: tl.constexpr,  # compute dtype
     INDEX_64: tl.constexpr,  # compute element offsets in int64
     BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,  # tile: channels x input pixels
@@ -131,8 +133,8 @@ def max_pool2d_backward_kernel(
     ih = q // W
     iw = q % W
     g = pool_grad_gather(dy_ptr + n * sdy_n, idx_ptr + n * sdy_n, c, c_ok, ih, iw, q_ok, W, OH, OW,
-                         stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, sdy_c, sdy_h, sdy_w, KH,
-                         KW, ACC, BLOCK_C, BLOCK_P)
+                         pad_h, pad_w, dil_h, dil_w, sdy_c, sdy_h, sdy_w, KH, KW, STRIDE_H,
+                         STRIDE_W, ACC, BLOCK_C, BLOCK_P)
     dx_off = n * sdx_n + (c * sdx_c)[:, None] + (ih * sdx_h + iw * sdx_w)[None, :]
     tl.store(dx_ptr + dx_off, g.to(dx_ptr.dtype.element_ty), mask=c_ok[:, None] & q_ok[None, :])
 
@@ -178,8 +180,9 @@ def max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation, out_dtype
         return dx.zero_()
     block_c, block_p, warps = _tile("backward")
     launch(max_pool2d_backward_kernel, (cdiv(h * w, block_p), cdiv(c, block_c), n),
-           dy, idx, dx, c, h, w, oh, ow, *stride, *padding, *dilation, *dy.stride(), *dx.stride(),
-           KH=kernel[0], KW=kernel[1], ACC=tl_accumulator(x.dtype),
+           dy, idx, dx, c, h, w, oh, ow, *padding, *dilation, *dy.stride(), *dx.stride(),
+           KH=kernel[0], KW=kernel[1], STRIDE_H=stride[0], STRIDE_W=stride[1],
+           ACC=tl_accumulator(x.dtype),
            INDEX_64=needs_int64(dy, idx, dx), BLOCK_C=block_c, BLOCK_P=block_p, num_warps=warps,
            cost=Cost(0, nbytes(dy, idx, dx)))
     return dx
