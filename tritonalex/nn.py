@@ -101,7 +101,7 @@ class ReLU(torch.nn.ReLU):
 
 
 class Dropout(torch.nn.Dropout):
-    """torch.nn.Dropout on the Triton kernel (mask seeded from torch's default generator)."""
+    """torch.nn.Dropout on the Triton kernel (mask seeded from the input device's generator)."""
 
     def forward(self, input):
         return F.dropout(input, self.p, self.training, self.inplace)

@@ -1,4 +1,4 @@
-"""conv2d with fused bias and ReLU: the autograd Function and torch-compatible argument handling.
+"""conv2d with fused bias and ReLU: the library ops and torch-compatible argument handling.
 
 `torch.ops.tritonalex.conv2d` and its two backward ops (see _library.py). The forward saves the
 input and weight for the weight and input gradients, and, when the ReLU is fused, its own output:
