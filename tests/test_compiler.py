@@ -83,6 +83,16 @@ def test_triton_and_torch_backends_give_the_same_logits():
     assert_close(ours.probabilities(x), torch.softmax(want, 1), 1e-10, "probabilities", rnd.seed)
 
 
+def assert_tower_grads_equal(merged, per_tower, seed):
+    """Each tower's slice of the merged model's stacked parameter gradients equals the gradient
+    of that tower's own module (keys nodes.<layer>.towers.<i>.<weight|bias>)."""
+    for key, value in per_tower.state_dict(keep_vars=True).items():
+        _, layer, _, tower, name = key.split(".")
+        node = merged.nodes[layer]
+        assert_close(getattr(node, name).grad.chunk(node.towers)[int(tower)], value.grad, 1e-9, key,
+                     seed)
+
+
 @pytest.mark.parametrize("backend", ["torch", "triton"])
 def test_towers_in_one_layer_equal_one_module_per_tower(backend):
     """Towers on one device run as one layer (grouped conv, stacked weights, LRN windows cut at
@@ -103,11 +113,7 @@ def test_towers_in_one_layer_equal_one_module_per_tower(backend):
     got = model(x)
     got.square().sum().backward()
     assert_close(got, want, 1e-10, "logits", rnd.seed)
-    for key, value in per_tower.state_dict(keep_vars=True).items():
-        tower = int(key.split(".")[3])
-        stacked = getattr(model.nodes[key.split(".")[1]], key.split(".")[-1])
-        grad = stacked.grad.chunk(model.nodes[key.split(".")[1]].towers)[tower]
-        assert_close(grad, value.grad, 1e-9, key, rnd.seed)
+    assert_tower_grads_equal(model, per_tower, rnd.seed)
 
 
 def test_state_dict_round_trip_and_strictness():
@@ -238,3 +244,59 @@ def test_compiler_stages_are_pure():
     shapes = next(g for name, g, _ in snapshots if name == "infer shapes")
     assert all(node.devices == () for node in shapes)  # placement came later, on copies
     assert any(node.kind == "lrn" for node in shapes)  # fusion too
+
+
+OWN_LINEAR_SPEC = """
+name = "own-linear"
+towers = 2
+[input]
+channels = 3
+size = 6
+[[layers]]
+name = "conv1"
+kind = "conv"
+out_channels = 8
+kernel = 3
+reads = "all"
+weight_std = 0.3
+[[layers]]
+name = "flat"
+kind = "flatten"
+[[layers]]
+name = "fc1"
+kind = "linear"
+out_features = 6
+reads = "own"
+weight_std = 0.2
+[[layers]]
+name = "relu1"
+kind = "relu"
+[[layers]]
+name = "fc2"
+kind = "linear"
+out_features = 4
+split = false
+weight_std = 0.3
+"""
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_linear_reading_its_own_tower_in_one_layer(backend, tmp_path):
+    """A linear layer that reads only its own tower has no grouped GEMM: on one device it runs one
+    GEMM per tower on the stacked weights' slices, equal (gradients included) to one module per
+    tower."""
+    path = tmp_path / "own-linear.toml"
+    path.write_text(OWN_LINEAR_SPEC)
+    spec = tritonalex.load_spec(str(path))
+    *_, (_, graph) = tritonalex.compiler.stages(spec, devices=("cpu", "cpu"))
+    merged = tritonalex.compiler.lower(spec, graph, backend).double().eval()
+    per_tower = tritonalex.compiler.lower(spec, graph, backend, merge_towers=False).double().eval()
+    assert merged.nodes["fc1"].groups == 2
+    per_tower.load_state_dict(merged.state_dict())
+    rnd = Inputs()
+    x = rnd.randn(3, 3, 6, 6)
+    want, got = per_tower(x), merged(x)
+    want.square().sum().backward()
+    got.square().sum().backward()
+    assert_close(got, want, 1e-10, "logits", rnd.seed)
+    assert_tower_grads_equal(merged, per_tower, rnd.seed)
