@@ -10,7 +10,7 @@ backward reads the saved output (y > 0).
 import triton
 import triton.language as tl
 
-from .launch import INTERPRETING, Cost, cdiv, empty, launch, memory_format_of, nbytes
+from .launch import Cost, cdiv, empty, launch, memory_format_of, nbytes, tile
 
 BLOCK_GPU = 1024
 BLOCK_INTERPRETER = 1 << 16
@@ -65,7 +65,7 @@ def dropout_kernel(
 
 
 def _launch(kernel, numel, min_bytes, *args):
-    block = BLOCK_INTERPRETER if INTERPRETING else BLOCK_GPU
+    (block,) = tile((BLOCK_GPU,), (BLOCK_INTERPRETER,), fit=(numel,))
     if numel:
         launch(kernel, (cdiv(numel, block),), *args, BLOCK=block, cost=Cost(0, min_bytes))
 

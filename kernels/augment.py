@@ -18,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .launch import INTERPRETING, Cost, cdiv, empty, launch, nbytes
+from .launch import Cost, cdiv, empty, launch, nbytes, tile
 
 BLOCK_GPU = 256  # output pixels per program; each loads 3 strided bytes per pixel
 BLOCK_INTERPRETER = 1 << 14  # a whole image per program: the interpreter pays per program
@@ -70,8 +70,7 @@ def augment_forward(images, index, top, left, flip, shift, mean, std, crop, dtyp
     out = empty((n, channels, crop, crop), dtype, images.device, memory_format)
     if n == 0:
         return out
-    block = BLOCK_INTERPRETER if INTERPRETING else BLOCK_GPU
-    block = min(block, triton.next_power_of_2(crop * crop))
+    block = min(tile(BLOCK_GPU, BLOCK_INTERPRETER), triton.next_power_of_2(crop * crop))
     grid = (n, cdiv(crop * crop, block))
     # Minimum bytes: the cropped uint8 pixels read once, the output written once.
     cost = Cost(0, n * channels * crop * crop + nbytes(out, index, top, left, flip, shift))

@@ -48,6 +48,7 @@ from .launch import (
     needs_int64,
     sm_count,
 )
+from .geometry import out_size
 from .tiles import bias_relu_epilogue, dot_acc, window_source
 
 # GPU tile configs (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages) per dot class, autotuned per layer
@@ -404,7 +405,7 @@ _weight_grad = DotKernel(conv2d_weight_grad_kernel, WEIGHT_GRAD_CONFIGS,
 def output_size(h, w, kernel, stride, padding, dilation):
     """(OH, OW) for `padding` given as ((top, bottom), (left, right))."""
     (kh, kw), (sh, sw), ((pt, pb), (pl, pr)), (dh, dw) = kernel, stride, padding, dilation
-    return ((h + pt + pb - dh * (kh - 1) - 1) // sh + 1, (w + pl + pr - dw * (kw - 1) - 1) // sw + 1)
+    return (out_size(h, kh, sh, pt, dh, padding_after=pb), out_size(w, kw, sw, pl, dw, padding_after=pr))
 
 
 def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, relu, allow_tf32):

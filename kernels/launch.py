@@ -32,6 +32,20 @@ AUTOTUNE = os.environ.get("TRITONALEX_AUTOTUNE", "1") != "0"
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
+def tile(gpu, interpreter, fit=()):
+    """The tile of a launch that is not autotuned (block sizes, then e.g. warps): `gpu` on a GPU;
+    under the interpreter, where every program instance costs ~0.45 ms whatever its size,
+    `interpreter` (large, to run few instances), each of its first len(fit) blocks cut to the
+    power of two that covers that problem size (no work on a block past the problem's end).
+    Every such launcher chooses through here."""
+    if not INTERPRETING:
+        return gpu
+    if not fit:
+        return interpreter
+    return tuple(min(block, triton.next_power_of_2(max(size, 1))) for block, size in zip(interpreter, fit)) \
+        + tuple(interpreter[len(fit):])
+
+
 class Cost:
     """What a launch costs at least, for the static performance model (``tritonalex.perf``).
 

@@ -12,87 +12,29 @@ s (or b) from the forward: LRN is memory-bound, and the recompute only costs cac
 `size` window sums slide (one summed whole, then +1 channel and -1 channel per step): 23 tile
 loads per element for size 5 instead of 42.
 Minimum bytes: forward reads x and writes y; backward reads x and dy and writes dx.
-Powers are exp2(-beta * log2(s)), which works in the interpreter (libdevice pow does not).
-
-`lrn_scale`, `lrn_load_params` and `pow_neg` are also used by the fused LRN -> max-pool kernels (pool.py).
-Scalar parameters (k, alpha/size, beta) are read from a small tensor in the accumulator dtype, so
-fp64 runs get fp64 constants on a GPU too (float arguments would arrive as fp32).
+The window math (`lrn_scale`, `squares`, `pow_neg`, the parameter tensor) lives in tiles.py: the
+fused LRN -> max-pool kernels (pool.py) compute it too.
 """
-
-import functools
 
 import torch
 import triton
 import triton.language as tl
 
 from .launch import (
-    INTERPRETING,
     Cost,
-    accumulator_dtype,
     cdiv,
     launch,
     nbytes,
     needs_int64,
+    tile,
     tl_accumulator,
 )
+from .tiles import channel_group, channel_tile, lrn_load_params, lrn_params, lrn_scale, pow_neg, squares
 
 # (BLOCK_C, BLOCK_S, warps): channels x positions per program. One GPU config: the kernel is
 # memory-bound and the tile only needs to be wide along the contiguous axis.
 GPU_TILE = (4, 256, 4)
 INTERPRETER_TILE = (64, 4096, 1)
-
-
-@triton.jit
-def _squares(x_ptr, cc, lo, hi, sx_c, col, col_ok, ACC: tl.constexpr):
-    """x^2 at channels cc (0 outside each row's group lo..hi-1) x columns col."""
-    ok = (cc >= lo) & (cc < hi)
-    v = tl.load(x_ptr + (cc * sx_c)[:, None] + col[None, :], mask=ok[:, None] & col_ok[None, :],
-                other=0.0).to(ACC)
-    return v * v
-
-
-@triton.jit
-def lrn_scale(x_ptr, col, col_ok, c, lo, hi, sx_c, SIZE: tl.constexpr, k, alpha_over_size,
-              ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
-    """s = k + alpha/size * (windowed sum of squares) for channels c x columns col (offsets), the
-    window cut at each channel's group bounds lo..hi-1 (see `channel_group`)."""
-    acc = tl.zeros((BLOCK_C, BLOCK_S), dtype=ACC)
-    for d in tl.static_range(SIZE):
-        acc += _squares(x_ptr, c + d - SIZE // 2, lo, hi, sx_c, col, col_ok, ACC)
-    return k + alpha_over_size * acc
-
-
-@triton.jit
-def lrn_load_params(params_ptr):
-    """(k, alpha / size, beta) from the parameter tensor made by `lrn_params`."""
-    return tl.load(params_ptr), tl.load(params_ptr + 1), tl.load(params_ptr + 2)
-
-
-@triton.jit
-def pow_neg(s, beta):
-    """s ** -beta for s > 0, as exp2(-beta * log2(s))."""
-    return tl.exp2(-beta * tl.log2(s))
-
-
-@triton.jit
-def channel_group(c, C, GROUP):
-    """(lo, hi): the channels c's window may reach, its group of GROUP channels (GROUP == C: all
-    of them; AlexNet's two towers on one device: C / 2 each, so no window crosses a tower)."""
-    lo = (c // GROUP) * GROUP
-    return lo, tl.minimum(lo + GROUP, C)  # rows c >= C (masked) get an empty range
-
-
-@triton.jit
-def channel_tile(C, S, INDEX_64: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
-    """This program's image n (grid axis 2), BLOCK_S positions s of S (axis 0) and BLOCK_C
-    channels c of C (axis 1), with their in-bounds masks; the LRN and max-pool kernels tile so."""
-    n = tl.program_id(2)
-    s = tl.program_id(0) * BLOCK_S + tl.arange(0, BLOCK_S)
-    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    if INDEX_64:
-        n = n.to(tl.int64)
-        s = s.to(tl.int64)
-    return n, s, c, s < S, c < C
 
 
 @triton.jit
@@ -155,13 +97,13 @@ def lrn_backward_kernel(
     first = c - (SIZE - 1) // 2
     window = tl.zeros((BLOCK_C, BLOCK_S), dtype=ACC)
     for e in tl.static_range(SIZE):
-        window += _squares(x_base, first - SIZE // 2 + e, lo, hi, sx_c, col, s_ok, ACC)
+        window += squares(x_base, first - SIZE // 2 + e, lo, hi, sx_c, col, s_ok, ACC)
     cross = tl.zeros((BLOCK_C, BLOCK_S), dtype=ACC)
     for d in tl.static_range(SIZE):
         j = first + d
         if d > 0:
-            window += (_squares(x_base, j + (SIZE - 1) // 2, lo, hi, sx_c, col, s_ok, ACC)
-                       - _squares(x_base, j - SIZE // 2 - 1, lo, hi, sx_c, col, s_ok, ACC))
+            window += (squares(x_base, j + (SIZE - 1) // 2, lo, hi, sx_c, col, s_ok, ACC)
+                       - squares(x_base, j - SIZE // 2 - 1, lo, hi, sx_c, col, s_ok, ACC))
         j_mask = ((j >= lo) & (j < hi))[:, None] & s_ok[None, :]
         a_j = tl.load(x_base + (j * sx_c)[:, None] + col[None, :], mask=j_mask, other=0.0).to(ACC)
         g_j = tl.load(dy_base + (j * sdy_c)[:, None] + dy_col[None, :], mask=j_mask, other=0.0).to(ACC)
@@ -176,19 +118,12 @@ def lrn_backward_kernel(
     tl.store(dx_ptr + dx_off, dx.to(dx_ptr.dtype.element_ty), mask=mask)
 
 
-@functools.lru_cache(maxsize=64)
-def lrn_params(k, alpha, beta, size, dtype, device):
-    """[k, alpha/size, beta] as a tensor in the compute dtype (cached: one copy per setting)."""
-    return torch.tensor([k, alpha / size, beta], dtype=accumulator_dtype(dtype), device=device)
-
-
-def _tile(dtype):
+def _tile(dtype, channels, positions):
     """(BLOCK_C, BLOCK_S, warps): the interpreter's large tile, or the GPU tile (half as wide for
     fp64, whose values take twice the registers: the backward's sliding windows spill otherwise)."""
-    if INTERPRETING:
-        return INTERPRETER_TILE
     block_c, block_s, warps = GPU_TILE
-    return (block_c, block_s // 2, warps) if dtype == torch.float64 else GPU_TILE
+    return tile((block_c, block_s // 2, warps) if dtype == torch.float64 else GPU_TILE, INTERPRETER_TILE,
+                fit=(channels, positions))
 
 
 def lrn_forward(x, y, size, alpha, beta, k, groups=1):
@@ -197,7 +132,7 @@ def lrn_forward(x, y, size, alpha, beta, k, groups=1):
     n, c, s = x.shape
     if y.numel() == 0:
         return y
-    block_c, block_s, warps = _tile(x.dtype)
+    block_c, block_s, warps = _tile(x.dtype, c, s)
     launch(lrn_forward_kernel, (cdiv(s, block_s), cdiv(c, block_c), n),
            x, y, lrn_params(k, alpha, beta, size, x.dtype, x.device), c, s, c // groups,
            *x.stride(), *y.stride(), SIZE=size, ACC=tl_accumulator(x.dtype),
@@ -211,7 +146,7 @@ def lrn_backward(x, dy, dx, size, alpha, beta, k, groups=1):
     n, c, s = x.shape
     if dx.numel() == 0:
         return dx
-    block_c, block_s, warps = _tile(x.dtype)
+    block_c, block_s, warps = _tile(x.dtype, c, s)
     launch(lrn_backward_kernel, (cdiv(s, block_s), cdiv(c, block_c), n),
            x, dy, dx, lrn_params(k, alpha, beta, size, x.dtype, x.device), c, s, c // groups,
            *x.stride(), *dy.stride(), *dx.stride(), SIZE=size, ACC=tl_accumulator(x.dtype),

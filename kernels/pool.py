@@ -19,9 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .tiles import window_source
 from .launch import (
-    INTERPRETING,
     Cost,
     cdiv,
     empty,
@@ -29,9 +27,18 @@ from .launch import (
     memory_format_of,
     nbytes,
     needs_int64,
+    tile,
     tl_accumulator,
 )
-from .lrn import channel_group, channel_tile, lrn_load_params, lrn_params, lrn_scale, pow_neg
+from .tiles import (
+    channel_group,
+    channel_tile,
+    lrn_load_params,
+    lrn_params,
+    lrn_scale,
+    pow_neg,
+    window_source,
+)
 
 # (BLOCK_C, BLOCK_P, warps) per kernel. Memory-bound: one GPU config each, the one of a small sweep
 # the static model (`tritonalex kernels --step`) estimated fastest on the channels_last step, and
@@ -139,8 +146,8 @@ def max_pool2d_backward_kernel(
     tl.store(dx_ptr + dx_off, g.to(dx_ptr.dtype.element_ty), mask=c_ok[:, None] & q_ok[None, :])
 
 
-def _tile(kernel):
-    return INTERPRETER_TILE if INTERPRETING else GPU_TILES[kernel]
+def _tile(kernel, channels, pixels):
+    return tile(GPU_TILES[kernel], INTERPRETER_TILE, fit=(channels, pixels))
 
 
 def max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw, lrn=None):
@@ -156,7 +163,7 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw, lrn=None):
     idx = torch.empty((n, c, oh, ow), dtype=torch.int64, device=x.device, memory_format=fmt)
     if y.numel() == 0:
         return y, idx
-    block_c, block_p, warps = _tile("forward")
+    block_c, block_p, warps = _tile("forward", c, oh * ow)
     params = lrn_params(lrn[3], lrn[1], lrn[2], lrn[0], x.dtype, x.device) if lrn else x
     launch(max_pool2d_forward_kernel, (cdiv(oh * ow, block_p), cdiv(c, block_c), n),
            x, y, idx, params, c, h, w, oh, ow, c // lrn[4] if lrn else c, *stride, *padding,
@@ -178,7 +185,7 @@ def max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation, out_dtype
         return dx
     if idx.numel() == 0:
         return dx.zero_()
-    block_c, block_p, warps = _tile("backward")
+    block_c, block_p, warps = _tile("backward", c, h * w)
     launch(max_pool2d_backward_kernel, (cdiv(h * w, block_p), cdiv(c, block_c), n),
            dy, idx, dx, c, h, w, oh, ow, *padding, *dilation, *dy.stride(), *dx.stride(),
            KH=kernel[0], KW=kernel[1], STRIDE_H=stride[0], STRIDE_W=stride[1],

@@ -1,8 +1,20 @@
 """Triton helpers shared by several kernel files (each op's file imports these, never another
-op's file): the accumulate-dot, the bias+ReLU epilogue, window inversion, channel tiles."""
+op's file): the accumulate-dot, the bias+ReLU epilogue, window inversion, channel tiles, and the
+LRN's window math (the LRN kernels and the fused LRN -> max-pool kernels both compute it).
 
+The LRN's scalar parameters (k, alpha/size, beta) are read from a small tensor in the accumulator
+dtype (`lrn_params`), so fp64 runs get fp64 constants on a GPU too (float arguments would arrive
+as fp32). Powers are exp2(-beta * log2(s)), which works in the interpreter (libdevice pow does
+not).
+"""
+
+import functools
+
+import torch
 import triton
 import triton.language as tl
+
+from .launch import accumulator_dtype
 
 
 @triton.jit
@@ -43,3 +55,68 @@ def window_source(i, pad, tap, dil, stride, O, ok):
     t = i + pad - tap * dil
     o = t // stride
     return o, ok & (t >= 0) & (t % stride == 0) & (o < O)
+
+
+# --- channel tiles ------------------------------------------------------------------------------
+
+
+@triton.jit
+def channel_tile(C, S, INDEX_64: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+    """This program's image n (grid axis 2), BLOCK_S positions s of S (axis 0) and BLOCK_C
+    channels c of C (axis 1), with their in-bounds masks; the LRN and max-pool kernels tile so."""
+    n = tl.program_id(2)
+    s = tl.program_id(0) * BLOCK_S + tl.arange(0, BLOCK_S)
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    if INDEX_64:
+        n = n.to(tl.int64)
+        s = s.to(tl.int64)
+    return n, s, c, s < S, c < C
+
+
+@triton.jit
+def channel_group(c, C, GROUP):
+    """(lo, hi): the channels c's window may reach, its group of GROUP channels (GROUP == C: all
+    of them; AlexNet's two towers on one device: C / 2 each, so no window crosses a tower)."""
+    lo = (c // GROUP) * GROUP
+    return lo, tl.minimum(lo + GROUP, C)  # rows c >= C (masked) get an empty range
+
+
+# --- the LRN's window math -----------------------------------------------------------------------
+
+
+@triton.jit
+def squares(x_ptr, cc, lo, hi, sx_c, col, col_ok, ACC: tl.constexpr):
+    """x^2 at channels cc (0 outside each row's group lo..hi-1) x columns col."""
+    ok = (cc >= lo) & (cc < hi)
+    v = tl.load(x_ptr + (cc * sx_c)[:, None] + col[None, :], mask=ok[:, None] & col_ok[None, :],
+                other=0.0).to(ACC)
+    return v * v
+
+
+@triton.jit
+def lrn_scale(x_ptr, col, col_ok, c, lo, hi, sx_c, SIZE: tl.constexpr, k, alpha_over_size,
+              ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+    """s = k + alpha/size * (windowed sum of squares) for channels c x columns col (offsets), the
+    window cut at each channel's group bounds lo..hi-1 (see `channel_group`)."""
+    acc = tl.zeros((BLOCK_C, BLOCK_S), dtype=ACC)
+    for d in tl.static_range(SIZE):
+        acc += squares(x_ptr, c + d - SIZE // 2, lo, hi, sx_c, col, col_ok, ACC)
+    return k + alpha_over_size * acc
+
+
+@triton.jit
+def lrn_load_params(params_ptr):
+    """(k, alpha / size, beta) from the parameter tensor made by `lrn_params`."""
+    return tl.load(params_ptr), tl.load(params_ptr + 1), tl.load(params_ptr + 2)
+
+
+@triton.jit
+def pow_neg(s, beta):
+    """s ** -beta for s > 0, as exp2(-beta * log2(s))."""
+    return tl.exp2(-beta * tl.log2(s))
+
+
+@functools.lru_cache(maxsize=64)
+def lrn_params(k, alpha, beta, size, dtype, device):
+    """[k, alpha/size, beta] as a tensor in the compute dtype (cached: one copy per setting)."""
+    return torch.tensor([k, alpha / size, beta], dtype=accumulator_dtype(dtype), device=device)

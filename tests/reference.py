@@ -40,21 +40,24 @@ class Inputs:
         return t.requires_grad_(requires_grad)
 
 
-def relative_error(actual, expected):
+def relative_error(actual, expected, floor=1e-30):
     actual, expected = actual.detach().double(), expected.detach().double()
-    scale = expected.abs().max().clamp_min(1e-30)
+    scale = expected.abs().max().clamp_min(floor)
     return ((actual - expected).abs().max() / scale).item()
 
 
-def assert_close(actual, expected, tol, what="", seed=None):
-    """Shapes equal, NaN exactly where the reference has NaN, and relative error within tol."""
+def assert_close(actual, expected, tol, what="", seed=None, floor=1e-30):
+    """Shapes equal, NaN exactly where the reference has NaN, and relative error within tol.
+
+    The error is relative to max |expected|, or to `floor` where that is smaller (a result that
+    is rounding noise around 0, e.g. a gradient that vanishes mathematically)."""
     where = f"{what} (seed {seed}; rerun with TRITONALEX_TEST_SEED={seed})"
     assert actual.shape == expected.shape, f"{where}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
     bad = torch.isnan(actual.detach()) != torch.isnan(expected.detach())
     assert not bad.any(), f"{where}: {int(bad.sum())} elements NaN in one result only (unwritten?)"
     finite = ~torch.isnan(expected.detach())
     if finite.any():
-        err = relative_error(actual[finite], expected[finite])
+        err = relative_error(actual[finite], expected[finite], floor)
         assert err <= tol, f"{where}: relative error {err:.3g} > {tol:.3g}"
 
 

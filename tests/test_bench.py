@@ -42,8 +42,8 @@ def expected_costs(n, s):
                        ("pool5", n * 256 * 13 * 13, n * 256 * 6 * 6)):
         out[name] = {"forward": (0, (e + p) * s), "backward": (0, (p + e) * s + 8 * p),
                      "forward+backward": (0, 2 * (e + p) * s + 16 * p)}
-    for name, e, p in (("lrn_pool1", n * 96 * 55 * 55, n * 96 * 27 * 27),
-                       ("lrn_pool2", n * 256 * 27 * 27, n * 256 * 13 * 13)):
+    for name, e, p in (("lrn1+pool1", n * 96 * 55 * 55, n * 96 * 27 * 27),
+                       ("lrn2+pool2", n * 256 * 27 * 27, n * 256 * 13 * 13)):
         out[name] = {"forward": (0, (e + p) * s), "backward": (0, (p + 2 * e) * s + 8 * p),
                      "forward+backward": (0, (2 * p + 3 * e) * s + 16 * p)}
     for name, k, m, relu in (("fc6", 9216, 4096, True), ("fc7", 4096, 4096, True),
@@ -59,7 +59,7 @@ def expected_costs(n, s):
 @pytest.mark.parametrize("n, s", [(1, 4), (128, 2)])
 def test_layer_costs_match_hand_computed_values(n, s):
     expected = expected_costs(n, s)
-    assert set(expected) == set(layers.ORDER)
+    assert set(expected) == set(layers.order())
     for layer, by_direction in expected.items():
         for direction, value in by_direction.items():
             assert layers.cost(layer, n, s, direction) == value, (layer, direction)
@@ -67,14 +67,14 @@ def test_layer_costs_match_hand_computed_values(n, s):
 
 def test_conv_and_fc_flops_add_up_to_the_compiled_alexnet():
     """Cross-check with the compiler's independent count: 1.449 GFLOP per image forward."""
-    assert sum(layers.cost(layer, 1, 4, "forward")[0] for layer in layers.ORDER) == 1_448_813_632
+    assert sum(layers.cost(layer, 1, 4, "forward")[0] for layer in layers.order()) == 1_448_813_632
 
 
 def test_groups_and_selection():
-    assert layers.select(["lrn"]) == ["lrn1", "lrn_pool1", "lrn2", "lrn_pool2"]
+    assert layers.select(["lrn", "lrn_maxpool"]) == ["lrn1", "lrn1+pool1", "lrn2", "lrn2+pool2"]
     assert layers.select(["fc8", "conv1", "conv"]) == ["conv1", "conv2", "conv3", "conv4",
                                                        "conv5", "fc8"]
-    assert layers.select(["all"]) == layers.ORDER
+    assert layers.select(["all"]) == layers.order()
     with pytest.raises(ValueError, match="unknown layer 'conv9'"):
         layers.select(["conv9"])
 
@@ -122,8 +122,8 @@ def test_cpu_path_checks_a_whole_spec(capsys):
 def test_cpu_check_fails_on_a_wrong_kernel(capsys, monkeypatch):
     real = layers.implementations
 
-    def off_by_a_bit(layer, dropout=0.5):
-        fns = real(layer, dropout)
+    def off_by_a_bit(layer, training=True):
+        fns = real(layer, training)
         ours = fns["tritonalex"]
         fns["tritonalex"] = lambda x: ours(x) * (1 + 1e-6)
         return fns

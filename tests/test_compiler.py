@@ -34,7 +34,29 @@ def test_alexnet_owt_parameters():
     assert totals["parameters"] == 61_100_840
 
 
-@pytest.mark.parametrize("name", ["alexnet", "alexnet-owt", "alexnet-small"])
+def test_zfnet_parameters_and_shapes():
+    """Zeiler & Fergus (2013), Fig. 3, counted by hand: (fan-in + 1) x filters per layer."""
+    conv = [96 * (3 * 7 * 7 + 1), 256 * (96 * 5 * 5 + 1), 384 * (256 * 3 * 3 + 1),
+            384 * (384 * 3 * 3 + 1), 256 * (384 * 3 * 3 + 1)]
+    fc = [4096 * (6 * 6 * 256 + 1), 4096 * (4096 + 1), 1000 * (4096 + 1)]
+    assert sum(conv) + sum(fc) == 62_357_608
+    rows, totals = summarize(tritonalex.load_spec("zfnet"), placed_graph("zfnet"), batch=1)
+    assert totals["parameters"] == sum(conv) + sum(fc)
+    assert [r["parameters"] for r in rows if r["parameters"]] == conv + fc
+    assert [r["output"] for r in rows if r["kind"] in ("conv", "maxpool")] == [
+        "110x110x96", "55x55x96", "26x26x256", "13x13x256", "13x13x384", "13x13x384", "13x13x256",
+        "6x6x256"]
+
+
+def test_alexnet_bn_adds_one_batch_norm_per_conv():
+    _, plain = summarize(tritonalex.load_spec("alexnet"), placed_graph("alexnet"))
+    rows, totals = summarize(tritonalex.load_spec("alexnet-bn"), placed_graph("alexnet-bn"))
+    norms = [r for r in rows if r["kind"] == "batchnorm"]
+    assert [r["parameters"] for r in norms] == [2 * c for c in (96, 256, 384, 384, 256)]
+    assert totals["parameters"] == plain["parameters"] + sum(r["parameters"] for r in norms)
+
+
+@pytest.mark.parametrize("name", tritonalex.spec.SHIPPED)
 def test_shipped_specs_compile(name):
     model = tritonalex.compile(tritonalex.load_spec(name), backend="torch", devices="cpu")
     _, totals = summarize(tritonalex.load_spec(name), placed_graph(name))
@@ -225,6 +247,8 @@ def test_cli_summary_json_and_explain(tmp_path):
     assert data["totals"]["parameters"] == 60_965_224
     assert data["totals"]["crossing_bytes_per_step"] > 0
     assert any(r["kernel"] == "lrn_max_pool2d (fused)" for r in data["layers"])
+    zfnet = _cli("summary", "zfnet")
+    assert zfnet.returncode == 0 and "62,357,608" in zfnet.stdout
     explained = _cli("compile", "alexnet", "--explain")
     assert explained.returncode == 0 and "after place" in explained.stdout
     (tmp_path / "bad.toml").write_text(BAD_SPECS["unknown key"][0])

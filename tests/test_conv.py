@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 import tritonalex.functional as F
 from tritonalex.kernels.launch import DotKernel
-from tritonalex.shapes import ALEXNET_CONVS, conv_shapes
+from tritonalex.bench.layers import cases
+from tritonalex.kinds.conv import geometry
 from reference import (
     DEVICE,
     TF32_TOLERANCE,
@@ -109,7 +110,15 @@ def test_noncontiguous_weight():
                  "transposed weight", rnd.seed)
 
 
-@pytest.mark.parametrize("layer", list(ALEXNET_CONVS))
+ALEXNET_CONVS = [name for name, (node, _) in cases("alexnet").items() if node.kind == "conv"]
+
+
+def conv_shapes(layer, batch):
+    """The alexnet spec's conv layer as one conv over both towers."""
+    return geometry(cases("alexnet")[layer][0], batch)
+
+
+@pytest.mark.parametrize("layer", ALEXNET_CONVS)
 def test_alexnet_layers(layer):
     x_shape, w_shape, args = conv_shapes(layer, batch=1)
     # conv1's input is the image: training never needs its gradient (the slow test checks it).

@@ -8,7 +8,10 @@ import torch.nn.functional as TF
 import tritonalex.functional as F
 import tritonalex.nn as tnn
 from tritonalex.kernels import lrn as lrn_kernels
+from tritonalex.bench.layers import cases
 from tritonalex.kernels import pool as pool_kernels
+from tritonalex.kinds.lrn import lrn_args
+from tritonalex.kinds.maxpool import pool_args
 from reference import DEVICE, TOLERANCE, Inputs, as_layout, assert_close, check_unary_op
 
 # --- local response norm -------------------------------------------------------------------------
@@ -221,11 +224,16 @@ def test_fused_lrn_pool_equals_the_two_ops(shape, lrn, pool):
     assert torch.equal(idx, want)
 
 
-@pytest.mark.parametrize("channels,hw", [(96, 55), (256, 27)])
-def test_fused_lrn_pool_alexnet_shapes(channels, hw):
+ALEXNET_LRN_POOLS = [node for node, _ in cases("alexnet").values() if node.kind == "lrn_maxpool"]
+
+
+@pytest.mark.parametrize("node", ALEXNET_LRN_POOLS, ids=lambda node: node.label)
+def test_fused_lrn_pool_alexnet_shapes(node):
+    """The alexnet spec's fused layers, as one tower (the windows spanning all channels)."""
     rnd = Inputs()
-    x = torch.relu(rnd.randn(1, channels, hw, hw)) * 3
-    lrn, pool = (5, 5e-4, 0.75, 2.0), dict(kernel_size=3, stride=2)
+    x = torch.relu(rnd.randn(1, node.in_shape[0] * node.in_parts, *node.in_shape[1:])) * 3
+    lrn, (k, s, p) = lrn_args(node.params["lrn"]), pool_args(node.params["pool"])
+    pool = dict(kernel_size=k, stride=s, padding=p)
     check_unary_op(lambda t: F.lrn_max_pool2d(t, *lrn, **pool), _two_ops(lrn, pool), x,
                    seed=rnd.seed)
 

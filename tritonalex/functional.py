@@ -6,6 +6,7 @@ Each function also takes keyword-only options that fuse what usually follows it
 
 from . import ops
 from ._args import autocast_input
+from .ops.batchnorm import batch_norm as batch_norm_op
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, activation=None):
@@ -74,3 +75,11 @@ def dropout(input, p=0.5, training=True, inplace=False):
     """torch.nn.functional.dropout; the mask comes from a seed drawn from the input device's
     generator, so ``torch.manual_seed`` reproduces it (the stream itself differs from torch's)."""
     return ops.dropout(input, p, training, inplace)
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5):
+    """torch.nn.functional.batch_norm: batch statistics in training (the running ones updated in
+    place: running = (1 - momentum) running + momentum batch, the variance unbiased), the running
+    statistics otherwise. Any input of shape (N, C, ...), any strides; reductions deterministic."""
+    return batch_norm_op(input, running_mean, running_var, weight, bias, training, momentum, eps)

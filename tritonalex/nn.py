@@ -105,3 +105,28 @@ class Dropout(torch.nn.Dropout):
 
     def forward(self, input):
         return F.dropout(input, self.p, self.training, self.inplace)
+
+
+def batch_norm_forward(m, input, momentum, eps, batch_norm=F.batch_norm):
+    """torch's _BatchNorm.forward on the buffers and parameters of `m` (running_mean, running_var,
+    num_batches_tracked, weight, bias; any may be None), with `batch_norm` doing the work:
+    counts the batch, turns momentum=None into the cumulative average 1/batches, and uses the
+    batch's statistics in training or when no running ones are tracked."""
+    factor = 0.0 if momentum is None else momentum
+    tracking = m.running_mean is not None
+    if m.training and tracking and m.num_batches_tracked is not None:
+        m.num_batches_tracked.add_(1)
+        factor = 1.0 / float(m.num_batches_tracked) if momentum is None else momentum
+    use_batch = m.training or m.running_mean is None and m.running_var is None
+    return batch_norm(input, m.running_mean, m.running_var, m.weight, m.bias, use_batch, factor, eps)
+
+
+class BatchNorm2d(torch.nn.BatchNorm2d):
+    """torch.nn.BatchNorm2d on the Triton batch-norm kernels: the same arguments (affine,
+    track_running_stats, momentum=None for a cumulative average), buffers and state_dict."""
+
+    def forward(self, input):
+        self._check_input_dim(input)
+        if not self.track_running_stats:  # batch statistics always, nothing updated
+            return F.batch_norm(input, None, None, self.weight, self.bias, True, 0.0, self.eps)
+        return batch_norm_forward(self, input, self.momentum, self.eps)

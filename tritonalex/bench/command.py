@@ -29,7 +29,8 @@ def add_parser(commands):
         "bench", help="benchmark every AlexNet layer and whole specs against cuDNN/cuBLAS",
         description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--layer", nargs="+", metavar="NAME", default=[],
-                   help=f"layers ({', '.join(layers.ORDER)}) or groups ({', '.join(layers.GROUPS)})")
+                   help=f"layers of alexnet ({', '.join(layers.order())}) or groups "
+                        f"({', '.join(layers.groups())})")
     p.add_argument("--net", nargs="?", const="alexnet", metavar="SPEC",
                    help="an inference pass and a training step of a spec (default: alexnet)")
     p.add_argument("--batch", type=positive, default=128, help="batch size (default 128)")
@@ -101,7 +102,7 @@ def measure(chosen, spec, args, directions, layouts, device):
         dtype, tf32 = harness.PRECISIONS[precision]
         with harness.precision_mode(tf32):
             for layer in chosen:
-                for layout in layouts if layers.kind(layer) != "fc" else ("row-major",):
+                for layout in layouts if layers.takes_layout(layer) else ("row-major",):
                     args_ = layers.inputs(layer, args.batch, dtype, layout, device)
                     fns = layers.implementations(layer)
                     fns, notes = _with_compiled(fns, args.no_compile)
@@ -192,7 +193,7 @@ def _check_all(chosen, spec, args, directions, layouts):
     for precision in args.dtype:
         size = harness.PRECISIONS[precision][0].itemsize
         for layer in chosen:
-            for layout in layouts if layers.kind(layer) != "fc" else ("row-major",):
+            for layout in layouts if layers.takes_layout(layer) else ("row-major",):
                 error = _check_layer(layer, args.check_batch, layout,
                                      backward=directions != ("forward",))
                 for direction in directions:
@@ -231,7 +232,7 @@ def _rel_error(ours, ref):
 def _check_layer(layer, batch, layout, backward):
     """Largest relative error of the layer's output (and input/weight/bias gradients) against
     torch, float64, dropout off (its mask is random; tests/test_linear.py covers it)."""
-    fns = layers.implementations(layer, dropout=0.0)
+    fns = layers.implementations(layer, training=False)
     results = {}
     for impl, fn in fns.items():
         args_ = layers.inputs(layer, batch, torch.float64, layout, "cpu")

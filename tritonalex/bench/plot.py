@@ -10,7 +10,7 @@ import sys
 
 from .._output import pyplot, save_figure
 from .harness import read_csv
-from .layers import ORDER
+from .layers import order
 
 
 def latest_speedups(rows):
@@ -51,7 +51,7 @@ def plot_speedups(csv_path, out_path):
     fig, axes = plt.subplots(len(groups), 1, figsize=(12, 3.2 * len(groups)), squeeze=False)
     for ax, ((gpu, dtype, layout, direction), impls) in zip(axes[:, 0], sorted(groups.items())):
         cases = sorted({c for by_case in impls.values() for c in by_case},
-                       key=lambda c: ORDER.index(c) if c in ORDER else len(ORDER))
+                       key=lambda c: order().index(c) if c in order() else len(order()))
         width = 0.8 / len(impls)
         for i, (impl, by_case) in enumerate(sorted(impls.items(), key=lambda kv: kv[0] != "tritonalex")):
             xs = [j + i * width for j, c in enumerate(cases) if c in by_case]

@@ -7,6 +7,8 @@ A node's output is `parts` tensors, one per tower (parts = towers) or one undivi
 import dataclasses
 import math
 
+from .. import kinds
+
 # Per layer, at most 2^31 parameters and 2^31 output elements per image (8 GiB each in fp32): far
 # above any AlexNet-family network, and a clear error instead of an attempt to allocate terabytes.
 MAX_LAYER_PARAMETERS = 1 << 31
@@ -16,12 +18,14 @@ MAX_IMAGE_ELEMENTS = 1 << 31
 @dataclasses.dataclass
 class Node:
     name: str  # the spec layer's name (a fused node keeps its first layer's name)
-    kind: str  # conv, linear, relu, lrn, maxpool, lrn_maxpool, dropout, flatten, softmax
+    kind: str  # a layer kind's name (tritonalex.kinds), e.g. conv, lrn_maxpool
     params: dict  # the spec keys (for lrn_maxpool: both layers' keys, see passes.py)
     index: int  # position of the first layer in the spec file
     fused: list = dataclasses.field(default_factory=list)  # names of layers folded into this one
     activation: str = None  # "relu" when a following ReLU was fused (conv, linear)
     dropout: float = 0.0  # p of a fused dropout (linear)
+    folds: str = None  # the batchnorm node folded into this conv in evaluation (see passes.py)
+    folded: bool = False  # a batchnorm folded into the conv before it in evaluation
     parts: int = 1  # output tensors: one per tower, or 1 undivided
     shape: tuple = ()  # per-image shape of one output part
     in_parts: int = 1  # how many parts the input had
@@ -37,18 +41,12 @@ class Node:
 
     def kernel(self):
         """Which tritonalex kernel runs this node on the triton backend."""
-        if self.kind == "conv":
-            return "conv2d+bias" + ("+relu" if self.activation else "")
-        if self.kind == "linear":
-            return ("linear+bias" + ("+relu" if self.activation else "")
-                    + (f"+dropout({self.dropout})" if self.dropout else ""))
-        return {"relu": "relu", "lrn": "local_response_norm", "maxpool": "max_pool2d",
-                "lrn_maxpool": "lrn_max_pool2d (fused)", "dropout": "dropout",
-                "flatten": "view (no kernel)", "softmax": "softmax (torch, on probabilities only)"}[self.kind]
+        return kinds.get(self.kind).kernel(self)
 
     def describe(self):
         parts = f"{self.parts}x" if self.parts > 1 else ""
         return (f"{self.label:22} {self.kind:11} -> {parts}{self.shape}"
+                + (f"  folds {self.folds} (eval)" if self.folds else "")
                 + (f"  reads {self.params['reads']}" if "reads" in self.params else "")
                 + (f"  on {', '.join(self.devices)}" if self.devices else ""))
 
@@ -58,71 +56,46 @@ def build_graph(spec):
     return [Node(layer.name, layer.kind, dict(layer.params), layer.index) for layer in spec.layers]
 
 
-def _out_size(size, kernel, stride, padding):
-    return (size + 2 * padding - kernel) // stride + 1
-
-
 def infer_shapes(graph, spec):
     """The graph with parts/shape of every node filled in (new nodes: the input graph is not
-    changed); raise SpecError where a layer cannot run at this input."""
+    changed); raise SpecError where a layer cannot run at this input. Each kind's record gives
+    its shape rule (tritonalex.kinds); the tower split is the same for every kind."""
     layers = {layer.name: layer for layer in spec.layers}
-    towers = spec.towers
     parts, shape = 1, (spec.channels, spec.size, spec.size)
     out = []
-    for node in graph:
+    for position, node in enumerate(graph):
         layer = layers[node.name]
+        try:
+            kind = kinds.get(node.kind)
+        except KeyError as exc:
+            raise spec.error(layer, "kind", exc.args[0]) from None
         node = dataclasses.replace(node, in_parts=parts, in_shape=shape)
-        p = node.params
-        if node.kind in ("conv", "linear"):
-            width_key = "out_channels" if node.kind == "conv" else "out_features"
-            total = p[width_key]
-            if node.kind == "conv" and len(shape) != 3:
-                raise spec.error(layer, None, "a conv layer needs maps (C, H, W), not features")
-            if node.kind == "linear" and len(shape) != 1:
-                raise spec.error(layer, None, f"a linear layer needs features; add a flatten "
-                                              f"layer before it (input is {shape})")
-            split = p["split"] and towers > 1
-            if split and total % towers:
-                raise spec.error(layer, width_key, f"{total} does not split across {towers} towers")
-            if node.kind == "conv":
-                oh = _out_size(shape[1], p["kernel"], p["stride"], p["padding"])
-                ow = _out_size(shape[2], p["kernel"], p["stride"], p["padding"])
-                if oh < 1 or ow < 1:
-                    raise spec.error(layer, "kernel", f"output would be empty ({oh}x{ow}) at input "
-                                                      f"{shape[1]}x{shape[2]}")
-            parts = towers if split else 1
+        if kind.needs == "maps" and len(shape) != 3:
+            raise spec.error(layer, None, f"a {kind.name} layer needs maps (C, H, W), not features "
+                                          f"{shape}")
+        if kind.needs == "features" and len(shape) != 1:
+            raise spec.error(layer, None, f"a {kind.name} layer needs features; add a flatten "
+                                          f"layer before it (input is {shape})")
+        if kind.last and position != len(graph) - 1:
+            raise spec.error(layer, None, f"{kind.name} must be the last layer")
+        width = None
+        if kind.channels:  # computes channels: split across the towers, or one undivided layer
+            total = node.params[kind.channels]
+            split = node.params["split"] and spec.towers > 1
+            if split and total % spec.towers:
+                raise spec.error(layer, kind.channels, f"{total} does not split across "
+                                                       f"{spec.towers} towers")
+            parts = spec.towers if split else 1
             width = total // parts
-            shape = (width, oh, ow) if node.kind == "conv" else (width,)
-        elif node.kind == "maxpool":
-            if len(shape) != 3:
-                raise spec.error(layer, None, "a maxpool layer needs maps (C, H, W)")
-            stride = p["stride"] or p["kernel"]  # (padding <= kernel / 2: checked by the spec loader)
-            oh = _out_size(shape[1], p["kernel"], stride, p["padding"])
-            ow = _out_size(shape[2], p["kernel"], stride, p["padding"])
-            if oh < 1 or ow < 1:
-                raise spec.error(layer, "kernel", f"output would be empty ({oh}x{ow}) at input "
-                                                  f"{shape[1]}x{shape[2]}")
-            shape = (shape[0], oh, ow)
-        elif node.kind == "lrn":
-            if len(shape) != 3:
-                raise spec.error(layer, None, "an lrn layer needs maps (C, H, W)")
-        elif node.kind == "flatten":
-            size = 1
-            for s in shape:
-                size *= s
-            shape = (size,)
-        elif node.kind == "softmax":
-            if node.name != graph[-1].name:
-                raise spec.error(layer, None, "softmax must be the last layer")
-            if parts != 1:
-                raise spec.error(layer, None, "softmax needs one undivided input (give the last "
-                                              "linear layer split = false)")
-        node.parts, node.shape = parts, shape  # our own copy
+        node.parts = parts  # our own copy
+        try:
+            node.shape = shape = tuple(kind.output(node, width))
+        except kinds.LayerError as exc:
+            raise spec.error(layer, exc.key, exc.message) from None
         out.append(node)
         if parameter_count(node) > MAX_LAYER_PARAMETERS:
-            key = "out_channels" if node.kind == "conv" else "out_features"
-            raise spec.error(layer, key, f"the layer would hold {parameter_count(node):,} "
-                                         f"parameters; at most {MAX_LAYER_PARAMETERS:,}")
+            raise spec.error(layer, kind.channels, f"the layer would hold {parameter_count(node):,} "
+                                                   f"parameters; at most {MAX_LAYER_PARAMETERS:,}")
         if math.prod(shape) * parts > MAX_IMAGE_ELEMENTS:
             raise spec.error(layer, None, f"its output would have {math.prod(shape) * parts:,} "
                                           f"elements per image; at most {MAX_IMAGE_ELEMENTS:,}")
@@ -130,19 +103,10 @@ def infer_shapes(graph, spec):
 
 
 def parameter_count(node):
-    """Weights and biases of a node (all towers)."""
-    if node.kind not in ("conv", "linear"):
-        return 0
-    fan_in = node.in_shape[0] * (node.in_parts if node.reads_all() else 1)
-    if node.kind == "conv":
-        fan_in *= node.params["kernel"] ** 2
-    return (fan_in + 1) * node.shape[0] * node.parts
+    """Parameters of a node (all towers)."""
+    return kinds.get(node.kind).parameter_count(node)
 
 
 def forward_flops(node):
     """Forward FLOPs per image (2 per multiply-add; elementwise layers count 0)."""
-    if node.kind not in ("conv", "linear"):
-        return 0
-    weights = parameter_count(node) - node.shape[0] * node.parts
-    positions = node.shape[1] * node.shape[2] if node.kind == "conv" else 1
-    return 2 * weights * positions
+    return kinds.get(node.kind).flops(node)

@@ -1,12 +1,13 @@
 """Lowering: the placed graph to an nn.Module, on the triton or the torch backend.
 
-Both backends build the same module tree and the same state_dict keys: one module per node, keyed
-by the node's name; a conv or linear node's parameters are `towers.<i>.weight` / `.bias`, one pair
-per tower. The torch backend runs stock torch ops (cuDNN/cuBLAS on a GPU) and applies fused
-activations as separate ops.
+Every node becomes one module, keyed by the node's name, that runs its kind's record
+(tritonalex.kinds): `forward(m, x)` with the record's parameters and buffers on `m`. Both
+backends build the same module tree and the same state_dict keys: a node with parameters keeps
+each tower's under `towers.<i>.<name>`, one set per tower. The torch backend runs stock torch ops
+(cuDNN/cuBLAS on a GPU) and applies fused activations as separate ops.
 
-Towers on one device (`TowersInOneLayer`) run as one layer: their output maps are one tensor with
-the towers' channels side by side, a conv that reads only its own tower is a grouped conv
+Towers on one device (`Layer` with towers > 1) run as one layer: their output maps are one tensor
+with the towers' channels side by side, a conv that reads only its own tower is a grouped conv
 (groups = towers), a layer that reads all towers is one conv or GEMM over the towers' weights
 stacked, and an LRN's windows stop at the tower edge (`groups=`). One launch per layer and no cats
 or gradient sums between towers; the parameters are held stacked, and the state_dict shows each
@@ -20,127 +21,66 @@ contiguous in both operands, so their loads vectorize and pipeline (see kernels/
 """
 
 import torch
-import torch.nn.functional as TF
 
-from .. import functional as XF
-from .. import nn as tnn
+from .. import kinds
 
 
-def _gather(parts, tower, node, device):
-    """The input of tower `tower`: its own part, or every part concatenated on its device."""
-    if node.reads_all() or len(parts) == 1:
-        return torch.cat([p.to(device) for p in parts], dim=1) if len(parts) > 1 else parts[0].to(device)
-    return parts[tower].to(device)
+class Layer(torch.nn.Module):
+    """One node on one device, holding `towers` towers side by side in one tensor: the record's
+    parameters and buffers of every tower stacked along dim 0.
 
+    `tower_keys`: the state_dict names each tower's slice `towers.<i>.<name>` (the towers of a
+    device in one layer), instead of plain `<name>` (one tower's layer inside `TowerPerDevice`).
+    """
 
-class TowerPerDevice(torch.nn.Module):
-    """A conv or linear node with its towers on several devices: one layer per output part."""
-
-    def __init__(self, node, backend):
+    def __init__(self, node, backend, towers, device, tower_keys):
         super().__init__()
-        self.node, self.backend = node, backend
-        in_width = node.in_shape[0] * (node.in_parts if node.reads_all() else 1)
-        layers = []
-        for device in node.devices:
-            p = node.params
-            if node.kind == "conv":
-                args = (in_width, node.shape[0], p["kernel"])
-                kwargs = dict(stride=p["stride"], padding=p["padding"])
-                layer = (tnn.Conv2d(*args, activation=node.activation, **kwargs) if backend == "triton"
-                         else torch.nn.Conv2d(*args, **kwargs))
-            else:
-                layer = (tnn.Linear(in_width, node.shape[0], activation=node.activation,
-                                    dropout=node.dropout) if backend == "triton"
-                         else torch.nn.Linear(in_width, node.shape[0]))
-            torch.nn.init.normal_(layer.weight, 0.0, p["weight_std"])
-            torch.nn.init.constant_(layer.bias, p["bias_init"])
-            if node.kind == "conv" and backend == "triton":
-                # Kept in the layout the kernels read best, once: OHWI in memory (channels_last),
-                # same shape and state_dict; load_state_dict copies into it.
-                layer.weight.data = layer.weight.data.contiguous(memory_format=torch.channels_last)
-            layers.append(layer.to(device))
-        self.towers = torch.nn.ModuleList(layers)
+        self.node, self.backend, self.towers, self.tower_keys = node, backend, towers, tower_keys
+        self.kind = kinds.get(node.kind)
+        # The input towers x holds that the layer keeps apart (a grouped conv, an LRN's windows).
+        self.groups = node.in_parts if towers > 1 and not node.reads_all() else 1
+        for table, register in ((self.kind.parameters(node), self._add_parameter),
+                                (self.kind.buffers(node), self.register_buffer)):
+            for name, param in table.items():
+                shape = (param.shape[0] * towers, *param.shape[1:]) if param.shape else ()
+                t = torch.empty(shape, dtype=param.dtype, device=device)
+                param.init(t, node.params)
+                if param.channels_last and backend == "triton":
+                    # Kept in the layout the kernels read best, once: same shape and state_dict;
+                    # load_state_dict copies into it.
+                    t = t.contiguous(memory_format=torch.channels_last)
+                register(name, t)
 
-    def forward(self, parts):
-        outs = []
-        for t, (layer, device) in enumerate(zip(self.towers, self.node.devices)):
-            y = layer(_gather(parts, t, self.node, device))
-            if self.backend == "torch":  # the triton modules fused these already
-                if self.node.activation:
-                    y = torch.relu(y)
-                if self.node.dropout:
-                    y = TF.dropout(y, self.node.dropout, self.training)
-            outs.append(y)
-        return outs
+    def _add_parameter(self, name, t):
+        self.register_parameter(name, torch.nn.Parameter(t))
 
+    def forward(self, x):
+        return self.kind.forward(self, x)
 
-class TowersInOneLayer(torch.nn.Module):
-    """A conv or linear node with all its towers on one device, run as one layer (see the module
-    docstring): `weight` and `bias` hold the towers' parameters stacked along the output axis."""
-
-    def __init__(self, node, backend):
-        super().__init__()
-        self.node, self.backend = node, backend
-        self.towers = node.parts
-        p = node.params
-        in_width = node.in_shape[0] * (node.in_parts if node.reads_all() else 1)  # per tower
-        # Reading only its own tower: each output tower sees one input tower's channels.
-        self.groups = node.in_parts if not node.reads_all() and node.in_parts > 1 else 1
-        shape = (node.shape[0] * node.parts, in_width)
-        if node.kind == "conv":
-            shape += (p["kernel"], p["kernel"])
-        device = node.devices[0]
-        self.weight = torch.nn.Parameter(torch.empty(shape, device=device))
-        self.bias = torch.nn.Parameter(torch.empty(shape[0], device=device))
-        torch.nn.init.normal_(self.weight, 0.0, p["weight_std"])
-        torch.nn.init.constant_(self.bias, p["bias_init"])
-        if node.kind == "conv" and backend == "triton":
-            # Kept in the layout the kernels read best, once: OHWI in memory (channels_last),
-            # same shape and state_dict; load_state_dict copies into it.
-            self.weight.data = self.weight.data.contiguous(memory_format=torch.channels_last)
-
-    def forward(self, parts):
-        (x,) = parts
-        x = x.to(self.weight.device)
-        node, p = self.node, self.node.params
-        F = XF if self.backend == "triton" else TF
-        fused = dict(activation=node.activation) if self.backend == "triton" else {}
-        if node.kind == "conv":
-            y = F.conv2d(x, self.weight, self.bias, p["stride"], p["padding"], groups=self.groups,
-                         **fused)
-        elif self.groups == 1:
-            if self.backend == "triton":
-                fused.update(dropout=node.dropout, training=self.training)
-            y = F.linear(x, self.weight, self.bias, **fused)
-        else:  # a linear layer reading only its own tower: one GEMM per tower (no grouped GEMM)
-            y = torch.cat([F.linear(xi, wi, bi, **fused) for xi, wi, bi in zip(
-                x.chunk(self.groups, 1), self.weight.chunk(self.groups), self.bias.chunk(self.groups))],
-                dim=1)
-            if self.backend == "triton" and node.dropout:
-                y = XF.dropout(y, node.dropout, self.training)
-        if self.backend == "torch":  # the triton kernels fused these already
-            if node.activation:
-                y = torch.relu(y)
-            if node.dropout:
-                y = TF.dropout(y, node.dropout, self.training)
-        return [y]
+    def _tensors(self):
+        return [(name, t) for name, t in list(self._parameters.items()) + list(self._buffers.items())
+                if t is not None and name not in self._non_persistent_buffers_set]
 
     def _save_to_state_dict(self, destination, prefix, keep_vars):
+        if not self.tower_keys:
+            return super()._save_to_state_dict(destination, prefix, keep_vars)
         for i in range(self.towers):  # in the order one module per tower lists them
-            for name in ("weight", "bias"):
-                stacked = getattr(self, name)
-                stacked = stacked if keep_vars else stacked.detach()
-                destination[f"{prefix}towers.{i}.{name}"] = stacked.chunk(self.towers)[i]
+            for name, t in self._tensors():
+                t = t if keep_vars else t.detach()
+                destination[f"{prefix}towers.{i}.{name}"] = t.chunk(self.towers)[i] if t.dim() else t
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs):
-        expected = {f"{prefix}towers.{i}.{name}": (name, i)
-                    for i in range(self.towers) for name in ("weight", "bias")}
-        for key, (name, i) in expected.items():
+        if not self.tower_keys:
+            return super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
+                                                 missing_keys, unexpected_keys, error_msgs)
+        expected = {f"{prefix}towers.{i}.{name}": (t, i)
+                    for i in range(self.towers) for name, t in self._tensors()}
+        for key, (t, i) in expected.items():
             if key not in state_dict:
                 missing_keys.append(key)
                 continue
-            part = getattr(self, name).chunk(self.towers)[i]
+            part = t.chunk(self.towers)[i] if t.dim() else t
             value = state_dict[key]
             if value.shape != part.shape:
                 error_msgs.append(f"size mismatch for {key}: copying a param with shape "
@@ -153,58 +93,50 @@ class TowersInOneLayer(torch.nn.Module):
                                if key.startswith(prefix) and key not in expected)
 
 
-class ElementwiseNode(torch.nn.Module):
-    """A parameter-free node applied to each part on its own (relu, lrn, pools, dropout, ...).
+class OnEachPart(torch.nn.Module):
+    """A node on each part as it is (towers on several devices, or one undivided part)."""
 
-    `groups`: how many towers each part holds side by side (an LRN's windows stop at their edges).
-    """
-
-    def __init__(self, node, backend, groups=1):
+    def __init__(self, layer):
         super().__init__()
-        self.node, self.groups = node, groups
-        self.F = XF if backend == "triton" else TF
-
-    def _one(self, x):
-        F, p, kind = self.F, self.node.params, self.node.kind
-        if kind == "relu":
-            return F.relu(x)
-        if kind == "dropout":
-            return F.dropout(x, p["p"], self.training)
-        if kind == "lrn":
-            if F is XF:
-                return XF.local_response_norm(x, p["size"], p["alpha"], p["beta"], p["k"],
-                                              groups=self.groups)
-            return _per_tower(TF.local_response_norm, x, self.groups, p["size"], p["alpha"],
-                              p["beta"], p["k"])
-        if kind == "maxpool":
-            return F.max_pool2d(x, p["kernel"], p["stride"], p["padding"])
-        if kind == "lrn_maxpool":
-            lrn, pool = p["lrn"], p["pool"]
-            if F is XF:
-                return XF.lrn_max_pool2d(x, lrn["size"], lrn["alpha"], lrn["beta"], lrn["k"],
-                                         pool["kernel"], pool["stride"], pool["padding"],
-                                         groups=self.groups)
-            x = _per_tower(TF.local_response_norm, x, self.groups, lrn["size"], lrn["alpha"],
-                           lrn["beta"], lrn["k"])
-            return TF.max_pool2d(x, pool["kernel"], pool["stride"], pool["padding"])
-        if kind == "flatten":
-            # Channel-major: the towers' flattened maps side by side, as a cat of each would be.
-            return torch.flatten(x, 1)
-        if kind == "softmax":
-            return x  # the network returns logits; CompiledNet.probabilities applies the softmax
-        raise AssertionError(kind)
+        self.layer = layer
 
     def forward(self, parts):
-        return [self._one(x) for x in parts]
+        return [self.layer(x) for x in parts]
 
 
-def _per_tower(fn, x, towers, *args):
-    """torch's fn on each tower's channels of x alone: viewed as towers x more images (a view for
-    NCHW, the torch backend's layout), so no window crosses a tower's edge."""
-    if towers == 1:
-        return fn(x, *args)
-    n, c = x.shape[:2]
-    return fn(x.reshape(n * towers, c // towers, *x.shape[2:]), *args).reshape(x.shape)
+def _joined(parts, device):
+    """The parts as one tensor on `device`: the towers' channels side by side."""
+    if len(parts) == 1:
+        return parts[0].to(device)
+    return torch.cat([p.to(device) for p in parts], dim=1)
+
+
+class TowersInOneLayer(Layer):
+    """All the towers of a node on one device, as one `Layer` (see the module docstring)."""
+
+    def __init__(self, node, backend):
+        super().__init__(node, backend, node.parts, node.devices[0], tower_keys=True)
+
+    def forward(self, parts):
+        return [self.kind.forward(self, _joined(parts, self.node.devices[0]))]
+
+
+class TowerPerDevice(torch.nn.Module):
+    """A node with parameters and its towers on several devices: one layer per output part, each
+    reading its own part or (reads = "all") every part gathered onto its device."""
+
+    def __init__(self, node, backend):
+        super().__init__()
+        self.node = node
+        self.towers = torch.nn.ModuleList(Layer(node, backend, 1, device, tower_keys=False)
+                                          for device in node.devices)
+
+    def forward(self, parts):
+        outs = []
+        for t, (layer, device) in enumerate(zip(self.towers, self.node.devices)):
+            own = not self.node.reads_all() and len(parts) > 1
+            outs.append(layer(parts[t].to(device) if own else _joined(parts, device)))
+        return outs
 
 
 class CompiledNet(torch.nn.Module):
@@ -217,13 +149,20 @@ class CompiledNet(torch.nn.Module):
         one_device = one_device if merge_towers is None else merge_towers
         modules = {}
         for node in graph:
-            if node.kind in ("conv", "linear"):
-                modules[node.name] = (TowersInOneLayer if one_device else TowerPerDevice)(node,
-                                                                                         backend)
+            kind = kinds.get(node.kind)
+            if one_device:
+                modules[node.name] = TowersInOneLayer(node, backend)
+            elif kind.parameters(node) or kind.buffers(node):
+                modules[node.name] = TowerPerDevice(node, backend)
             else:
-                modules[node.name] = ElementwiseNode(node, backend,
-                                                     node.parts if one_device else 1)
+                modules[node.name] = OnEachPart(Layer(node, backend, 1, None, tower_keys=False))
         self.nodes = torch.nn.ModuleDict(modules)
+        for node in graph:
+            if node.folds:  # the conv reads its batch norm's tensors (a plain reference, not a child)
+                conv, norm = modules[node.name], modules[node.folds]
+                pairs = zip(conv.towers, norm.towers) if isinstance(conv, TowerPerDevice) else [(conv, norm)]
+                for conv_layer, norm_layer in pairs:
+                    conv_layer.folded_norm = (norm_layer,)
 
     def forward(self, x):
         if self.backend == "triton" and x.dim() == 4:
@@ -231,7 +170,7 @@ class CompiledNet(torch.nn.Module):
         parts = [x]
         for module in self.nodes.values():
             parts = module(parts)
-        return torch.cat([p.to(parts[0].device) for p in parts], dim=1) if len(parts) > 1 else parts[0]
+        return _joined(parts, parts[0].device)
 
     def probabilities(self, x):
         return torch.softmax(self(x), dim=1)

@@ -44,7 +44,24 @@ def fuse_lrn_maxpool(graph):
     return _fold(graph, lambda a, b: a.kind == "lrn" and b.kind == "maxpool", merge)
 
 
+def fold_batchnorm(graph):
+    """conv -> batchnorm: in evaluation the norm is an affine map per output channel, folded into
+    the conv's weights and bias (one conv launch, no batch-norm launch); in training both run (the
+    norm needs the batch's statistics). Both nodes stay, so parameters and state_dict do not
+    change: the conv records the norm it folds (`folds`), the norm that it is folded (`folded`)."""
+    out = []
+    for node in graph:
+        prev = out[-1] if out else None
+        if prev is not None and prev.kind == "conv" and prev.activation is None \
+                and prev.folds is None and node.kind == "batchnorm":
+            out[-1] = dataclasses.replace(prev, folds=node.name)
+            node = dataclasses.replace(node, folded=True)
+        out.append(node)
+    return out
+
+
 FUSION_PASSES = {
+    "fold_batchnorm": fold_batchnorm,
     "fuse_conv_relu": fuse_conv_relu,
     "fuse_linear_dropout": fuse_linear_dropout,
     "fuse_lrn_maxpool": fuse_lrn_maxpool,

@@ -1,5 +1,6 @@
 """Per-layer summary of a compiled spec: shapes, parameters, FLOPs, memory, kernels, devices."""
 
+from .. import kinds
 from .graph import forward_flops, parameter_count
 
 
@@ -25,7 +26,7 @@ def summarize(spec, graph, batch=128, bytes_per_element=4):
         rows.append(dict(
             layer=node.label, kind=node.kind,
             towers=(("all" if node.reads_all() else "own") + f" -> {node.parts}"
-                    if node.kind in ("conv", "linear") else str(node.parts)),
+                    if kinds.get(node.kind).channels else str(node.parts)),
             output="x".join(str(s) for s in shape[1:] + shape[:1]) if len(shape) == 3 else str(shape[0]),
             parameters=parameter_count(node), forward_flops=forward_flops(node),
             activation_bytes=out_elems * batch * bytes_per_element, kernel=node.kernel(),

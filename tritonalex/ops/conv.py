@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from ..kernels.conv import conv2d_forward, conv2d_input_grad, conv2d_weight_bias_grad, output_size
+from ..kernels.geometry import out_size
 from .._args import (
     check_activation,
     check_device,
@@ -212,7 +213,7 @@ def _space_to_depth(x, weight, padding, stride):
     n, c, h, w = x.shape
     oc, _, kh, kw = weight.shape
     (pt, pb), (pl, pr) = padding
-    oh, ow = (h + pt + pb - kh) // s + 1, (w + pl + pr - kw) // s + 1
+    oh, ow = out_size(h, kh, s, pt, padding_after=pb), out_size(w, kw, s, pl, padding_after=pr)
     a, b = -(-kh // s), -(-kw // s)  # kernel in blocks of s
     u, v = oh + a - 1, ow + b - 1  # input blocks the output reads
     # Pad (or crop) so the padded input is exactly s*u x s*v; extra zeros meet zero weights only.

@@ -6,6 +6,7 @@ from typing import List, Tuple
 import torch
 from torch import Tensor
 
+from ..kernels.geometry import out_size
 from ..kernels.launch import accumulator_dtype
 from ..kernels.lrn import lrn_backward
 from ..kernels.pool import max_pool2d_backward, max_pool2d_forward
@@ -27,14 +28,6 @@ def _pool_param(value, name, default=None):
         return value
     article = "be omitted, " if name == "stride" else ""
     raise RuntimeError(f"max_pool2d: {name} must either {article}a single int, or a tuple of two ints")
-
-
-def _out_size(size, k, pad, stride, dil, ceil_mode):
-    """torch's pooling_output_shape."""
-    out = (size + 2 * pad - dil * (k - 1) - 1 + (stride - 1 if ceil_mode else 0)) // stride + 1
-    if ceil_mode and (out - 1) * stride >= size + pad:
-        out -= 1
-    return out
 
 
 def pool_geometry(input, kernel_size, stride, padding, dilation, ceil_mode):
@@ -60,7 +53,7 @@ def pool_geometry(input, kernel_size, stride, padding, dilation, ceil_mode):
             raise RuntimeError(f"pad should be at most half of effective kernel size, but got "
                                f"pad={p}, kernel_size={k} and dilation={d}")
     h, w = input.shape[-2:]
-    out = tuple(_out_size(size, k, p, s, d, ceil_mode)
+    out = tuple(out_size(size, k, s, p, d, ceil_mode)
                 for size, k, p, s, d in zip((h, w), kernel, padding, stride, dilation))
     if out[0] < 1 or out[1] < 1:
         c = input.shape[-3]

@@ -3,7 +3,10 @@
 * `tritonalex kernels`: every config of every kernel, compiled as the launches of an `alexnet`
   training step at batch 128 really bind it (bf16 and tf32 steps for the tensor-core configs,
   IEEE fp32 and fp64 steps for the FMA ones, the unfused graph for the standalone ReLU, LRN,
-  max-pool and dropout kernels, and the augmentation kernel), for sm_80 and sm_90. A table of
+  max-pool and dropout kernels, a bf16 step of every other shipped spec for the kernels and
+  shapes only they have, e.g. batch norm, and the augmentation kernel), for sm_80 and sm_90.
+  Every `*_kernel` of the kernels package (found by import) must be among them: one that no
+  step launches is a failed row. A table of
   registers, spills, shared memory, asynchronous loads and stages per (kernel, dtype, config,
   arch), the worst over the layers' specializations.
 * `tritonalex kernels --step [SPEC]`: one training step's launches, each estimated by the static
@@ -190,10 +193,15 @@ def check_launches(batch=128):
     from ..kernels.augment import augment_forward
 
     out = []
+    from ..spec import SHIPPED
+
     for dtype, passes in CHECK_STEPS:
         label = dtype + ("" if passes is None else " unfused")
         out += [(label, l) for l in capture_step("alexnet", batch=batch, dtype=dtype,
                                                  passes=passes).launches]
+    for spec in SHIPPED:
+        if spec != "alexnet":
+            out += [(f"bf16 {spec}", l) for l in capture_step(spec, batch=batch).launches]
     meta = dict(device="meta")
     images = torch.empty(1000, 256, 256, 3, dtype=torch.uint8, **meta)
     per_image = [torch.empty(batch, dtype=t, **meta) for t in (torch.int64, torch.int32,
@@ -206,6 +214,24 @@ def check_launches(batch=128):
                 lambda: augment_forward(images, *per_image, shift, stats, stats, 224, out_dtype,
                                         fmt), layer="augment")]
     return out
+
+
+def every_kernel():
+    """Names of every Triton kernel (a module-level `*_kernel` JIT function) of the kernels
+    package, found by importing each of its modules."""
+    import importlib
+    import pkgutil
+
+    import triton
+
+    from .. import kernels
+
+    names = set()
+    for info in pkgutil.iter_modules(kernels.__path__):
+        module = importlib.import_module(f"{kernels.__name__}.{info.name}")
+        names |= {name for name, value in vars(module).items()
+                  if name.endswith("_kernel") and isinstance(value, triton.runtime.JITFunction)}
+    return names
 
 
 def run_check(args):
@@ -240,6 +266,10 @@ def run_check(args):
                 elif not facts["shared_ok"]:
                     row["error"] = "shared memory over the limit"
     rows = list(rows.values())
+    for name in sorted(every_kernel() - {launch.name for _, launch in labelled}):
+        rows.append(dict(kernel=name, dtype="-", config="-", arch="-", builds=0, registers=0,
+                         spill_bytes=0, shared_bytes=0, async_loads=False, stages=0,
+                         error="never launched by the check's steps: not compiled"))
     failed = [r for r in rows if r["error"]]
     summary = dict(builds=len(compiled), rows=len(rows), failed=len(failed))
     _emit(dict(rows=rows, summary=summary), args, lambda: print_check(rows))
