@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tritonalex import cli
-from tritonalex.bench import command, harness, layers
+from tritonalex.bench import harness, layers, measure, render
 
 
 def expected_costs(n, s):
@@ -147,7 +147,7 @@ def test_measured_rows_csv_and_table(monkeypatch, tmp_path, capsys):
     path = tmp_path / "results" / "bench.csv"
     args = argparse.Namespace(batch=1, dtype=["fp32"], no_compile=True, json=False, csv=str(path),
                               no_csv=False)
-    rows = command.measure(["pool5"], None, args, ("forward",), ("nchw",), "cpu")
+    rows = measure.measure(["pool5"], None, args, ("forward",), ("nchw",), "cpu")
     assert [r["impl"] for r in rows] == ["tritonalex", "torch"]
     ours = rows[0]
     flops, bytes_ = layers.cost("pool5", 1, 4, "forward")
@@ -160,7 +160,7 @@ def test_measured_rows_csv_and_table(monkeypatch, tmp_path, capsys):
         recorded = list(csv.DictReader(f))
     assert len(recorded) == 4 and recorded[0]["speedup_vs_torch"] == "2.0"
     assert not list(path.parent.glob("*.tmp"))
-    command.report(rows, argparse.Namespace(json=False, batch=1), measured=True)
+    render.report(rows, argparse.Namespace(json=False, batch=1), measured=True)
     assert "H100" in capsys.readouterr().out
 
     path.write_text("a,b\n1,2\n")
@@ -209,8 +209,8 @@ def test_a_torch_compile_failure_becomes_a_row_with_its_reason(monkeypatch):
         return compiled
 
     monkeypatch.setattr(torch, "compile", broken_compile)
-    fns, notes = command._with_compiled({"tritonalex": abs, "torch": abs}, skip=False)
-    steps, notes = command._steps(fns, notes, lambda fn: (lambda: fn(-1)))
+    fns, notes = measure._with_compiled({"tritonalex": abs, "torch": abs}, skip=False)
+    steps, notes = measure._steps(fns, notes, lambda fn: (lambda: fn(-1)))
     assert steps["torch.compile"] is None and "inductor is not available" in notes["torch.compile"]
     assert steps["torch"]() == 1  # the other implementations are untouched
     monkeypatch.setattr(harness, "time_ms", lambda step: (1.0, 1.0, 1.0))

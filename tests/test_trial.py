@@ -16,7 +16,7 @@ import tritonalex
 import tritonalex.functional as F
 from tritonalex import cli
 from tritonalex.data import folder
-from tritonalex.train import checkpoint, trainer
+from tritonalex.train import checkpoint, report, trainer
 from tritonalex.train.trainer import TrainConfig, train
 
 from reference import assert_close
@@ -243,7 +243,7 @@ def test_a_diverged_run_stops_before_saving(tmp_path, monkeypatch):
 
 def test_metrics_are_strict_json(tmp_path):
     with pytest.raises(ValueError):
-        trainer.write_metrics([dict(epoch=1, train_loss=math.nan)], str(tmp_path))
+        report.write_metrics([dict(epoch=1, train_loss=math.nan)], str(tmp_path))
     assert not (tmp_path / "metrics.jsonl").exists()
 
 

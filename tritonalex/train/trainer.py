@@ -15,10 +15,8 @@ its own shard; rank 0 alone writes files.
 
 import contextlib
 import dataclasses
-import json
 import math
 import os
-import sys
 import tempfile
 import time
 
@@ -26,11 +24,11 @@ import torch
 import torch.nn.functional as TF
 
 from .. import compiler
-from .._output import TEMPORARY_PREFIX, atomic_open, pyplot, save_figure
+from .._output import TEMPORARY_PREFIX
 from ..data import BuiltinData, FolderData, stored_size
 from ..data.augment import ColorStats, augment, center_views, random_views
 from ..spec import load_spec
-from . import checkpoint
+from . import checkpoint, report
 from .evaluate import evaluate, reduce_across_ranks, summary
 
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
@@ -226,12 +224,41 @@ def _prepare_out(config, run):
         run.say(f"removed {len(leftovers)} temporary file(s) that an interrupted write left in {out}")
 
 
-def train(config, explicit=None):
-    """Train; returns (model, history). Writes OUT/last.pt, OUT/best.pt, OUT/metrics.jsonl and
-    OUT/curves.png (rank 0).
+@dataclasses.dataclass
+class Session:
+    """Everything a run holds while it trains (built by `start`, advanced by `train_epoch`)."""
 
-    explicit: the config fields the user set (the command line's flags); by default, those that
-    differ from TrainConfig's defaults. On --resume they must agree with the checkpoint's."""
+    config: TrainConfig
+    run: Run
+    spec: object
+    data: object  # BuiltinData or FolderData
+    stats: ColorStats  # the training images' color statistics (normalization, PCA lighting)
+    stored: int  # stored image side
+    model: torch.nn.Module
+    trained: torch.nn.Module  # the model, or its DistributedDataParallel wrapper
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    schedule: dict  # lr, best_error, bad_epochs, drops (see _step_schedule)
+    history: list  # one metrics dict per epoch done
+    start_epoch: int
+    forward_context: object  # a callable giving the forward's autocast context
+
+    @property
+    def crop(self):
+        return self.spec.size
+
+    @property
+    def per_rank(self):
+        return max(1, self.config.batch_size // self.run.world)
+
+    def data_info(self):
+        return dict(kind=self.data.name, root=self.config.data, classes=self.data.classes,
+                    stored=self.stored, crop=self.crop, stats=dataclasses.asdict(self.stats))
+
+
+def start(config, explicit=None):
+    """A Session: defaults resolved, the data and spec loaded, the model, optimizer and schedule
+    built, or restored from the checkpoint that --resume names."""
     if explicit is None:
         defaults = TrainConfig()
         explicit = {f.name for f in dataclasses.fields(TrainConfig)
@@ -263,105 +290,106 @@ def train(config, explicit=None):
                                 weight_decay=config.weight_decay)
     scaler = torch.amp.GradScaler(run.device.type, enabled=config.precision == "fp16")
     schedule = dict(lr=config.lr, best_error=None, bad_epochs=0, drops=0)
-    history, start = [], 0
+    history, start_epoch = [], 0
     if state:
         checkpoint.load_model(model, state, resumed_from)
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
-        schedule, history, start = dict(state["schedule"]), list(state["metrics"]), state["epoch"]
+        schedule, history, start_epoch = dict(state["schedule"]), list(state["metrics"]), state["epoch"]
         checkpoint.set_rng_state(state["rng"])
-    if start >= config.epochs:
-        run.say(f"{config.out}: already trained for {start} epochs; pass a larger --epochs to "
-                f"continue")
-        return model, history
     trained = model
     if run.world > 1:
         trained = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[run.device] if run.device.type == "cuda" else None)
-    forward_context = precision_context(config.precision, run.device.type)
-    crop, per_rank = spec.size, max(1, config.batch_size // run.world)
-    data_info = dict(kind=data.name, root=config.data, classes=data.classes, stored=stored,
-                     crop=crop, stats=dataclasses.asdict(stats))
-    run.say(f"training {spec.name} on {data.name} data ({data.train_count()} images, "
-            f"{len(data.classes)} classes, stored {stored}px, crop {crop}px) for epochs "
-            f"{start + 1}..{config.epochs}, batch {config.batch_size}, {config.precision}, "
+    return Session(config, run, spec, data, stats, stored, model, trained, optimizer, scaler,
+                   schedule, history, start_epoch,
+                   precision_context(config.precision, run.device.type))
+
+
+def train(config, explicit=None):
+    """Train; returns (model, history). Writes OUT/last.pt, OUT/best.pt, OUT/metrics.jsonl and
+    OUT/curves.png (rank 0).
+
+    explicit: the config fields the user set (the command line's flags); by default, those that
+    differ from TrainConfig's defaults. On --resume they must agree with the checkpoint's."""
+    s = start(config, explicit)
+    config, run = s.config, s.run
+    if s.start_epoch >= config.epochs:
+        run.say(f"{config.out}: already trained for {s.start_epoch} epochs; pass a larger "
+                f"--epochs to continue")
+        return s.model, s.history
+    run.say(f"training {s.spec.name} on {s.data.name} data ({s.data.train_count()} images, "
+            f"{len(s.data.classes)} classes, stored {s.stored}px, crop {s.crop}px) for epochs "
+            f"{s.start_epoch + 1}..{config.epochs}, batch {config.batch_size}, {config.precision}, "
             f"devices {','.join(run.devices)}, {run.world} rank(s); writing to {config.out}")
 
-    for epoch in range(start, config.epochs):
-        for group in optimizer.param_groups:
-            group["lr"] = schedule["lr"]
-        train_totals = _train_epoch(trained, optimizer, scaler, data, stats, config, run, epoch,
-                                    per_rank, stored, crop, forward_context, schedule["lr"])
-        seconds = train_totals["seconds"]
+    for epoch in range(s.start_epoch, config.epochs):
+        lr = s.schedule["lr"]
+        totals = train_epoch(s, epoch)
         val = summary(reduce_across_ranks(
-            evaluate(model, data, stats, crop, per_rank, config.backend, forward_context,
-                     rank=run.rank, world=run.world), run.device))
-        for what, value in (("training", train_totals["loss"]), ("validation", val["loss"])):
+            evaluate(s.model, s.data, s.stats, s.crop, s.per_rank, config.backend,
+                     s.forward_context, rank=run.rank, world=run.world), run.device))
+        for what, value in (("training", totals["loss"]), ("validation", val["loss"])):
             if not math.isfinite(value):
                 raise ValueError(f"training diverged in epoch {epoch + 1}: the {what} loss is "
                                  f"{value}; stopped before saving that epoch ({config.out}/last.pt "
-                                 f"holds epoch {epoch}). Try a lower --lr (it was "
-                                 f"{schedule['lr']:g})")
+                                 f"holds epoch {epoch}). Try a lower --lr (it was {lr:g})")
+        metrics = report.epoch_metrics(epoch + 1, totals, val, lr)
+        s.history.append(metrics)
         error = 1.0 - val["top1"]
-        improved = schedule["best_error"] is None or error < schedule["best_error"]
-        metrics = dict(epoch=epoch + 1, train_loss=train_totals["loss"] / max(train_totals["images"], 1),
-                       val_loss=val["loss"], val_top1=val["top1"], val_top5=val["top5"],
-                       lr=schedule["lr"], images_per_s=train_totals["images"] / seconds,
-                       seconds=round(seconds, 2),
-                       dropped_files=int(train_totals["dropped"]) + val["dropped"])
-        history.append(metrics)
-        _step_schedule(schedule, error, improved, config)
+        improved = s.schedule["best_error"] is None or error < s.schedule["best_error"]
+        _step_schedule(s.schedule, error, improved, config)
         if run.main:
-            state_now = dict(epoch=epoch + 1, model=model.state_dict(),
-                             optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
-                             schedule=schedule, rng=checkpoint.rng_state(),
-                             config=dataclasses.asdict(config), spec=spec.text, data=data_info,
-                             metrics=history)
-            checkpoint.save_atomically(state_now, os.path.join(config.out, "last.pt"))
-            if improved:
-                checkpoint.save_atomically(state_now, os.path.join(config.out, "best.pt"))
-            write_metrics(history, config.out)
-            plot_curves(history, os.path.join(config.out, "curves.png"))
-        run.say(f"epoch {epoch + 1}/{config.epochs}: train loss {metrics['train_loss']:.4f}, "
-                f"val loss {val['loss']:.4f}, val top-1 {100 * val['top1']:.1f}%, top-5 "
-                f"{100 * val['top5']:.1f}%, lr {metrics['lr']:g}, "
-                f"{metrics['images_per_s']:.3g} images/s"
-                + (f", {metrics['dropped_files']} unreadable files skipped"
-                   if metrics["dropped_files"] else ""))
-    return model, history
+            _save(s, epoch + 1, improved)
+        run.say(report.epoch_line(metrics, config.epochs))
+    return s.model, s.history
 
 
-def _train_epoch(model, optimizer, scaler, data, stats, config, run, epoch, per_rank, stored, crop,
-                 forward_context, lr):
-    """One pass over this rank's shard; returns totals over all ranks: loss (summed over images),
-    images, unreadable files dropped, and the seconds it took."""
+def _save(s, epochs_done, improved):
+    """last.pt (and best.pt when the validation error improved), metrics.jsonl, curves.png."""
+    state = dict(epoch=epochs_done, model=s.model.state_dict(), optimizer=s.optimizer.state_dict(),
+                 scaler=s.scaler.state_dict(), schedule=s.schedule, rng=checkpoint.rng_state(),
+                 config=dataclasses.asdict(s.config), spec=s.spec.text, data=s.data_info(),
+                 metrics=s.history)
+    checkpoint.save_atomically(state, os.path.join(s.config.out, "last.pt"))
+    if improved:
+        checkpoint.save_atomically(state, os.path.join(s.config.out, "best.pt"))
+    report.write_metrics(s.history, s.config.out)
+    report.plot_curves(s.history, os.path.join(s.config.out, "curves.png"))
+
+
+def train_epoch(s, epoch):
+    """One pass over this rank's shard at the schedule's learning rate; returns totals over all
+    ranks: loss (summed over images), images, unreadable files dropped, and the seconds it took."""
+    config, run, lr = s.config, s.run, s.schedule["lr"]
+    for group in s.optimizer.param_groups:
+        group["lr"] = lr
     torch.manual_seed(_epoch_seed(config.seed, epoch, run.rank))  # dropout masks
     gen = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch, run.rank) + 1)
-    model.train()
+    s.trained.train()
     began, seen, dropped = time.perf_counter(), 0, 0
     loss_sum = torch.zeros((), dtype=torch.float64, device=run.device)  # no sync per step
-    steps = -(-(data.train_count() // run.world) // per_rank)
-    with _progress(run, epoch, config.epochs, steps) as advance:
-        for images, index, labels, bad in data.train_batches(epoch, per_rank, config.seed,
-                                                            run.rank, run.world):
+    steps = -(-(s.data.train_count() // run.world) // s.per_rank)
+    # On the triton backend the images come as the first conv reads them: channels_last and,
+    # under autocast, already in its dtype (no conversion kernels in the step).
+    triton_backend = config.backend == "triton"
+    image_dtype = AUTOCAST_DTYPES.get(config.precision, torch.float32) if triton_backend else torch.float32
+    image_format = torch.channels_last if triton_backend else torch.contiguous_format
+    with report.progress(run, epoch, config.epochs, steps) as advance:
+        for images, index, labels, bad in s.data.train_batches(epoch, s.per_rank, config.seed,
+                                                              run.rank, run.world):
             dropped += bad
             if images is None:  # every file of the batch was unreadable
                 advance(None, seen, began, lr)
                 continue
-            # On the triton backend the images come as the first conv reads them: channels_last
-            # and, under autocast, already in its dtype (no conversion kernels in the step).
-            triton_backend = config.backend == "triton"
-            x = augment(images, _training_views(index, stored, crop, gen, config), stats, crop,
-                        dtype=AUTOCAST_DTYPES.get(config.precision, torch.float32)
-                        if triton_backend else torch.float32, backend=config.backend,
-                        memory_format=torch.channels_last if triton_backend
-                        else torch.contiguous_format)
-            with forward_context():
-                loss = TF.cross_entropy(model(x).float(), labels)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            x = augment(images, _training_views(index, s.stored, s.crop, gen, config), s.stats,
+                        s.crop, dtype=image_dtype, backend=config.backend, memory_format=image_format)
+            with s.forward_context():
+                loss = TF.cross_entropy(s.trained(x).float(), labels)
+            s.optimizer.zero_grad(set_to_none=True)
+            s.scaler.scale(loss).backward()
+            s.scaler.step(s.optimizer)
+            s.scaler.update()
             loss_sum += loss.detach().double() * labels.shape[0]
             seen += labels.shape[0]
             advance(loss, seen, began, lr)
@@ -395,57 +423,3 @@ def _step_schedule(schedule, error, improved, config):
         schedule["lr"] /= 10
         schedule["drops"] += 1
         schedule["bad_epochs"] = 0
-
-
-@contextlib.contextmanager
-def _progress(run, epoch, epochs, steps):
-    """A rich progress bar for one epoch (rank 0, unless quiet): images/s, loss, learning rate.
-    Yields advance(loss or None, images seen, start time, lr)."""
-    if run.quiet or not sys.stdout.isatty():
-        yield lambda *a: None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), TextColumn("{task.fields[info]}")) as progress:
-        task = progress.add_task("train", total=steps, epoch=f"{epoch + 1}/{epochs}", info="")
-        count, shown_loss = [0], [""]
-
-        def advance(loss, seen, began, lr):
-            count[0] += 1
-            if loss is not None and (count[0] % 10 == 1 or count[0] == steps):
-                shown_loss[0] = f"loss {loss.item():.4f}  "  # .item() syncs: every 10 steps only
-            rate = seen / max(time.perf_counter() - began, 1e-9)
-            progress.update(task, advance=1, info=f"{shown_loss[0]}{rate:.0f} img/s  lr {lr:g}")
-        yield advance
-
-
-def write_metrics(history, out):
-    """OUT/metrics.jsonl, one JSON line per epoch, rewritten atomically from the checkpoint's
-    history (so after a resume it never holds epochs the checkpoint does not)."""
-    with atomic_open(os.path.join(out, "metrics.jsonl"), "w") as f:
-        for metrics in history:
-            f.write(json.dumps(metrics, allow_nan=False) + "\n")
-
-
-_warned_no_matplotlib = []
-
-
-def plot_curves(history, path):
-    """Loss and accuracy per epoch to `path` (PNG), atomically; skipped without matplotlib."""
-    plt = pyplot()
-    if plt is None:
-        if not _warned_no_matplotlib:
-            print("curves.png skipped: matplotlib is not installed (pip install matplotlib)")
-            _warned_no_matplotlib.append(True)
-        return
-    epochs = [m["epoch"] for m in history]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ax1.plot(epochs, [m["train_loss"] for m in history], "o-", label="train")
-    ax1.plot(epochs, [m["val_loss"] for m in history], "o-", label="validation")
-    ax1.set_xlabel("epoch"), ax1.set_ylabel("cross-entropy loss"), ax1.legend()
-    ax2.plot(epochs, [100 * m["val_top1"] for m in history], "o-", label="top-1")
-    ax2.plot(epochs, [100 * m["val_top5"] for m in history], "o-", label="top-5")
-    ax2.set_xlabel("epoch"), ax2.set_ylabel("validation accuracy (%)"), ax2.legend()
-    fig.tight_layout()
-    save_figure(fig, path)

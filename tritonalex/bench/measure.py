@@ -1,0 +1,89 @@
+"""`tritonalex bench` on a CUDA GPU: tritonalex, torch eager and torch.compile measured side by
+side per (case, precision, layout, direction), each row appended to the CSV as it is measured."""
+
+import sys
+
+import torch
+
+from . import harness, layers, net
+
+
+def measure(chosen, spec, args, directions, layouts, device):
+    info = harness.run_info(args.batch)
+    rows = []
+    for precision in args.dtype:
+        dtype, tf32 = harness.PRECISIONS[precision]
+        with harness.precision_mode(tf32):
+            for layer in chosen:
+                for layout in layouts if layers.takes_layout(layer) else ("row-major",):
+                    args_ = layers.inputs(layer, args.batch, dtype, layout, device)
+                    fns = layers.implementations(layer)
+                    fns, notes = _with_compiled(fns, args.no_compile)
+                    grad_output = torch.randn_like(fns["torch"](*args_))
+                    for direction in directions:
+                        steps, step_notes = _steps(fns, notes, lambda fn, d=direction:
+                                                   layers.step(fn, args_, d, grad_output))
+                        flops, bytes_ = layers.cost(layer, args.batch, args_[0].element_size(),
+                                                    direction)
+                        rows += _record(harness.measurement_rows(
+                            info, layer, precision, layout, direction, steps, flops, bytes_,
+                            step_notes), args)
+            if spec is not None:
+                models = net.models(spec, dtype, device)
+                models, notes = _with_compiled(models, args.no_compile)
+                x, labels = net.batch_of(spec, args.batch, dtype, device)
+                for pass_ in net.PASSES:
+                    steps, step_notes = _steps(models, notes,
+                                               lambda m, p=pass_: net.step(m, p, x, labels))
+                    flops, bytes_ = net.cost(spec, args.batch, x.element_size(), pass_)
+                    rows += _record(harness.measurement_rows(
+                        info, spec.name, precision, "nchw", pass_, steps, flops, bytes_,
+                        step_notes), args)
+                steps, bytes_ = net.augmentation_case(spec, args.batch, dtype, device)
+                rows += _record(harness.measurement_rows(
+                    info, spec.name, precision, "nchw", "augmentation", steps, 0, bytes_), args)
+    return rows
+
+
+def _with_compiled(fns, skip):
+    """Add torch.compile of the torch path (a function or a module), unless skipped."""
+    fns, notes = dict(fns), {}
+    if skip:
+        return fns, notes
+    try:
+        fns["torch.compile"] = torch.compile(fns["torch"])
+    except Exception as exc:  # noqa: BLE001 - reported in the row, never hidden
+        fns["torch.compile"], notes["torch.compile"] = None, f"torch.compile failed: {exc}"[:200]
+    return fns, notes
+
+
+def _steps(fns, notes, make):
+    """{impl: step} from {impl: fn}; an implementation whose step fails to build or run gets
+    None and a note (torch.compile can fail on some setups), tritonalex and torch never do."""
+    steps, notes = {}, dict(notes)
+    for impl, fn in fns.items():
+        if fn is None:
+            steps[impl] = None
+            continue
+        try:
+            steps[impl] = make(fn)
+            if impl == "torch.compile":
+                steps[impl]()  # compile now, so a failure becomes a note, not a crash
+        except Exception as exc:  # noqa: BLE001
+            if impl != "torch.compile":
+                raise
+            steps[impl], notes[impl] = None, f"torch.compile failed: {exc}"[:200]
+    return steps, notes
+
+
+def _record(rows, args):
+    """Print one progress line per row (stderr) and append the rows to the CSV now, so a run that
+    is cut short keeps what it measured."""
+    if not args.no_csv:
+        harness.append_csv_atomically(rows, args.csv)
+    if not args.json:
+        for r in rows:
+            print(f"  {r['case']:10} {r['dtype']:4} {r['layout']:13} {r['direction']:16} "
+                  f"{r['impl']:13} " + (f"{r['p50_ms']:9.4f} ms" if "p50_ms" in r else r["note"]),
+                  file=sys.stderr, flush=True)
+    return rows
