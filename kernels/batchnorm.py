@@ -57,6 +57,13 @@ def _image_offset(n, INDEX_64: tl.constexpr):
 
 
 @triton.jit
+def _chunk(base, c, c_ok, s, S, s_c, s_s, ACC: tl.constexpr):
+    """One image's [BLOCK_C, BLOCK_S] tile at channels c and positions s (0 outside)."""
+    mask = c_ok[:, None] & (s < S)[None, :]
+    return tl.load(base + (c * s_c)[:, None] + (s * s_s)[None, :], mask=mask, other=0.0).to(ACC)
+
+
+@triton.jit
 def batch_norm_stats_kernel(
     x_ptr,  # input viewed as [N, C, S], any strides
     part_ptr,  # partials [3, SPLITS, C] in ACC: count, mean, M2 (sum of squared deviations)
@@ -77,12 +84,10 @@ def batch_norm_stats_kernel(
         base = x_ptr + _image_offset(n, INDEX_64) * sx_n
         for s0 in range(0, S, BLOCK_S):
             s = s0 + tl.arange(0, BLOCK_S)
-            mask = c_ok[:, None] & (s < S)[None, :]
-            x = tl.load(base + (c * sx_c)[:, None] + (s * sx_s)[None, :], mask=mask,
-                        other=0.0).to(ACC)
+            x = _chunk(base, c, c_ok, s, S, sx_c, sx_s, ACC)
             k = tl.minimum(S - s0, BLOCK_S).to(ACC)
             chunk_mean = tl.sum(x, 1) / k
-            d = tl.where(mask, x - chunk_mean[:, None], 0.0)
+            d = tl.where(c_ok[:, None] & (s < S)[None, :], x - chunk_mean[:, None], 0.0)
             total = count + k
             delta = chunk_mean - mean
             mean += delta * (k / total)
@@ -185,11 +190,8 @@ def batch_norm_backward_reduce_kernel(
         dy_base = dy_ptr + _image_offset(n, INDEX_64) * sdy_n
         for s0 in range(0, S, BLOCK_S):
             s = s0 + tl.arange(0, BLOCK_S)
-            mask = c_ok[:, None] & (s < S)[None, :]
-            x = tl.load(x_base + (c * sx_c)[:, None] + (s * sx_s)[None, :], mask=mask,
-                        other=0.0).to(ACC)
-            dy = tl.load(dy_base + (c * sdy_c)[:, None] + (s * sdy_s)[None, :], mask=mask,
-                         other=0.0).to(ACC)
+            x = _chunk(x_base, c, c_ok, s, S, sx_c, sx_s, ACC)
+            dy = _chunk(dy_base, c, c_ok, s, S, sdy_c, sdy_s, ACC)
             sum_dy += tl.sum(dy, 1)
             sum_dy_xhat += tl.sum(dy * (x - mean[:, None]) * invstd[:, None], 1)
     at = split * C + c

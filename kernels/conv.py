@@ -182,11 +182,12 @@ def conv2d_input_grad_kernel(
     M,  # GEMM rows: N * H * W input pixels
     H, W, OH, OW,  # input and output spatial sizes
     C_PER_GROUP, OC_PER_GROUP,  # input and output channels of one group
-    stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,  # convolution geometry (pad = top/left)
+    pad_h, pad_w, dil_h, dil_w,  # convolution geometry (pad = top/left)
     sdy_n, sdy_c, sdy_h, sdy_w,  # output-gradient strides
     sy_n, sy_c, sy_h, sy_w,  # saved-output strides
     sw_o, sw_c, sw_h, sw_w,  # weight strides
     sdx_n, sdx_c, sdx_h, sdx_w,  # input-gradient strides
+    STRIDE_H: tl.constexpr, STRIDE_W: tl.constexpr,  # constants: the window inversion's // and %
     KH: tl.constexpr, KW: tl.constexpr,  # kernel size
     APPLY_RELU: tl.constexpr,  # the forward fused a ReLU: zero dy where y <= 0
     ACC: tl.constexpr,  # accumulator dtype
@@ -216,9 +217,9 @@ def conv2d_input_grad_kernel(
     # one are masked, so each tap costs a vector of bounds checks, not a tile.
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC)
     for kh in range(KH):
-        oh, h_ok = window_source(ih, pad_h, kh, dil_h, stride_h, OH, m_ok)
+        oh, h_ok = window_source(ih, pad_h, kh, dil_h, STRIDE_H, OH, m_ok)
         for kw in range(KW):
-            ow, row_ok = window_source(iw, pad_w, kw, dil_w, stride_w, OW, h_ok)
+            ow, row_ok = window_source(iw, pad_w, kw, dil_w, STRIDE_W, OW, h_ok)
             dy_row = n * sdy_n + oh * sdy_h + ow * sdy_w
             y_row = n * sy_n + oh * sy_h + ow * sy_w
             w_tap = kh * sw_h + kw * sw_w
@@ -459,10 +460,11 @@ def conv2d_input_grad(dy, y, weight, x_like, stride, padding, dilation, groups, 
     _input_grad.launch(
         grid, dy, y, weight, dx,
         m, h, w, oh, ow, c_per_group, oc // groups,
-        stride[0], stride[1], padding[0][0], padding[1][0], dilation[0], dilation[1],
+        padding[0][0], padding[1][0], dilation[0], dilation[1],
         *dy.stride(), *y.stride(), *weight.stride(), *dx.stride(),
         dtype=dy.dtype, allow_tf32=allow_tf32, tile_dims=(m, c_per_group, oc // groups), cost=cost,
-        INDEX_64=needs_int64(dy, y, weight, dx), KH=kh, KW=kw, APPLY_RELU=relu,
+        INDEX_64=needs_int64(dy, y, weight, dx), STRIDE_H=stride[0], STRIDE_W=stride[1], KH=kh,
+        KW=kw, APPLY_RELU=relu,
     )
     return dx
 

@@ -160,7 +160,7 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw, lrn=None):
     oh, ow = out_hw
     fmt = memory_format_of(x)
     y = empty((n, c, oh, ow), x.dtype, x.device, memory_format=fmt)
-    idx = torch.empty((n, c, oh, ow), dtype=torch.int64, device=x.device, memory_format=fmt)
+    idx = empty((n, c, oh, ow), torch.int64, x.device, memory_format=fmt)
     if y.numel() == 0:
         return y, idx
     block_c, block_p, warps = _tile("forward", c, oh * ow)
