@@ -110,6 +110,19 @@ def test_cpu_path_checks_lrn_kernels_and_prints_no_timings(capsys, tmp_path):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU path runs only without CUDA")
+def test_cpu_path_checks_another_specs_layers(capsys):
+    """--spec picks the spec whose layers --layer names: alexnet-bn's batch norms, by kind."""
+    code, out = run_cli(capsys, "--spec", "alexnet-bn", "--layer", "batchnorm", "--layout",
+                        "channels_last", "--direction", "both", "--json")
+    assert code == 0, out.err
+    rows = json.loads(out.out)["rows"]
+    assert [r["case"] for r in rows] == [f"alexnet-bn:bn{i}" for i in range(1, 6)]
+    assert all(r["check"] == "ok" for r in rows)
+    code, out = run_cli(capsys, "--spec", "alexnet-bn", "--layer", "lrn")
+    assert code == 2 and "unknown layer 'lrn'" in out.err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU path runs only without CUDA")
 def test_cpu_path_checks_a_whole_spec(capsys):
     code, out = run_cli(capsys, "--net", "alexnet-small", "--json", "--check-batch", "2")
     assert code == 0, out.err
@@ -122,8 +135,8 @@ def test_cpu_path_checks_a_whole_spec(capsys):
 def test_cpu_check_fails_on_a_wrong_kernel(capsys, monkeypatch):
     real = layers.implementations
 
-    def off_by_a_bit(layer, training=True):
-        fns = real(layer, training)
+    def off_by_a_bit(layer, training=True, spec="alexnet"):
+        fns = real(layer, training, spec)
         ours = fns["tritonalex"]
         fns["tritonalex"] = lambda x: ours(x) * (1 + 1e-6)
         return fns
@@ -146,7 +159,7 @@ def test_measured_rows_csv_and_table(monkeypatch, tmp_path, capsys):
         tritonalex="x", batch=batch))
     path = tmp_path / "results" / "bench.csv"
     args = argparse.Namespace(batch=1, dtype=["fp32"], no_compile=True, json=False, csv=str(path),
-                              no_csv=False)
+                              no_csv=False, spec="alexnet")
     rows = measure.measure(["pool5"], None, args, ("forward",), ("nchw",), "cpu")
     assert [r["impl"] for r in rows] == ["tritonalex", "torch"]
     ours = rows[0]

@@ -27,13 +27,13 @@ def _check_all(chosen, spec, args, directions, layouts):
     for precision in args.dtype:
         size = harness.PRECISIONS[precision][0].itemsize
         for layer in chosen:
-            for layout in layouts if layers.takes_layout(layer) else ("row-major",):
+            for layout in layouts if layers.takes_layout(layer, args.spec) else ("row-major",):
                 error = _check_layer(layer, args.check_batch, layout,
-                                     backward=directions != ("forward",))
+                                     backward=directions != ("forward",), spec=args.spec)
                 for direction in directions:
-                    flops, bytes_ = layers.cost(layer, args.batch, size, direction)
-                    rows.append(_check_row(layer, precision, layout, direction, error, flops,
-                                           bytes_, args.batch))
+                    flops, bytes_ = layers.cost(layer, args.batch, size, direction, spec=args.spec)
+                    rows.append(_check_row(layers.label(layer, args.spec), precision, layout,
+                                           direction, error, flops, bytes_, args.batch))
         if spec is not None:
             error = _check_net(spec, args.check_batch)
             for pass_ in net.PASSES:
@@ -63,13 +63,13 @@ def _rel_error(ours, ref):
     return math.inf if math.isnan(err) else err
 
 
-def _check_layer(layer, batch, layout, backward):
+def _check_layer(layer, batch, layout, backward, spec="alexnet"):
     """Largest relative error of the layer's output (and input/weight/bias gradients) against
     torch, float64, dropout off (its mask is random; tests/test_linear.py covers it)."""
-    fns = layers.implementations(layer, training=False)
+    fns = layers.implementations(layer, training=False, spec=spec)
     results = {}
     for impl, fn in fns.items():
-        args_ = layers.inputs(layer, batch, torch.float64, layout, "cpu")
+        args_ = layers.inputs(layer, batch, torch.float64, layout, "cpu", spec=spec)
         out = fn(*args_)
         grads = ()
         if backward:

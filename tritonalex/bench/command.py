@@ -26,8 +26,10 @@ def add_parser(commands):
         "bench", help="benchmark every AlexNet layer and whole specs against cuDNN/cuBLAS",
         description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--layer", nargs="+", metavar="NAME", default=[],
-                   help=f"layers of alexnet ({', '.join(layers.order())}) or groups "
-                        f"({', '.join(layers.groups())})")
+                   help=f"layers of --spec (alexnet's: {', '.join(layers.order())}) or groups: "
+                        f"layer kinds ({', '.join(layers.groups())})")
+    p.add_argument("--spec", default="alexnet", metavar="SPEC",
+                   help="the spec whose layers --layer picks (default alexnet; e.g. alexnet-bn, zfnet)")
     p.add_argument("--net", nargs="?", const="alexnet", metavar="SPEC",
                    help="an inference pass and a training step of a spec (default: alexnet)")
     p.add_argument("--batch", type=positive, default=128, help="batch size (default 128)")
@@ -51,15 +53,13 @@ def add_parser(commands):
     return p
 
 
-
-
 def run(args):
     if not (args.layer or args.net or args.plot):
         print("error: choose what to run: --layer NAME|GROUP, --net [SPEC] or --plot FILE.png",
               file=sys.stderr)
         return 2
     try:
-        chosen = layers.select(args.layer)
+        chosen = layers.select(args.layer, args.spec)
         spec = None
         if args.net:
             from ..spec import load_spec

@@ -78,6 +78,11 @@ def select(names, spec="alexnet"):
     return [name for name in everything if name in chosen]
 
 
+def label(name, spec="alexnet"):
+    """A case's name in result rows: alexnet's plain, another spec's prefixed (`zfnet:conv1`)."""
+    return name if spec == "alexnet" else f"{spec}:{name}"
+
+
 def case(name, spec="alexnet"):
     return cases(spec)[name][1]
 

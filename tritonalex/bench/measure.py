@@ -15,19 +15,19 @@ def measure(chosen, spec, args, directions, layouts, device):
         dtype, tf32 = harness.PRECISIONS[precision]
         with harness.precision_mode(tf32):
             for layer in chosen:
-                for layout in layouts if layers.takes_layout(layer) else ("row-major",):
-                    args_ = layers.inputs(layer, args.batch, dtype, layout, device)
-                    fns = layers.implementations(layer)
+                for layout in layouts if layers.takes_layout(layer, args.spec) else ("row-major",):
+                    args_ = layers.inputs(layer, args.batch, dtype, layout, device, spec=args.spec)
+                    fns = layers.implementations(layer, spec=args.spec)
                     fns, notes = _with_compiled(fns, args.no_compile)
                     grad_output = torch.randn_like(fns["torch"](*args_))
                     for direction in directions:
                         steps, step_notes = _steps(fns, notes, lambda fn, d=direction:
                                                    layers.step(fn, args_, d, grad_output))
                         flops, bytes_ = layers.cost(layer, args.batch, args_[0].element_size(),
-                                                    direction)
+                                                    direction, spec=args.spec)
                         rows += _record(harness.measurement_rows(
-                            info, layer, precision, layout, direction, steps, flops, bytes_,
-                            step_notes), args)
+                            info, layers.label(layer, args.spec), precision, layout, direction,
+                            steps, flops, bytes_, step_notes), args)
             if spec is not None:
                 models = net.models(spec, dtype, device)
                 models, notes = _with_compiled(models, args.no_compile)
