@@ -245,7 +245,7 @@ def conv2d_weight_grad_kernel(
     dy_ptr,  # output gradient [N, OC, OH, OW], any strides
     y_ptr,  # saved forward output (read only when APPLY_RELU)
     x_ptr,  # forward input [N, C, H, W], any strides
-    dw_ptr,  # weight gradient [OC, C_PER_GROUP, KH, KW], contiguous, the weight's dtype
+    dw_ptr,  # weight gradient [OC, C_PER_GROUP, KH, KW], the weight's dtype and layout
     db_ptr,  # bias gradient [OC]
     part_w_ptr,  # weight-gradient partials [SPLITS, OC, C_PER_GROUP*KH*KW], contiguous, ACC dtype
     part_b_ptr,  # bias-gradient partials [SPLITS, OC], contiguous, ACC dtype
@@ -259,6 +259,7 @@ def conv2d_weight_grad_kernel(
     sdy_n, sdy_c, sdy_h, sdy_w,  # output-gradient strides
     sy_n, sy_c, sy_h, sy_w,  # saved-output strides
     sx_n, sx_c, sx_h, sx_w,  # input strides
+    sdw_c, sdw_h, sdw_w,  # weight-gradient strides (its output-channel stride is C_PER_GROUP*KH*KW)
     KH: tl.constexpr, KW: tl.constexpr,  # kernel size
     PIX_W: tl.constexpr,  # width of a pixel tile (a power of two, at most 16 <= BLOCK_K)
     APPLY_RELU: tl.constexpr,  # the forward fused a ReLU: zero dy where y <= 0
@@ -318,11 +319,12 @@ def conv2d_weight_grad_kernel(
             xt = tl.load(x_ptr + n * sx_n + x_row[:, None] + x_col[None, :], mask=x_mask, other=0.0)
             acc = dot_acc(dz, xt, acc, PRECISION, DOT_FP32, ACC)
 
-    # Write back, laid out as the contiguous weight [OC, C_PER_GROUP, KH, KW]. One split: the
-    # result. Several: each program writes its partial sums, and the last of a tile's SPLITS
-    # programs to arrive adds them all, in split order (deterministic, no float atomics).
+    # Write back in the weight's layout (OHWI, channels_last, in the compiled net: the flattened
+    # (kw, c) columns are then contiguous). One split: the result. Several: each program writes
+    # its partial sums, and the last of a tile's SPLITS programs to arrive adds them all, in split
+    # order (deterministic, no float atomics).
     CKK = C_PER_GROUP * KH * KW
-    dw_off = (oc * CKK)[:, None] + (c * (KH * KW) + kh * KW + kw)[None, :]
+    dw_off = (oc * CKK)[:, None] + (c * sdw_c + kh * sdw_h + kw * sdw_w)[None, :]
     w_mask = oc_ok[:, None] & j_ok[None, :]
     if COMPUTE_WEIGHT:
         if SPLITS == 1:
@@ -486,9 +488,11 @@ def _weight_grad_splits(tiles, pixels, device):
 
 
 def conv2d_weight_bias_grad(dy, y, x, weight_shape, stride, padding, dilation, groups, relu,
-                            need_weight, need_bias, allow_tf32, param_dtype=None):
+                            need_weight, need_bias, allow_tf32, param_dtype=None,
+                            weight_format=torch.contiguous_format):
     """(dw, db) for the forward above, in `param_dtype` (the weight's: fp32 master weights under
-    autocast get fp32 gradients straight from the fp32 sums); either is None when not needed."""
+    autocast get fp32 gradients straight from the fp32 sums) and dw in `weight_format` (the
+    weight's, so autograd accumulates it without a layout copy); either is None when not needed."""
     n, c, h, w = x.shape
     oc, c_per_group, kh, kw = weight_shape
     oh, ow = dy.shape[2:]
@@ -496,7 +500,7 @@ def conv2d_weight_bias_grad(dy, y, x, weight_shape, stride, padding, dilation, g
     ckk = c_per_group * kh * kw
     pixels = n * oh * ow
     param_dtype = param_dtype or dy.dtype
-    dw = empty(weight_shape, param_dtype, dy.device) if need_weight else None
+    dw = empty(weight_shape, param_dtype, dy.device, memory_format=weight_format) if need_weight else None
     db = empty((oc,), param_dtype, dy.device) if need_bias else None
     if pixels == 0 or oc == 0:
         return tuple(t.zero_() if t is not None else None for t in (dw, db))
@@ -527,7 +531,7 @@ def conv2d_weight_bias_grad(dy, y, x, weight_shape, stride, padding, dilation, g
         dw_part if dw_part is not None else dy, db_part if db_part is not None else dy, counters,
         n, splits, groups, oc, h, w, oh, ow, c_per_group, oc // groups,
         stride[0], stride[1], padding[0][0], padding[1][0], dilation[0], dilation[1],
-        *dy.stride(), *y.stride(), *x.stride(),
+        *dy.stride(), *y.stride(), *x.stride(), *(dw.stride()[1:] if need_weight else (kh * kw, kw, 1)),
         dtype=dy.dtype, allow_tf32=allow_tf32,
         tile_dims=(oc // groups, columns, cdiv(pixels, splits)),
         cost=cost, INDEX_64=needs_int64(dy, y, x, dw_part), KH=kh, KW=kw, PIX_W=pix_w,

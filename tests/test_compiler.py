@@ -324,3 +324,21 @@ def test_linear_reading_its_own_tower_in_one_layer(backend, tmp_path):
     got.square().sum().backward()
     assert_close(got, want, 1e-10, "logits", rnd.seed)
     assert_tower_grads_equal(merged, per_tower, rnd.seed)
+
+
+def test_an_unknown_kind_is_an_error_everywhere():
+    """The records are the one list of kinds: the spec loader, shape inference and lowering all
+    refuse a kind without one (a graph built by hand can hold any name)."""
+    from tritonalex import kinds
+    from tritonalex.compiler.graph import Node, infer_shapes
+
+    with pytest.raises(KeyError, match="unknown layer kind 'conv3d'"):
+        kinds.get("conv3d")
+    spec = tritonalex.load_spec("alexnet-small")
+    graph = [Node("c1", "conv3d", {}, 1)]
+    spec.layers = [tritonalex.spec.Layer("c1", "conv3d", {}, 1)]
+    with pytest.raises(tritonalex.SpecError, match="layer 'c1' \\(#1\\): key 'kind': unknown layer kind"):
+        infer_shapes(graph, spec)
+    assert set(kinds.spec_kinds()) == {"conv", "linear", "relu", "dropout", "lrn", "maxpool",
+                                       "batchnorm", "flatten", "softmax"}
+    assert not kinds.get("lrn_maxpool").in_spec  # made only by the fusion pass

@@ -22,11 +22,12 @@ from reference import (
 
 
 def run_case(x_shape, w_shape, *, dtype=torch.float64, bias=True, relu=True, layout="contiguous",
-             grad_layout="contiguous", need_input_grad=True, tol=None, **conv_args):
+             grad_layout="contiguous", need_input_grad=True, tol=None, weight_layout="contiguous",
+             **conv_args):
     """Forward and every gradient of ours vs torch (in float64 on the same rounded values)."""
     rnd = Inputs()
     x = as_layout(rnd.randn(*x_shape, dtype=dtype), layout).requires_grad_(need_input_grad)
-    w = rnd.randn(*w_shape, dtype=dtype, requires_grad=True)
+    w = as_layout(rnd.randn(*w_shape, dtype=dtype), weight_layout).requires_grad_()
     b = rnd.randn(w_shape[0], dtype=dtype, requires_grad=True) if bias else None
     leaves = [t for t in (x, w, b) if t is not None and t.requires_grad]
 
@@ -116,6 +117,18 @@ ALEXNET_CONVS = [name for name, (node, _) in cases("alexnet").items() if node.ki
 def conv_shapes(layer, batch):
     """The alexnet spec's conv layer as one conv over both towers."""
     return geometry(cases("alexnet")[layer][0], batch)
+
+
+@pytest.mark.parametrize("case", [0, 3, 10, 12])
+def test_channels_last_weights(case):
+    """Weights kept OHWI (the compiled net's layout): values equal, and the weight gradient in
+    that layout, so autograd accumulates it without a layout copy (not through space-to-depth,
+    case 12, whose gradient comes back through torch's reshapes)."""
+    x_shape, w_shape, args = CASES[case]
+    _, grads = run_case(x_shape, w_shape, layout="channels_last", weight_layout="channels_last",
+                        **args)
+    if case != 12:
+        assert grads[1].is_contiguous(memory_format=torch.channels_last)
 
 
 @pytest.mark.parametrize("layer", ALEXNET_CONVS)

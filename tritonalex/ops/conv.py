@@ -13,6 +13,7 @@ from torch import Tensor
 
 from ..kernels.conv import conv2d_forward, conv2d_input_grad, conv2d_weight_bias_grad, output_size
 from ..kernels.geometry import out_size
+from ..kernels.launch import memory_format_of
 from .._args import (
     check_activation,
     check_device,
@@ -59,13 +60,14 @@ def _weight_bias_grad(dy: Tensor, y: Optional[Tensor], x: Tensor, weight: Tensor
     """[dw] + [db], each only when needed (a schema has no optional outputs)."""
     dw, db = conv2d_weight_bias_grad(dy, y, x, weight.shape, tuple(stride), _pairs(padding),
                                      tuple(dilation), groups, relu, need_weight, need_bias,
-                                     allow_tf32, param_dtype=weight.dtype)
+                                     allow_tf32, param_dtype=weight.dtype,
+                                     weight_format=memory_format_of(weight))
     return [t for t in (dw, db) if t is not None]
 
 
 def _weight_bias_grad_fake(dy, y, x, weight, stride, padding, dilation, groups, relu, need_weight,
                            need_bias, allow_tf32):
-    return ([dy.new_empty(weight.shape, dtype=weight.dtype)] if need_weight else []) + \
+    return ([like(weight)] if need_weight else []) + \
         ([dy.new_empty(weight.shape[:1], dtype=weight.dtype)] if need_bias else [])
 
 
@@ -207,8 +209,9 @@ def _space_to_depth(x, weight, padding, stride):
     y[oh, ow] = sum over (kh, kw, c) of xp[s*oh + kh, s*ow + kw, c] * w[kh, kw, c], xp the padded
     input. With kh = s*a + i and kw = s*b + j: xp[s*(oh + a) + i, s*(ow + b) + j, c]; so
     x2[u, v, (i, j, c)] = xp[s*u + i, s*v + j, c] and w2[a, b, (i, j, c)] = w[s*a + i, s*b + j, c],
-    the kernel zero-padded to a multiple of s. All torch views and one copy of each (the
-    gradients flow back through them); the conv itself stays the Triton kernel."""
+    the kernel zero-padded to a multiple of s. All torch views and one copy of each, straight into
+    channels_last (the gradients flow back through them); the conv itself stays the Triton
+    kernel."""
     s = stride[0]
     n, c, h, w = x.shape
     oc, _, kh, kw = weight.shape
@@ -218,9 +221,10 @@ def _space_to_depth(x, weight, padding, stride):
     u, v = oh + a - 1, ow + b - 1  # input blocks the output reads
     # Pad (or crop) so the padded input is exactly s*u x s*v; extra zeros meet zero weights only.
     xp = torch.nn.functional.pad(x, (pl, s * v - w - pl, pt, s * u - h - pt))
-    x2 = (xp.reshape(n, c, u, s, v, s).permute(0, 3, 5, 1, 2, 4).reshape(n, s * s * c, u, v)
-          .contiguous(memory_format=torch.channels_last))
+    # One copy each, straight into channels_last: (n, u, v, (i, j, c)) in memory, then a view.
+    x2 = (xp.reshape(n, c, u, s, v, s).permute(0, 2, 4, 3, 5, 1).reshape(n, u, v, s * s * c)
+          .permute(0, 3, 1, 2))
     wp = torch.nn.functional.pad(weight, (0, s * b - kw, 0, s * a - kh))
-    w2 = (wp.reshape(oc, c, a, s, b, s).permute(0, 3, 5, 1, 2, 4).reshape(oc, s * s * c, a, b)
-          .contiguous(memory_format=torch.channels_last))
+    w2 = (wp.reshape(oc, c, a, s, b, s).permute(0, 2, 4, 3, 5, 1).reshape(oc, a, b, s * s * c)
+          .permute(0, 3, 1, 2))
     return x2, w2, ((0, 0), (0, 0)), (1, 1)
