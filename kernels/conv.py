@@ -259,8 +259,8 @@ def conv2d_weight_grad_kernel(
     sdy_n, sdy_c, sdy_h, sdy_w,  # output-gradient strides
     sy_n, sy_c, sy_h, sy_w,  # saved-output strides
     sx_n, sx_c, sx_h, sx_w,  # input strides
-    sdw_c, sdw_h, sdw_w,  # weight-gradient strides (its output-channel stride is C_PER_GROUP*KH*KW)
     KH: tl.constexpr, KW: tl.constexpr,  # kernel size
+    DW_OHWI: tl.constexpr,  # write dw laid out OHWI (channels_last weights), else OIHW (contiguous)
     PIX_W: tl.constexpr,  # width of a pixel tile (a power of two, at most 16 <= BLOCK_K)
     APPLY_RELU: tl.constexpr,  # the forward fused a ReLU: zero dy where y <= 0
     COMPUTE_WEIGHT: tl.constexpr,  # write the weight gradient
@@ -319,12 +319,15 @@ def conv2d_weight_grad_kernel(
             xt = tl.load(x_ptr + n * sx_n + x_row[:, None] + x_col[None, :], mask=x_mask, other=0.0)
             acc = dot_acc(dz, xt, acc, PRECISION, DOT_FP32, ACC)
 
-    # Write back in the weight's layout (OHWI, channels_last, in the compiled net: the flattened
-    # (kw, c) columns are then contiguous). One split: the result. Several: each program writes
+    # Write back in the weight's layout (OHWI, channels_last, in the compiled net; or OIHW). One
+    # split: the result. Several: each program writes
     # its partial sums, and the last of a tile's SPLITS programs to arrive adds them all, in split
     # order (deterministic, no float atomics).
     CKK = C_PER_GROUP * KH * KW
-    dw_off = (oc * CKK)[:, None] + (c * sdw_c + kh * sdw_h + kw * sdw_w)[None, :]
+    if DW_OHWI:  # the columns' flattened (kw, c) index is the layout's own: contiguous stores
+        dw_off = (oc * CKK)[:, None] + (kh * KWC + j)[None, :]
+    else:
+        dw_off = (oc * CKK)[:, None] + (c * (KH * KW) + kh * KW + kw)[None, :]
     w_mask = oc_ok[:, None] & j_ok[None, :]
     if COMPUTE_WEIGHT:
         if SPLITS == 1:
@@ -531,10 +534,11 @@ def conv2d_weight_bias_grad(dy, y, x, weight_shape, stride, padding, dilation, g
         dw_part if dw_part is not None else dy, db_part if db_part is not None else dy, counters,
         n, splits, groups, oc, h, w, oh, ow, c_per_group, oc // groups,
         stride[0], stride[1], padding[0][0], padding[1][0], dilation[0], dilation[1],
-        *dy.stride(), *y.stride(), *x.stride(), *(dw.stride()[1:] if need_weight else (kh * kw, kw, 1)),
+        *dy.stride(), *y.stride(), *x.stride(),
         dtype=dy.dtype, allow_tf32=allow_tf32,
         tile_dims=(oc // groups, columns, cdiv(pixels, splits)),
-        cost=cost, INDEX_64=needs_int64(dy, y, x, dw_part), KH=kh, KW=kw, PIX_W=pix_w,
+        cost=cost, INDEX_64=needs_int64(dy, y, x, dw_part), KH=kh, KW=kw,
+        DW_OHWI=weight_format == torch.channels_last, PIX_W=pix_w,
         APPLY_RELU=relu, COMPUTE_WEIGHT=need_weight, COMPUTE_BIAS=need_bias,
     )
     return dw, db

@@ -163,3 +163,20 @@ def test_launch_overhead_measurement(compile_env):
     out = json.loads(result.stdout)
     assert out["launches"] > 10 and out["op_calls"] >= out["launches"] - 5
     assert 0 < out["triton_per_launch_us"] < out["per_launch_us"] < out["step_us"]
+
+
+def test_the_compile_check_finds_every_kernel(compile_env):
+    """The check's kernel list is found by importing kernels/, not kept by hand: it equals the
+    `@triton.jit def *_kernel` definitions in the sources (batch norm's, added later, included)."""
+    import pathlib
+    import re
+
+    out = run_script(compile_env, """
+        import json
+        from tritonalex.perf.command import every_kernel
+        print(json.dumps(sorted(every_kernel())))
+    """)
+    sources = pathlib.Path(launch.__file__).parent.glob("*.py")
+    defined = {name for path in sources
+               for name in re.findall(r"@triton\.jit\ndef (\w+_kernel)\(", path.read_text())}
+    assert set(out) == defined and "batch_norm_stats_kernel" in defined
