@@ -73,6 +73,9 @@ def _no_parameters(node):
 
 @dataclasses.dataclass(frozen=True)
 class Kind:
+    """A layer kind's record (see the module docstring). `output` gets `width`, the channels one
+    output part holds, for a kind with `channels` (None for the others)."""
+
     name: str
     keys: dict  # spec key -> (default or REQUIRED, check: value -> error message or None)
     output: Callable  # (node, width) -> per-part output shape; raises LayerError
