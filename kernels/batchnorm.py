@@ -24,20 +24,19 @@ Scalars (momentum, eps) come in a small tensor in the accumulator dtype, as the 
 runs get fp64 constants (a float argument arrives as fp32).
 """
 
-import functools
-
-import torch
 import triton
 import triton.language as tl
 
 from .launch import (
     INTERPRETING,
     Cost,
+    accumulator_dtype,
     cdiv,
     empty,
     launch,
     nbytes,
     needs_int64,
+    scalars,
     sm_count,
     tile,
     tl_accumulator,
@@ -245,21 +244,11 @@ def batch_norm_backward_kernel(
                  dx.to(dx_ptr.dtype.element_ty), mask=mask)
 
 
-@functools.lru_cache(maxsize=64)
-def _scalars(momentum, eps, dtype, device):
-    """[momentum, eps] as a tensor in the accumulator dtype (cached: one copy per setting)."""
-    return torch.tensor([momentum, eps], dtype=dtype, device=device)
-
-
 def _splits(n, c, block_c, device):
     """Image splits of the reductions: enough programs for two per SM, at most one per image."""
     if INTERPRETING:
         return min(n, INTERPRETER_SPLITS)
     return max(1, min(n, cdiv(2 * sm_count(device), cdiv(c, block_c))))
-
-
-def _acc(x):
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
 def batch_norm_forward(x, y, weight, bias, running_mean, running_var, training, momentum, eps):
@@ -268,7 +257,7 @@ def batch_norm_forward(x, y, weight, bias, running_mean, running_var, training, 
     running statistics given, updates them in place."""
     n, c, s = x.shape
     block_c, block_s, warps = tile(GPU_TILE, INTERPRETER_TILE, fit=(c, s))
-    acc = _acc(x)
+    acc = accumulator_dtype(x.dtype)
     mean, invstd = empty((c,), acc, x.device), empty((c,), acc, x.device)
     splits = _splits(n, c, block_c, x.device) if training else 1
     part = empty((3, splits, c), acc, x.device) if training else mean
@@ -281,7 +270,7 @@ def batch_norm_forward(x, y, weight, bias, running_mean, running_var, training, 
     stats = (running_mean, running_var) if running_mean is not None else (mean, invstd)
     launch(batch_norm_forward_kernel, (cdiv(s, block_s), cdiv(c, block_c), n),
            x, y, weight if weight is not None else mean, bias if bias is not None else mean, part,
-           mean, invstd, *stats, _scalars(float(momentum), float(eps), acc, x.device), c, s, splits,
+           mean, invstd, *stats, scalars((float(momentum), float(eps)), acc, x.device), c, s, splits,
            *x.stride(), *y.stride(), TRAINING=training, UPDATE_RUNNING=update,
            HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None, ACC=tl_accumulator(x.dtype),
            INDEX_64=index_64, BLOCK_C=block_c, BLOCK_S=block_s, num_warps=warps,
@@ -294,7 +283,7 @@ def batch_norm_backward(x, dy, dx, weight, mean, invstd, training, dw, db):
     gradient dy (all [N, C, S]) and its saved mean and invstd."""
     n, c, s = x.shape
     block_c, block_s, warps = tile(GPU_TILE, INTERPRETER_TILE, fit=(c, s))
-    acc = _acc(x)
+    acc = accumulator_dtype(x.dtype)
     reduced = training or dw is not None or db is not None
     splits = _splits(n, c, block_c, x.device) if reduced else 1
     part = empty((2, splits, c), acc, x.device) if reduced else mean

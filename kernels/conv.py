@@ -320,9 +320,8 @@ def conv2d_weight_grad_kernel(
             acc = dot_acc(dz, xt, acc, PRECISION, DOT_FP32, ACC)
 
     # Write back in the weight's layout (OHWI, channels_last, in the compiled net; or OIHW). One
-    # split: the result. Several: each program writes
-    # its partial sums, and the last of a tile's SPLITS programs to arrive adds them all, in split
-    # order (deterministic, no float atomics).
+    # split: the result. Several: each program writes its partial sums, and the last of a tile's
+    # SPLITS programs to arrive adds them all, in split order (deterministic, no float atomics).
     CKK = C_PER_GROUP * KH * KW
     if DW_OHWI:  # the columns' flattened (kw, c) index is the layout's own: contiguous stores
         dw_off = (oc * CKK)[:, None] + (kh * KWC + j)[None, :]

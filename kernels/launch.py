@@ -18,6 +18,7 @@ their launchers:
   (``tritonalex.perf``) can capture a whole training step's launches without running one.
 """
 
+import functools
 import os
 
 import torch
@@ -31,6 +32,7 @@ INTERPRETING = os.environ.get("TRITON_INTERPRET", "0").lower() not in ("", "0", 
 AUTOTUNE = os.environ.get("TRITONALEX_AUTOTUNE", "1") != "0"
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
 
 def tile(gpu, interpreter, fit=()):
     """The tile of a launch that is not autotuned (block sizes, then e.g. warps): `gpu` on a GPU;
@@ -221,6 +223,14 @@ def tl_accumulator(dtype):
 def accumulator_dtype(dtype):
     """Partial sums are fp32 for every input type but fp64, which keeps fp64."""
     return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+@functools.lru_cache(maxsize=64)
+def scalars(values, dtype, device):
+    """A kernel's float constants (a tuple) as a tensor in `dtype`, its accumulator dtype: a float
+    argument would arrive as fp32, so fp64 runs read fp64 constants from here. Cached, one copy
+    per setting (no host-to-device copy per launch)."""
+    return torch.tensor(values, dtype=dtype, device=device)
 
 
 def needs_int64(*tensors):

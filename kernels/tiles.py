@@ -3,18 +3,14 @@ op's file): the accumulate-dot, the bias+ReLU epilogue, window inversion, channe
 LRN's window math (the LRN kernels and the fused LRN -> max-pool kernels both compute it).
 
 The LRN's scalar parameters (k, alpha/size, beta) are read from a small tensor in the accumulator
-dtype (`lrn_params`), so fp64 runs get fp64 constants on a GPU too (float arguments would arrive
-as fp32). Powers are exp2(-beta * log2(s)), which works in the interpreter (libdevice pow does
-not).
+dtype (`lrn_params`, through `launch.scalars`). Powers are exp2(-beta * log2(s)), which works in
+the interpreter (libdevice pow does not).
 """
 
-import functools
-
-import torch
 import triton
 import triton.language as tl
 
-from .launch import accumulator_dtype
+from .launch import accumulator_dtype, scalars
 
 
 @triton.jit
@@ -116,7 +112,6 @@ def pow_neg(s, beta):
     return tl.exp2(-beta * tl.log2(s))
 
 
-@functools.lru_cache(maxsize=64)
 def lrn_params(k, alpha, beta, size, dtype, device):
-    """[k, alpha/size, beta] as a tensor in the compute dtype (cached: one copy per setting)."""
-    return torch.tensor([k, alpha / size, beta], dtype=accumulator_dtype(dtype), device=device)
+    """[k, alpha/size, beta] as a tensor in the compute dtype of `dtype` (cached: launch.scalars)."""
+    return scalars((k, alpha / size, beta), accumulator_dtype(dtype), device)

@@ -113,8 +113,7 @@ def batch_norm_forward(m, input, momentum, eps, batch_norm=F.batch_norm):
     counts the batch, turns momentum=None into the cumulative average 1/batches, and uses the
     batch's statistics in training or when no running ones are tracked."""
     factor = 0.0 if momentum is None else momentum
-    tracking = m.running_mean is not None
-    if m.training and tracking and m.num_batches_tracked is not None:
+    if m.training and m.running_mean is not None and m.num_batches_tracked is not None:
         m.num_batches_tracked.add_(1)
         factor = 1.0 / float(m.num_batches_tracked) if momentum is None else momentum
     use_batch = m.training or m.running_mean is None and m.running_var is None
@@ -127,6 +126,5 @@ class BatchNorm2d(torch.nn.BatchNorm2d):
 
     def forward(self, input):
         self._check_input_dim(input)
-        if not self.track_running_stats:  # batch statistics always, nothing updated
-            return F.batch_norm(input, None, None, self.weight, self.bias, True, 0.0, self.eps)
+        # track_running_stats=False leaves the running buffers None: batch statistics always.
         return batch_norm_forward(self, input, self.momentum, self.eps)

@@ -38,7 +38,7 @@ class Layer(torch.nn.Module):
         self.node, self.backend, self.towers, self.tower_keys = node, backend, towers, tower_keys
         self.kind = kinds.get(node.kind)
         # The input towers x holds that the layer keeps apart (a grouped conv, an LRN's windows).
-        self.groups = node.in_parts if towers > 1 and not node.reads_all() else 1
+        self.groups = kinds.tower_groups(node) if towers > 1 else 1
         for table, register in ((self.kind.parameters(node), self._add_parameter),
                                 (self.kind.buffers(node), self.register_buffer)):
             for name, param in table.items():
@@ -132,11 +132,9 @@ class TowerPerDevice(torch.nn.Module):
                                           for device in node.devices)
 
     def forward(self, parts):
-        outs = []
-        for t, (layer, device) in enumerate(zip(self.towers, self.node.devices)):
-            own = not self.node.reads_all() and len(parts) > 1
-            outs.append(layer(parts[t].to(device) if own else _joined(parts, device)))
-        return outs
+        own = not self.node.reads_all() and len(parts) > 1
+        return [layer(parts[t].to(device) if own else _joined(parts, device))
+                for t, (layer, device) in enumerate(zip(self.towers, self.node.devices))]
 
 
 class CompiledNet(torch.nn.Module):

@@ -67,6 +67,25 @@ class Case:
     maps: bool = True  # takes a memory layout (conv, LRN, pool); False: row-major (linear)
 
 
+def maps_case(node, implementations, cost):
+    """A case reading one ReLU'd map tensor shaped as the node's input (all towers): LRN, pooling
+    and batch norm read a ReLU's output. `cost(x, element_size)` for x input elements."""
+    c, (h, w) = node.in_shape[0] * node.in_parts, node.in_shape[1:]
+
+    def inputs(batch, dtype, layout, device, randn):
+        x = randn(batch, c, h, w).relu()
+        return (x.contiguous(memory_format=layout).requires_grad_(),)
+
+    return Case(inputs, lambda training=True: dict(implementations),
+                lambda batch, s: cost(batch * c * h * w, s))
+
+
+def elementwise_cost(x, s):
+    """Bytes of a layer that maps x elements to as many (LRN, batch norm): the forward reads x and
+    writes y; the backward reads x and dy and writes dx."""
+    return dict(forward=(0, 2 * x * s), backward=(0, 3 * x * s), train_extra=0)
+
+
 def _no_parameters(node):
     return {}
 
@@ -95,6 +114,12 @@ class Kind:
         """Parameters of all towers of `node` (buffers not counted)."""
         per_tower = sum(math.prod(p.shape) for p in self.parameters(node).values())
         return per_tower * node.parts
+
+
+def tower_groups(node):
+    """The input towers a layer holding all of `node`'s towers in one tensor keeps apart: each
+    output tower reads only its own (a grouped conv, an LRN's windows), or 1 when it reads all."""
+    return node.in_parts if node.parts > 1 and not node.reads_all() else 1
 
 
 def in_width(node):

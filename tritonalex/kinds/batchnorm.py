@@ -10,8 +10,7 @@ import torch.nn.functional as TF
 
 from .. import functional as XF
 from ..nn import batch_norm_forward
-from . import Kind, Param, number
-from .lrn import maps_case
+from . import Kind, Param, elementwise_cost, maps_case, number
 
 
 def _channels(node):
@@ -43,7 +42,7 @@ def _bench(node, first):
     eps = node.params["eps"]
     return maps_case(node, {"tritonalex": lambda x: XF.batch_norm(x, None, None, training=True, eps=eps),
                             "torch": lambda x: TF.batch_norm(x, None, None, training=True, eps=eps)},
-                     lambda x, s: dict(forward=(0, 2 * x * s), backward=(0, 3 * x * s), train_extra=0))
+                     elementwise_cost)
 
 
 KINDS = [Kind(

@@ -23,6 +23,7 @@ from . import (
     integer,
     number,
     out_size,
+    tower_groups,
 )
 
 
@@ -78,7 +79,7 @@ def geometry(node, batch):
     """(input shape, weight shape, conv keyword arguments) of the node as one conv over all its
     towers (grouped when it reads its own tower), at `batch`."""
     p, k = node.params, node.params["kernel"]
-    groups = node.in_parts if node.parts > 1 and not node.reads_all() else 1
+    groups = tower_groups(node)
     c = node.in_shape[0] * node.in_parts
     return ((batch, c, *node.in_shape[1:]), (node.shape[0] * node.parts, c // groups, k, k),
             dict(stride=p["stride"], padding=p["padding"], groups=groups))

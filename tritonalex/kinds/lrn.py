@@ -7,7 +7,7 @@ windows stop at the tower edge (`groups=`).
 import torch.nn.functional as TF
 
 from .. import functional as XF
-from . import MAX_WINDOW, REQUIRED, Case, Kind, integer, number
+from . import MAX_WINDOW, REQUIRED, Kind, elementwise_cost, integer, maps_case, number
 
 
 def per_tower(fn, x, towers, *args):
@@ -29,24 +29,11 @@ def _forward(m, x):
     return per_tower(TF.local_response_norm, x, m.groups, *lrn_args(m.node.params))
 
 
-def maps_case(node, implementations, cost):
-    """A case reading one ReLU'd map tensor shaped as the node's input (all towers)."""
-    c, (h, w) = node.in_shape[0] * node.in_parts, node.in_shape[1:]
-
-    def inputs(batch, dtype, layout, device, randn):
-        x = randn(batch, c, h, w).relu()  # LRN and pool read a ReLU's output
-        return (x.contiguous(memory_format=layout).requires_grad_(),)
-
-    return Case(inputs, lambda training=True: dict(implementations),
-                lambda batch, s: cost(batch * c * h * w, s))
-
-
 def _bench(node, first):
     """Bytes: the forward reads x and writes y; the backward reads x and dy and writes dx."""
     args = lrn_args(node.params)
     return maps_case(node, {"tritonalex": lambda x: XF.local_response_norm(x, *args),
-                            "torch": lambda x: TF.local_response_norm(x, *args)},
-                     lambda x, s: dict(forward=(0, 2 * x * s), backward=(0, 3 * x * s), train_extra=0))
+                            "torch": lambda x: TF.local_response_norm(x, *args)}, elementwise_cost)
 
 
 KINDS = [Kind(

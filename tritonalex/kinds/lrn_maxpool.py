@@ -5,8 +5,8 @@ Its params are both layers' keys: {"lrn": {...}, "pool": {...}}."""
 import torch.nn.functional as TF
 
 from .. import functional as XF
-from . import Kind
-from .lrn import lrn_args, maps_case, per_tower
+from . import Kind, maps_case
+from .lrn import lrn_args, per_tower
 from .maxpool import pool_args, pool_cost, pool_output
 
 

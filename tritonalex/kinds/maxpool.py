@@ -4,8 +4,7 @@ with stride 2, overlapping)."""
 import torch.nn.functional as TF
 
 from .. import functional as XF
-from . import MAX_WINDOW, REQUIRED, Kind, LayerError, integer, out_size
-from .lrn import maps_case
+from . import MAX_WINDOW, REQUIRED, Kind, LayerError, integer, maps_case, out_size
 
 INDEX_BYTES = 8  # int64 pooling indices, written by a trained forward and read by the backward
 

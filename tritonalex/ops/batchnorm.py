@@ -8,13 +8,10 @@ import torch
 from torch import Tensor
 
 from ..kernels.batchnorm import batch_norm_backward, batch_norm_forward
+from ..kernels.launch import accumulator_dtype
 from .._args import check_device, check_float_dtype
 from ._library import define, like
 from .lrn import as_ncs, empty_like
-
-
-def _stats_dtype(x):
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
 def _forward(x: Tensor, running_mean: Optional[Tensor], running_var: Optional[Tensor],
@@ -27,16 +24,16 @@ def _forward(x: Tensor, running_mean: Optional[Tensor], running_var: Optional[Te
 
 
 def _forward_fake(x, running_mean, running_var, weight, bias, training, momentum, eps):
-    c = x.shape[1]
-    return like(x), x.new_empty((c,), dtype=_stats_dtype(x)), x.new_empty((c,), dtype=_stats_dtype(x))
+    stats = accumulator_dtype(x.dtype)
+    return like(x), x.new_empty(x.shape[1:2], dtype=stats), x.new_empty(x.shape[1:2], dtype=stats)
 
 
 def _backward_impl(dy: Tensor, x: Tensor, weight: Optional[Tensor], mean: Tensor, invstd: Tensor,
                    training: bool, output_mask: List[bool]) -> List[Tensor]:
     """[dx, dweight, dbias], each only where output_mask asks for it."""
     dx = empty_like(x) if output_mask[0] else None
-    dw = torch.empty_like(weight) if output_mask[1] else None
-    db = torch.empty_like(weight if weight is not None else mean) if output_mask[2] else None
+    dw = empty_like(weight) if output_mask[1] else None
+    db = empty_like(weight if weight is not None else mean) if output_mask[2] else None
     batch_norm_backward(as_ncs(x), as_ncs(dy), None if dx is None else as_ncs(dx), weight, mean,
                         invstd, training, dw, db)
     return [t for t in (dx, dw, db) if t is not None]
