@@ -268,5 +268,12 @@ def memory_format_of(t):
     return torch.contiguous_format
 
 
+def with_strides_of(t, like):
+    """t with `like`'s strides: t itself when they agree, else a copy in like's memory format (a
+    kernel then reads both with one set of strides; `like` comes from `empty`, so the copy's
+    strides are its own)."""
+    return t if t.stride() == like.stride() else t.contiguous(memory_format=memory_format_of(like))
+
+
 def cdiv(a, b):
     return (a + b - 1) // b

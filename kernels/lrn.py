@@ -77,6 +77,7 @@ def lrn_backward_kernel(
     sdy_n, sdy_c, sdy_s,  # output-gradient strides
     sdx_n, sdx_c, sdx_s,  # input-gradient strides
     SIZE: tl.constexpr,  # window length in channels (the loops over it unroll)
+    MASK_INPUT: tl.constexpr,  # x is a ReLU's output: zero dx where x <= 0 (its deferred derivative)
     ACC: tl.constexpr,  # compute dtype
     INDEX_64: tl.constexpr,  # compute element offsets in int64
     BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr,  # tile: channels x positions
@@ -114,6 +115,8 @@ def lrn_backward_kernel(
             a = a_j
             own = g_j * s_j_neg * s_j  # g_c * s_c^-beta
     dx = own - 2.0 * alpha_over_size * beta * a * cross
+    if MASK_INPUT:  # the derivative of the ReLU that produced x, deferred to here by its conv
+        dx = tl.where(a > 0, dx, 0.0)
     dx_off = n * sdx_n + (c * sdx_c)[:, None] + (s * sdx_s)[None, :]
     tl.store(dx_ptr + dx_off, dx.to(dx_ptr.dtype.element_ty), mask=mask)
 
@@ -141,15 +144,18 @@ def lrn_forward(x, y, size, alpha, beta, k, groups=1):
     return y
 
 
-def lrn_backward(x, dy, dx, size, alpha, beta, k, groups=1):
-    """dx of the LRN above, from its input x and the output gradient dy (all [N, C, S]); returns dx."""
+def lrn_backward(x, dy, dx, size, alpha, beta, k, groups=1, mask_input=False):
+    """dx of the LRN above, from its input x and the output gradient dy (all [N, C, S]); returns dx.
+    `mask_input`: x is a ReLU's output and dx is zeroed where it is <= 0 (that ReLU's derivative,
+    which its producer skips)."""
     n, c, s = x.shape
     if dx.numel() == 0:
         return dx
     block_c, block_s, warps = _tile(x.dtype, c, s)
     launch(lrn_backward_kernel, (cdiv(s, block_s), cdiv(c, block_c), n),
            x, dy, dx, lrn_params(k, alpha, beta, size, x.dtype, x.device), c, s, c // groups,
-           *x.stride(), *dy.stride(), *dx.stride(), SIZE=size, ACC=tl_accumulator(x.dtype),
+           *x.stride(), *dy.stride(), *dx.stride(), SIZE=size, MASK_INPUT=mask_input,
+           ACC=tl_accumulator(x.dtype),
            INDEX_64=needs_int64(x, dy, dx), BLOCK_C=block_c, BLOCK_S=block_s, num_warps=warps,
            cost=Cost(0, nbytes(x, dy, dx)))
     return dx

@@ -29,6 +29,7 @@ from .launch import (
     needs_int64,
     tile,
     tl_accumulator,
+    with_strides_of,
 )
 from .tiles import (
     channel_group,
@@ -125,6 +126,7 @@ def pool_grad_gather(dy_base, idx_base, ch, ch_ok, ih, iw, pix_ok, W, OH, OW,
 def max_pool2d_backward_kernel(
     dy_ptr,  # output gradient [N, C, OH, OW], with the strides of idx
     idx_ptr,  # int64 argmax indices saved by the forward
+    x_ptr,  # forward input with dx's strides (read only when MASK_INPUT)
     dx_ptr,  # input gradient [N, C, H, W], any strides
     C, H, W, OH, OW,  # channels, input and output spatial sizes
     pad_h, pad_w, dil_h, dil_w,  # pooling geometry
@@ -132,6 +134,7 @@ def max_pool2d_backward_kernel(
     sdx_n, sdx_c, sdx_h, sdx_w,  # input-gradient strides
     KH: tl.constexpr, KW: tl.constexpr,  # window size (the tap loops unroll)
     STRIDE_H: tl.constexpr, STRIDE_W: tl.constexpr,  # constants: inverting a window divides by them
+    MASK_INPUT: tl.constexpr,  # x is a ReLU's output: zero dx where x <= 0 (its deferred derivative)
     ACC: tl.constexpr,  # compute dtype
     INDEX_64: tl.constexpr,  # compute element offsets in int64
     BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,  # tile: channels x input pixels
@@ -143,7 +146,10 @@ def max_pool2d_backward_kernel(
                          pad_h, pad_w, dil_h, dil_w, sdy_c, sdy_h, sdy_w, KH, KW, STRIDE_H,
                          STRIDE_W, ACC, BLOCK_C, BLOCK_P)
     dx_off = n * sdx_n + (c * sdx_c)[:, None] + (ih * sdx_h + iw * sdx_w)[None, :]
-    tl.store(dx_ptr + dx_off, g.to(dx_ptr.dtype.element_ty), mask=c_ok[:, None] & q_ok[None, :])
+    dx_mask = c_ok[:, None] & q_ok[None, :]
+    if MASK_INPUT:  # the derivative of the ReLU that produced x, deferred to here by its conv
+        g = tl.where(tl.load(x_ptr + dx_off, mask=dx_mask, other=0.0) > 0, g, 0.0)
+    tl.store(dx_ptr + dx_off, g.to(dx_ptr.dtype.element_ty), mask=dx_mask)
 
 
 def _tile(kernel, channels, pixels):
@@ -174,9 +180,12 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw, lrn=None):
     return y, idx
 
 
-def max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation, out_dtype=None):
+def max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation, out_dtype=None,
+                        mask_input=False):
     """dx of the max-pool above (in `out_dtype`, default dy's); dy is read with idx's strides.
-    The fused LRN -> max-pool's backward is this into fp32, then the LRN backward (ops/pool.py)."""
+    The fused LRN -> max-pool's backward is this into fp32, then the LRN backward (ops/pool.py).
+    `mask_input`: x is a ReLU's output and dx is zeroed where it is <= 0 (that ReLU's derivative,
+    which its producer skips)."""
     n, c, h, w = x.shape
     oh, ow = idx.shape[2:]
     dy = dy.contiguous(memory_format=memory_format_of(idx)) if dy.stride() != idx.stride() else dy
@@ -185,11 +194,12 @@ def max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation, out_dtype
         return dx
     if idx.numel() == 0:
         return dx.zero_()
+    masked_by = with_strides_of(x, dx) if mask_input else dx
     block_c, block_p, warps = _tile("backward", c, h * w)
     launch(max_pool2d_backward_kernel, (cdiv(h * w, block_p), cdiv(c, block_c), n),
-           dy, idx, dx, c, h, w, oh, ow, *padding, *dilation, *dy.stride(), *dx.stride(),
+           dy, idx, masked_by, dx, c, h, w, oh, ow, *padding, *dilation, *dy.stride(), *dx.stride(),
            KH=kernel[0], KW=kernel[1], STRIDE_H=stride[0], STRIDE_W=stride[1],
-           ACC=tl_accumulator(x.dtype),
-           INDEX_64=needs_int64(dy, idx, dx), BLOCK_C=block_c, BLOCK_P=block_p, num_warps=warps,
-           cost=Cost(0, nbytes(dy, idx, dx)))
+           MASK_INPUT=mask_input, ACC=tl_accumulator(x.dtype),
+           INDEX_64=needs_int64(dy, idx, dx, masked_by), BLOCK_C=block_c, BLOCK_P=block_p,
+           num_warps=warps, cost=Cost(0, nbytes(dy, idx, dx, masked_by if mask_input else None)))
     return dx

@@ -213,7 +213,7 @@ def small_spec(name, size, dropout=None):
     return tritonalex.load_spec(name, text=text)
 
 
-@pytest.mark.parametrize("name,size", [("alexnet-bn", 67), ("zfnet", 56)])
+@pytest.mark.parametrize("name,size", [("alexnet-bn", 67), ("zfnet", 56), ("alexnet", 67)])
 def test_specs_give_equal_logits_and_gradients_on_both_backends(name, size):
     """Training mode (batch statistics; dropout off so both backends compute the same function):
     logits, every parameter gradient and the running statistics after the step; then eval mode

@@ -21,33 +21,37 @@ def _op_samples():
     w = g.randn(6, 2, 3, 3, requires_grad=True)
     b = g.randn(6, requires_grad=True)
     geometry = ([2, 1], [1, 0, 1, 1], [1, 1], 2)  # stride, padding (t, b, l, r), dilation, groups
-    y = ops.conv2d(x, w, b, None, *geometry, True, False).detach()
+    y = ops.conv2d(x, w, b, None, *geometry, True, False, False, False).detach()
     dy = g.randn(*y.shape)
     lrn = (5, 1e-3, 0.75, 2.0, 2)  # size, alpha, beta, k, groups
     pool = ([3, 3], [2, 2], [1, 1], [1, 1], [4, 3])  # kernel, stride, padding, dilation, out_hw
-    _, idx = ops.max_pool2d_with_indices(x.detach(), *pool)
-    _, lrn_idx = ops.lrn_max_pool2d_with_indices(x.detach(), *pool, *lrn)
+    _, idx = ops.max_pool2d_with_indices(x.detach(), *pool, False)
+    _, lrn_idx = ops.lrn_max_pool2d_with_indices(x.detach(), *pool, *lrn, False)
     dpool = g.randn(2, 4, 4, 3)
     a, fw, fb = g.randn(5, 8, requires_grad=True), g.randn(3, 8, requires_grad=True), g.randn(3)
     seed = torch.randint(0, 2**31 - 1, (1,))
     fy = ops.linear(a, fw, fb, True, 0.5, seed, False).detach()
     return [
-        ("conv2d", (x, w, b, None, *geometry, True, False)),
-        ("conv2d", (x_cl, w, None, None, *geometry, False, False)),
-        ("conv2d_input_grad", (dy, y, w.detach(), x.detach(), *geometry, True, False)),
+        ("conv2d", (x, w, b, None, *geometry, True, False, False, False)),
+        ("conv2d", (x_cl, w, None, None, *geometry, False, False, False, False)),
+        ("conv2d", (x, w, b, None, *geometry, True, False, True, True)),  # the deferred ReLU grad
+        ("conv2d_input_grad", (dy, y, w.detach(), x.detach(), *geometry, True, False, False)),
+        ("conv2d_input_grad", (dy, None, w.detach(), x.detach(), *geometry, False, False, True)),
         ("conv2d_weight_bias_grad", (dy, y, x.detach(), w.detach(), *geometry, True, True, True,
                                      False)),
         ("conv2d_weight_bias_grad", (dy, None, x.detach(), w.detach(), *geometry, False, False,
                                      True, False)),
-        ("conv2d", (x.float(), w, b, None, *geometry, True, False)),  # fp64 weights, fp32 inputs
-        ("conv2d", (x.float(), w, b, w.detach().float(), *geometry, True, False)),  # rounded
-        ("local_response_norm", (x, *lrn)),
-        ("local_response_norm", (g.randn(3, 6, 5, requires_grad=True), *lrn[:4], 1)),
-        ("local_response_norm_backward", (x.detach(), g.randn(*x.shape), *lrn)),
-        ("max_pool2d_with_indices", (x_cl, *pool)),
-        ("lrn_max_pool2d_with_indices", (x, *pool, *lrn)),
-        ("max_pool2d_backward", (dpool, idx, x.detach(), *pool[:4])),
-        ("lrn_max_pool2d_backward", (dpool, lrn_idx, x.detach(), *pool[:4], *lrn)),
+        ("conv2d", (x.float(), w, b, None, *geometry, True, False, False, False)),  # fp64 weights
+        ("conv2d", (x.float(), w, b, w.detach().float(), *geometry, True, False, False, False)),
+        ("local_response_norm", (x, *lrn, False)),
+        ("local_response_norm", (g.randn(3, 6, 5, requires_grad=True), *lrn[:4], 1, True)),
+        ("local_response_norm_backward", (x.detach(), g.randn(*x.shape), *lrn, False)),
+        ("local_response_norm_backward", (x.detach(), g.randn(*x.shape), *lrn, True)),
+        ("max_pool2d_with_indices", (x_cl, *pool, False)),
+        ("lrn_max_pool2d_with_indices", (x, *pool, *lrn, True)),
+        ("max_pool2d_backward", (dpool, idx, x.detach(), *pool[:4], False)),
+        ("max_pool2d_backward", (dpool, idx, x.detach(), *pool[:4], True)),
+        ("lrn_max_pool2d_backward", (dpool, lrn_idx, x.detach(), *pool[:4], *lrn, True)),
         ("linear", (a, fw, fb, True, 0.5, seed, False)),
         ("linear", (a, fw, None, False, 0.0, None, False)),
         ("linear_input_grad", (g.randn(5, 3), fy, fw.detach(), True, 0.5, seed, False)),

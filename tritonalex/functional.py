@@ -1,7 +1,12 @@
 """torch.nn.functional twins: the same signatures and semantics, running the Triton kernels.
 
 Each function also takes keyword-only options that fuse what usually follows it
-(``activation="relu"``).
+(``activation="relu"``), and a pair that moves a fused ReLU's derivative out of the conv's
+backward into its consumer's: ``conv2d(..., activation="relu", defer_relu_grad=True)`` followed
+by ``conv2d``, ``local_response_norm``, ``max_pool2d`` or ``lrn_max_pool2d`` with
+``relu_input=True`` (which zeroes the input gradient it returns where its input is <= 0). The
+pair gives the same gradients as neither, faster (the conv's backward kernels lose the mask);
+``defer_relu_grad`` without such a consumer gives wrong ones. The compiler sets both where it can.
 """
 
 from . import ops
@@ -9,7 +14,8 @@ from ._args import autocast_input
 from .ops.batchnorm import batch_norm as batch_norm_op
 
 
-def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, activation=None):
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, activation=None,
+           defer_relu_grad=False, relu_input=False):
     """torch.nn.functional.conv2d; ``activation="relu"`` fuses the ReLU into the kernel.
 
     Takes everything torch does: int or tuple stride/padding/dilation, padding "same"/"valid",
@@ -20,10 +26,10 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     """
     input, mixed = autocast_input(input)
     return ops.conv2d(input, weight, bias, stride, padding, dilation, groups, activation,
-                      mixed=mixed)
+                      mixed=mixed, defer_relu_grad=defer_relu_grad, relu_input=relu_input)
 
 
-def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0, *, groups=1):
+def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0, *, groups=1, relu_input=False):
     """torch.nn.functional.local_response_norm: torch's convention (alpha is divided by size).
 
     The paper's constants (alpha times the plain sum, k=2, n=5, alpha=1e-4, beta=0.75) are
@@ -31,17 +37,18 @@ def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0, *, groups=1):
     builds exactly that. ``groups=g`` splits the channels into g equal groups that no window
     crosses (the paper's towers held in one tensor), as g separate calls would.
     """
-    return ops.local_response_norm(input, size, alpha, beta, k, groups)
+    return ops.local_response_norm(input, size, alpha, beta, k, groups, relu_input)
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-               return_indices=False):
+               return_indices=False, *, relu_input=False):
     """torch.nn.functional.max_pool2d: same arguments, output, indices and NaN behaviour."""
-    return ops.max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+    return ops.max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
+                          relu_input=relu_input)
 
 
 def lrn_max_pool2d(input, size, alpha=1e-4, beta=0.75, k=1.0, kernel_size=3, stride=2, padding=0,
-                   dilation=1, ceil_mode=False, return_indices=False, *, groups=1):
+                   dilation=1, ceil_mode=False, return_indices=False, *, groups=1, relu_input=False):
     """max_pool2d(local_response_norm(input, size, alpha, beta, k), kernel_size, ...) in one kernel.
 
     Reads the (ReLU'd) conv output once and never writes the full-size LRN output; the backward
@@ -50,7 +57,7 @@ def lrn_max_pool2d(input, size, alpha=1e-4, beta=0.75, k=1.0, kernel_size=3, str
     ops.check_lrn_args(input, size, groups, "lrn_max_pool2d")
     return ops.max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
                           lrn=(size, float(alpha), float(beta), float(k), groups),
-                          op="lrn_max_pool2d")
+                          op="lrn_max_pool2d", relu_input=relu_input)
 
 
 def linear(input, weight, bias=None, *, activation=None, dropout=0.0, training=True):

@@ -26,6 +26,8 @@ class Node:
     dropout: float = 0.0  # p of a fused dropout (linear)
     folds: str = None  # the batchnorm node folded into this conv in evaluation (see passes.py)
     folded: bool = False  # a batchnorm folded into the conv before it in evaluation
+    defer_relu_grad: bool = False  # a conv+relu whose next node applies the ReLU's derivative
+    relu_input: bool = False  # applies the ReLU derivative of the conv+relu before it (see passes.py)
     parts: int = 1  # output tensors: one per tower, or 1 undivided
     shape: tuple = ()  # per-image shape of one output part
     in_parts: int = 1  # how many parts the input had
@@ -47,6 +49,8 @@ class Node:
         parts = f"{self.parts}x" if self.parts > 1 else ""
         return (f"{self.label:22} {self.kind:11} -> {parts}{self.shape}"
                 + (f"  folds {self.folds} (eval)" if self.folds else "")
+                + ("  relu grad in next" if self.defer_relu_grad else "")
+                + ("  relu grad of previous" if self.relu_input else "")
                 + (f"  reads {self.params['reads']}" if "reads" in self.params else "")
                 + (f"  on {', '.join(self.devices)}" if self.devices else ""))
 

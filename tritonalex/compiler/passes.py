@@ -2,6 +2,8 @@
 
 import dataclasses
 
+from .. import kinds
+
 
 def _fold(graph, matches, merge):
     """Walk the chain; where matches(node, next) holds, merge the next node into this one."""
@@ -60,11 +62,29 @@ def fold_batchnorm(graph):
     return out
 
 
-FUSION_PASSES = {
+def defer_relu_grad(graph):
+    """conv+relu -> a node whose kind can mask its input gradient (`Kind.masks_relu_input`: conv,
+    LRN, max-pool, fused LRN -> max-pool): the ReLU's derivative moves out of the conv's two
+    backward kernels (no mask on dy, no saved output: see kernels/conv.py) into the next node's
+    backward, which zeroes the gradient it returns where its input is <= 0. In the chain a conv's
+    output has that one consumer, so the pair always meets. Run after the fusions it reads."""
+    out = []
+    for node in graph:
+        prev = out[-1] if out else None
+        if prev is not None and prev.kind == "conv" and prev.activation == "relu" \
+                and kinds.get(node.kind).masks_relu_input:
+            out[-1] = dataclasses.replace(prev, defer_relu_grad=True)
+            node = dataclasses.replace(node, relu_input=True)
+        out.append(node)
+    return out
+
+
+FUSION_PASSES = {  # run in this order by default
     "fold_batchnorm": fold_batchnorm,
     "fuse_conv_relu": fuse_conv_relu,
     "fuse_linear_dropout": fuse_linear_dropout,
     "fuse_lrn_maxpool": fuse_lrn_maxpool,
+    "defer_relu_grad": defer_relu_grad,
 }
 
 

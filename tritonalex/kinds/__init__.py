@@ -108,6 +108,7 @@ class Kind:
     bench: Callable = None  # (node, first) -> Case; first: the network's input layer
     check: Callable = None  # params -> (key, message) or None: rules across keys
     in_spec: bool = True  # False: made only by a fusion pass
+    masks_relu_input: bool = False  # its triton forward takes relu_input=True (pass defer_relu_grad)
     last: bool = False  # must be the network's last layer
 
     def parameter_count(self, node):

@@ -65,7 +65,8 @@ def _forward(m, x):
     weight, bias = _with_folded_norm(m) if m.node.folds and not m.training else (m.weight, m.bias)
     if m.backend == "triton":
         return XF.conv2d(x, weight, bias, p["stride"], p["padding"], groups=m.groups,
-                         activation=m.node.activation)
+                         activation=m.node.activation, defer_relu_grad=m.node.defer_relu_grad,
+                         relu_input=m.node.relu_input)
     y = TF.conv2d(x, weight, bias, p["stride"], p["padding"], groups=m.groups)
     return torch.relu(y) if relu else y
 
@@ -124,4 +125,5 @@ KINDS = [Kind(
               weight_std=(0.01, number(0)), bias_init=(0.0, number())),
     output=_output, forward=_forward, channels="out_channels", parameters=_parameters,
     flops=_flops, bench=_bench,
-    kernel=lambda node: "conv2d+bias" + ("+relu" if node.activation else ""))]
+    kernel=lambda node: "conv2d+bias" + ("+relu" if node.activation else ""),
+    masks_relu_input=True)]

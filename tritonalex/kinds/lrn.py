@@ -25,7 +25,8 @@ def lrn_args(p):
 
 def _forward(m, x):
     if m.backend == "triton":
-        return XF.local_response_norm(x, *lrn_args(m.node.params), groups=m.groups)
+        return XF.local_response_norm(x, *lrn_args(m.node.params), groups=m.groups,
+                                      relu_input=m.node.relu_input)
     return per_tower(TF.local_response_norm, x, m.groups, *lrn_args(m.node.params))
 
 
@@ -41,4 +42,4 @@ KINDS = [Kind(
     keys=dict(size=(REQUIRED, integer(1, MAX_WINDOW)), alpha=(1e-4, number(0)),
               beta=(0.75, number(0)), k=(1.0, number(0, low_open=True))),
     output=lambda node, width: node.in_shape, forward=_forward, bench=_bench,
-    kernel=lambda node: "local_response_norm")]
+    kernel=lambda node: "local_response_norm", masks_relu_input=True)]

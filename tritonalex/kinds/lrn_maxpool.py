@@ -13,7 +13,7 @@ from .maxpool import pool_args, pool_cost, pool_output
 def _forward(m, x):
     lrn, pool = lrn_args(m.node.params["lrn"]), pool_args(m.node.params["pool"])
     if m.backend == "triton":
-        return XF.lrn_max_pool2d(x, *lrn, *pool, groups=m.groups)
+        return XF.lrn_max_pool2d(x, *lrn, *pool, groups=m.groups, relu_input=m.node.relu_input)
     return TF.max_pool2d(per_tower(TF.local_response_norm, x, m.groups, *lrn), *pool)
 
 
@@ -27,4 +27,5 @@ def _bench(node, first):
 KINDS = [Kind(
     "lrn_maxpool", keys={}, in_spec=False,
     output=lambda node, width: pool_output(node.in_shape, node.params["pool"]),
-    forward=_forward, bench=_bench, kernel=lambda node: "lrn_max_pool2d (fused)")]
+    forward=_forward, bench=_bench, kernel=lambda node: "lrn_max_pool2d (fused)",
+    masks_relu_input=True)]

@@ -39,6 +39,12 @@ def _bench(node, first):
                      lambda x, s: pool_cost(node, x, s, reads_input=False))
 
 
+def _forward(m, x):
+    if m.backend == "triton":
+        return XF.max_pool2d(x, *pool_args(m.node.params), relu_input=m.node.relu_input)
+    return TF.max_pool2d(x, *pool_args(m.node.params))
+
+
 def _check(p):
     if p["padding"] > p["kernel"] // 2:
         return "padding", f"must be at most half the kernel ({p['kernel'] // 2}), got {p['padding']}"
@@ -50,5 +56,4 @@ KINDS = [Kind(
     keys=dict(kernel=(REQUIRED, integer(1, MAX_WINDOW)), stride=(None, integer(1, MAX_WINDOW)),
               padding=(0, integer(0, MAX_WINDOW))),
     output=lambda node, width: pool_output(node.in_shape, node.params), check=_check,
-    forward=lambda m, x: (XF if m.backend == "triton" else TF).max_pool2d(x, *pool_args(m.node.params)),
-    bench=_bench, kernel=lambda node: "max_pool2d")]
+    forward=_forward, bench=_bench, kernel=lambda node: "max_pool2d", masks_relu_input=True)]

@@ -4,6 +4,14 @@
 input and weight for the weight and input gradients, and, when the ReLU is fused, its own output:
 the backward kernels zero the output gradient where that output is <= 0, so the pre-activation
 never needs to be stored. Double backward is not supported.
+
+The ReLU's derivative may instead be applied by the op that consumes the output (a pair of
+keyword options; the compiler's pass `defer_relu_grad` sets both): `defer_relu_grad=True` here
+(the backward takes dy as already zeroed where the output is <= 0, and saves no output) and
+`relu_input=True` on the consumer (conv2d, local_response_norm, max_pool2d, lrn_max_pool2d: the
+input gradient it returns is zeroed where its input is <= 0). Zeroing twice changes nothing, so
+only `defer_relu_grad` without a masking consumer is wrong; the gradient a hook on the ReLU
+output sees is the masked one.
 """
 
 from typing import List, Optional
@@ -31,22 +39,25 @@ def _pairs(padding):
 
 def _forward(x: Tensor, weight: Tensor, bias: Optional[Tensor], rounded: Optional[Tensor],
              stride: List[int], padding: List[int], dilation: List[int], groups: int, relu: bool,
-             allow_tf32: bool) -> Tensor:
-    """`rounded`: the weight already rounded to x's dtype (under autocast), read instead of it."""
+             allow_tf32: bool, defer_relu_grad: bool, relu_input: bool) -> Tensor:
+    """`rounded`: the weight already rounded to x's dtype (under autocast), read instead of it.
+    `defer_relu_grad` and `relu_input` only change the backward (see the module docstring)."""
     return conv2d_forward(x, weight if rounded is None else rounded, bias, tuple(stride),
                           _pairs(padding), tuple(dilation), groups, relu, allow_tf32)
 
 
-def _forward_fake(x, weight, bias, rounded, stride, padding, dilation, groups, relu, allow_tf32):
+def _forward_fake(x, weight, bias, rounded, stride, padding, dilation, groups, relu, allow_tf32,
+                  defer_relu_grad, relu_input):
     oh, ow = output_size(*x.shape[2:], weight.shape[2:], stride, _pairs(padding), dilation)
     return like(x, (x.shape[0], weight.shape[0], oh, ow))
 
 
 def _input_grad(dy: Tensor, y: Optional[Tensor], weight: Tensor, x: Tensor, stride: List[int],
                 padding: List[int], dilation: List[int], groups: int, relu: bool,
-                allow_tf32: bool) -> Tensor:
+                allow_tf32: bool, mask_input: bool) -> Tensor:
+    """`mask_input`: x is a ReLU's output; dx is zeroed where it is <= 0."""
     return conv2d_input_grad(dy, y, weight, x, tuple(stride), _pairs(padding), tuple(dilation),
-                             groups, relu, allow_tf32)
+                             groups, relu, allow_tf32, mask_input)
 
 
 def _input_grad_fake(dy, y, weight, x, *geometry):
@@ -78,12 +89,16 @@ conv2d_weight_bias_grad_op = define("conv2d_weight_bias_grad", _weight_bias_grad
 
 
 def _setup_context(ctx, inputs, output):
-    x, weight, bias, rounded, stride, padding, dilation, groups, relu, allow_tf32 = inputs
-    # With the ReLU fused, the backward kernels zero dy where the saved output is <= 0. The input
-    # gradient reads the weight the forward read; the weight gradient comes in the weight's dtype.
+    (x, weight, bias, rounded, stride, padding, dilation, groups, relu, allow_tf32,
+     defer_relu_grad, relu_input) = inputs
+    # With the ReLU fused, the backward kernels zero dy where the saved output is <= 0, unless the
+    # consumer already did (defer_relu_grad). The input gradient reads the weight the forward
+    # read; the weight gradient comes in the weight's dtype.
+    relu = relu and not defer_relu_grad
     ctx.save_for_backward(x, weight, weight if rounded is None else rounded,
                           output if relu else None)
     ctx.geometry = (stride, padding, dilation, groups, relu, allow_tf32)
+    ctx.relu_input = relu_input
 
 
 def _backward(ctx, dy):
@@ -93,13 +108,13 @@ def _backward(ctx, dy):
     dx = dw = db = None
     if need_x:
         dx = conv2d_input_grad_op(dy, y, read, x, stride, padding, dilation, groups, relu,
-                                  allow_tf32)
+                                  allow_tf32, ctx.relu_input)
     if need_w or need_b:
         grads = conv2d_weight_bias_grad_op(dy, y, x, weight, stride, padding, dilation, groups,
                                            relu, need_w, need_b, allow_tf32)
         dw = grads.pop(0) if need_w else None
         db = grads.pop(0) if need_b else None
-    return dx, dw, db, None, None, None, None, None, None, None
+    return dx, dw, db, None, None, None, None, None, None, None, None, None
 
 
 conv2d_op.register_autograd(_backward, setup_context=_setup_context)
@@ -156,10 +171,13 @@ def _check_shapes(x, weight, bias, groups, padding, dilation):
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, activation=None,
-           mixed=False):
+           mixed=False, defer_relu_grad=False, relu_input=False):
     """torch.nn.functional.conv2d on the Triton kernels, with an optional fused ReLU. `mixed`
-    (inside autocast): weight and bias may be wider than the input (see _args.autocast_dtype)."""
+    (inside autocast): weight and bias may be wider than the input (see _args.autocast_dtype).
+    `defer_relu_grad`, `relu_input`: the ReLU derivative's move (see the module docstring)."""
     relu = check_activation(activation) == "relu"
+    if defer_relu_grad and not relu:
+        raise ValueError("conv2d: defer_relu_grad=True needs activation='relu'")
     if input.dim() not in (3, 4):
         raise RuntimeError(f"Expected 3D (unbatched) or 4D (batched) input to conv2d, but got "
                            f"input of size: {list(input.shape)}")
@@ -188,7 +206,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     # autograd: its gradient is computed straight into the weight's dtype.
     rounded = weight.detach().to(x.dtype) if mixed and weight.dtype != x.dtype else None
     y = conv2d_op(x, weight, bias, rounded, list(stride), [pt, pb, pl, pr], list(dilation), groups,
-                  relu, torch.backends.cudnn.allow_tf32)
+                  relu, torch.backends.cudnn.allow_tf32, defer_relu_grad, relu_input)
     return y.squeeze(0) if unbatched else y
 
 

@@ -19,16 +19,19 @@ def empty_like(x, dtype=None):
     return empty(x.shape, dtype or x.dtype, x.device, memory_format=memory_format_of(x))
 
 
-def _forward(x: Tensor, size: int, alpha: float, beta: float, k: float, groups: int) -> Tensor:
+def _forward(x: Tensor, size: int, alpha: float, beta: float, k: float, groups: int,
+             relu_input: bool) -> Tensor:
+    """`relu_input` only changes the backward: x is a ReLU's output, and the input gradient is
+    zeroed where it is <= 0 (the ReLU's derivative, which its conv then skips: ops/conv.py)."""
     y = empty_like(x)
     lrn_forward(as_ncs(x), as_ncs(y), size, alpha, beta, k, groups)
     return y
 
 
 def _backward_impl(x: Tensor, dy: Tensor, size: int, alpha: float, beta: float, k: float,
-                   groups: int) -> Tensor:
+                   groups: int, relu_input: bool) -> Tensor:
     dx = empty_like(x)
-    lrn_backward(as_ncs(x), as_ncs(dy), as_ncs(dx), size, alpha, beta, k, groups)
+    lrn_backward(as_ncs(x), as_ncs(dy), as_ncs(dx), size, alpha, beta, k, groups, relu_input)
     return dx
 
 
@@ -44,7 +47,7 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, dy):
     (x,) = ctx.saved_tensors
-    return local_response_norm_backward_op(x, dy, *ctx.lrn), None, None, None, None, None
+    return local_response_norm_backward_op(x, dy, *ctx.lrn), None, None, None, None, None, None
 
 
 local_response_norm_op.register_autograd(_backward, setup_context=_setup_context)
@@ -63,8 +66,9 @@ def check_lrn_args(input, size, groups=1, op="local_response_norm"):
     check_float_dtype(input, op)
 
 
-def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0, groups=1):
+def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0, groups=1, relu_input=False):
     check_lrn_args(input, size, groups)
     if input.numel() == 0:
         return input
-    return local_response_norm_op(input, size, float(alpha), float(beta), float(k), groups)
+    return local_response_norm_op(input, size, float(alpha), float(beta), float(k), groups,
+                                  bool(relu_input))

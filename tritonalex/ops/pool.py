@@ -1,5 +1,9 @@
 """max_pool2d and the fused LRN -> max_pool2d: `torch.ops.tritonalex.max_pool2d_with_indices`,
-`lrn_max_pool2d_with_indices`, their backward ops, and torch's argument rules."""
+`lrn_max_pool2d_with_indices`, their backward ops, and torch's argument rules.
+
+`relu_input` (the last argument of every op here) only changes the backward: the input is a
+ReLU's output, and the input gradient is zeroed where it is <= 0 (the ReLU's derivative, which
+its conv then skips: ops/conv.py)."""
 
 from typing import List, Tuple
 
@@ -63,30 +67,31 @@ def pool_geometry(input, kernel_size, stride, padding, dilation, ceil_mode):
 
 
 def _forward(x: Tensor, kernel: List[int], stride: List[int], padding: List[int],
-             dilation: List[int], out_hw: List[int]) -> Tuple[Tensor, Tensor]:
+             dilation: List[int], out_hw: List[int], relu_input: bool) -> Tuple[Tensor, Tensor]:
     return max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw)
 
 
 def _lrn_forward(x: Tensor, kernel: List[int], stride: List[int], padding: List[int],
                  dilation: List[int], out_hw: List[int], size: int, alpha: float, beta: float,
-                 k: float, groups: int) -> Tuple[Tensor, Tensor]:
+                 k: float, groups: int, relu_input: bool) -> Tuple[Tensor, Tensor]:
     return max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw,
                               (size, alpha, beta, k, groups))
 
 
-def _forward_fake(x, kernel, stride, padding, dilation, out_hw, *lrn):
+def _forward_fake(x, kernel, stride, padding, dilation, out_hw, *lrn_and_relu_input):
     shape = (*x.shape[:2], *out_hw)
     return like(x, shape), like(x, shape, torch.int64)
 
 
 def _backward_impl(dy: Tensor, idx: Tensor, x: Tensor, kernel: List[int], stride: List[int],
-                   padding: List[int], dilation: List[int]) -> Tensor:
-    return max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation)
+                   padding: List[int], dilation: List[int], relu_input: bool) -> Tensor:
+    return max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation,
+                               mask_input=relu_input)
 
 
 def _lrn_backward_impl(dy: Tensor, idx: Tensor, x: Tensor, kernel: List[int], stride: List[int],
                        padding: List[int], dilation: List[int], size: int, alpha: float,
-                       beta: float, k: float, groups: int) -> Tensor:
+                       beta: float, k: float, groups: int, relu_input: bool) -> Tensor:
     """Two kernels: the pool's gather writes the LRN output's gradient once (fp32, full size),
     then the LRN backward reads it with the input. One kernel would have to recompute that gather
     for each of the `size` channels whose window holds a channel (5x the gathers, and the static
@@ -94,7 +99,7 @@ def _lrn_backward_impl(dy: Tensor, idx: Tensor, x: Tensor, kernel: List[int], st
     g = max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation,
                             out_dtype=accumulator_dtype(x.dtype))
     dx = empty_like(x)
-    lrn_backward(as_ncs(x), as_ncs(g), as_ncs(dx), size, alpha, beta, k, groups)
+    lrn_backward(as_ncs(x), as_ncs(g), as_ncs(dx), size, alpha, beta, k, groups, relu_input)
     return dx
 
 
@@ -111,14 +116,14 @@ def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(inputs[0], output[1])
     ctx.mark_non_differentiable(output[1])
     ctx.set_materialize_grads(False)  # the indices' gradient: never filled with zeros
-    ctx.geometry = inputs[1:5] + inputs[6:]  # kernel, stride, padding, dilation (+ LRN)
+    ctx.geometry = inputs[1:5] + inputs[6:]  # kernel, stride, padding, dilation (+ LRN), relu_input
 
 
 def _backward(ctx, dy, _didx):
     x, idx = ctx.saved_tensors
     if dy is None:
         dx = None
-    elif len(ctx.geometry) == 4:
+    elif len(ctx.geometry) == 5:
         dx = max_pool2d_backward_op(dy, idx, x, *ctx.geometry)
     else:
         dx = lrn_max_pool2d_backward_op(dy, idx, x, *ctx.geometry)
@@ -130,7 +135,7 @@ lrn_max_pool2d_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-               return_indices=False, lrn=None, op="max_pool2d"):
+               return_indices=False, lrn=None, op="max_pool2d", relu_input=False):
     geometry = pool_geometry(input, kernel_size, stride, padding, dilation, ceil_mode)
     check_device(op, input)
     check_float_dtype(input, op)
@@ -138,9 +143,10 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     x = input.unsqueeze(0) if unbatched else input
     kernel, stride, padding, dilation, out_hw = (list(g) for g in geometry)
     if lrn is None:
-        y, idx = max_pool2d_op(x, kernel, stride, padding, dilation, out_hw)
+        y, idx = max_pool2d_op(x, kernel, stride, padding, dilation, out_hw, bool(relu_input))
     else:
-        y, idx = lrn_max_pool2d_op(x, kernel, stride, padding, dilation, out_hw, *lrn)
+        y, idx = lrn_max_pool2d_op(x, kernel, stride, padding, dilation, out_hw, *lrn,
+                                   bool(relu_input))
     if unbatched:
         y, idx = y.squeeze(0), idx.squeeze(0)
     return (y, idx) if return_indices else y
