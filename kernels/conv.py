@@ -77,15 +77,18 @@ FORWARD_CONFIGS = {
     "tf32": [config(128, 64, 32, 8, 3), config(64, 128, 32, 8, 3), config(64, 64, 32, 8, 3)],
     "fma": [config(64, 32, 16, 4, 2), config(32, 32, 16, 4, 2)],
 }
+UNMASKED = dict(MASK_INPUT=False)  # the epilogue's ReLU mask on x makes these spill
 INPUT_GRAD_CONFIGS = {
     "tensor_core": [config(64, 64, 32, 8, 3), config(128, 64, 32, 8, 3),
                     config(128, 128, 64, 8, 3, archs=H), config(128, 64, 64, 8, 3, archs=H)],
-    "tf32": [config(64, 64, 32, 8, 2), config(64, 32, 32, 4, 3)],
-    "fma": [config(64, 32, 16, 4, 2), config(32, 32, 16, 8, 2)],
+    "tf32": [config(64, 64, 32, 8, 2), config(64, 32, 32, 4, 3, when=UNMASKED)],
+    "fma": [config(32, 32, 16, 8, 2), config(64, 32, 16, 4, 2, when=UNMASKED)],
 }
+# The 128 x 128 weight-gradient tile gathers x in 16-channel runs; with fewer channels per group
+# (conv1 of a net on 3-channel images without space-to-depth) its loads do not vectorize and spill.
 WEIGHT_GRAD_CONFIGS = {
     "tensor_core": [config(64, 64, 32, 8, 3), config(128, 64, 64, 8, 3, archs=H),
-                    config(128, 128, 64, 8, 3, archs=H)],
+                    config(128, 128, 64, 8, 3, archs=H, when=dict(ALIGNED_C=True))],
     "tf32": [config(64, 64, 32, 8, 3)],
     "fma": [config(32, 32, 16, 8, 2)],
 }
@@ -278,6 +281,7 @@ def conv2d_weight_grad_kernel(
     sx_n, sx_c, sx_h, sx_w,  # input strides
     KH: tl.constexpr, KW: tl.constexpr,  # kernel size
     DW_OHWI: tl.constexpr,  # write dw laid out OHWI (channels_last weights), else OIHW (contiguous)
+    ALIGNED_C: tl.constexpr,  # C_PER_GROUP % 16 == 0 (selects configs only: see the config lists)
     PIX_W: tl.constexpr,  # width of a pixel tile (a power of two, at most 16 <= BLOCK_K)
     APPLY_RELU: tl.constexpr,  # the forward fused a ReLU: zero dy where y <= 0
     COMPUTE_WEIGHT: tl.constexpr,  # write the weight gradient
@@ -557,7 +561,7 @@ def conv2d_weight_bias_grad(dy, y, x, weight_shape, stride, padding, dilation, g
         dtype=dy.dtype, allow_tf32=allow_tf32,
         tile_dims=(oc // groups, columns, cdiv(pixels, splits)),
         cost=cost, INDEX_64=needs_int64(dy, y, x, dw_part), KH=kh, KW=kw,
-        DW_OHWI=weight_format == torch.channels_last, PIX_W=pix_w,
+        DW_OHWI=weight_format == torch.channels_last, ALIGNED_C=c_per_group % 16 == 0, PIX_W=pix_w,
         APPLY_RELU=relu, COMPUTE_WEIGHT=need_weight, COMPUTE_BIAS=need_bias,
     )
     return dw, db

@@ -11,8 +11,10 @@ saved index points at it. Overlapping windows (3x3 stride 2) just add several te
 
 Fused LRN -> max-pool (LRN=True): the forward normalizes each tap on the fly (lrn.py's window sum
 of squares over `size` channels) and pools the normalized values, so the full-size LRN output is
-never written; only the input is saved. Its backward (tritonalex/ops/pool.py) is this file's
-backward kernel into an fp32 buffer (the LRN output's gradient), then lrn.py's backward.
+never written; only the input is saved. Its backward is one kernel where an LRN group has at most
+BAND_MAX channels (`lrn_band_max_pool2d_backward_kernel`: the pooled gradient gathered once per
+element, then the LRN backward by band sums, see lrn.py), else (tritonalex/ops/pool.py) this
+file's backward kernel into an fp32 buffer (the LRN output's gradient), then lrn.py's backward.
 """
 
 import torch
@@ -32,6 +34,10 @@ from .launch import (
     with_strides_of,
 )
 from .tiles import (
+    band_splits,
+    band_tile,
+    group_tile,
+    lrn_band_backward,
     channel_group,
     channel_tile,
     lrn_load_params,
@@ -109,7 +115,8 @@ def pool_grad_gather(dy_base, idx_base, ch, ch_ok, ih, iw, pix_ok, W, OH, OW,
                      BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
     """Gradient reaching input pixels (ih, iw) of channels ch through the max-pool: the sum of dy
     over the output pixels whose window holds the pixel and whose saved argmax is that pixel."""
-    target = (ih * W + iw).to(tl.int64)
+    # Compared in the pixels' index type (int32 unless the launch indexes in int64): one compare.
+    target = ih * W + iw
     g = tl.zeros((BLOCK_C, BLOCK_P), dtype=ACC)
     for kh in tl.static_range(KH):
         oh, h_ok = window_source(ih, pad_h, kh, dil_h, STRIDE_H, OH, pix_ok)
@@ -117,8 +124,11 @@ def pool_grad_gather(dy_base, idx_base, ch, ch_ok, ih, iw, pix_ok, W, OH, OW,
             ow, ok = window_source(iw, pad_w, kw, dil_w, STRIDE_W, OW, h_ok)
             off = (ch * sdy_c)[:, None] + (oh * sdy_h + ow * sdy_w)[None, :]
             mask = ch_ok[:, None] & ok[None, :]
-            hit = mask & (tl.load(idx_base + off, mask=mask, other=-1) == target[None, :])
-            g += tl.load(dy_base + off, mask=hit, other=0.0).to(ACC)
+            hit = tl.load(idx_base + off, mask=mask, other=-1).to(target.dtype) == target[None, :]
+            # dy under the tap's mask (the same for a pixel's channels: the load vectorizes),
+            # then kept where the argmax is this pixel.
+            dy = tl.load(dy_base + off, mask=mask, other=0.0)
+            g += tl.where(hit, dy.to(ACC), 0.0)
     return g
 
 
@@ -152,6 +162,48 @@ def max_pool2d_backward_kernel(
     tl.store(dx_ptr + dx_off, g.to(dx_ptr.dtype.element_ty), mask=dx_mask)
 
 
+@triton.jit
+def lrn_band_max_pool2d_backward_kernel(
+    dy_ptr,  # output gradient [N, C, OH, OW], with the strides of idx
+    idx_ptr,  # int64 argmax indices saved by the forward
+    x_ptr,  # forward input [N, C, H, W], any strides
+    dx_ptr,  # input gradient [N, C, H, W], any strides
+    params_ptr,  # LRN [k, alpha/size, beta] in the ACC dtype
+    H, W, OH, OW,  # input and output spatial sizes
+    GROUP,  # LRN channels per group (at most BLOCK_G)
+    pad_h, pad_w, dil_h, dil_w,  # pooling geometry
+    sdy_n, sdy_c, sdy_h, sdy_w,  # output-gradient and index strides
+    sx_n, sx_c, sx_h, sx_w,  # input strides
+    sdx_n, sdx_c, sdx_h, sdx_w,  # input-gradient strides
+    KH: tl.constexpr, KW: tl.constexpr,  # window size (the tap loops unroll)
+    STRIDE_H: tl.constexpr, STRIDE_W: tl.constexpr,  # constants: inverting a window divides by them
+    LRN_SIZE: tl.constexpr,  # LRN window in channels
+    MASK_INPUT: tl.constexpr,  # x is a ReLU's output: zero dx where x <= 0 (its deferred derivative)
+    SPLITS: tl.constexpr,  # bf16 parts per band sum, 0: one ACC dot
+    ACC: tl.constexpr,  # compute dtype
+    INDEX_64: tl.constexpr,  # compute element offsets in int64
+    BLOCK_G: tl.constexpr, BLOCK_P: tl.constexpr,  # tile: a group's channels x input pixels
+):
+    """The fused LRN -> max-pool's backward in one pass for LRN groups of at most BAND_MAX
+    channels: the pooled gradient gathered once per element (the LRN output's gradient, never
+    written), then the LRN backward from it and x by band sums."""
+    n, q, c, q_ok, c_ok = group_tile(H * W, GROUP, INDEX_64, BLOCK_G, BLOCK_P)  # input pixels
+    ih = q // W
+    iw = q % W
+    k, alpha_over_size, beta = lrn_load_params(params_ptr)
+    g = pool_grad_gather(dy_ptr + n * sdy_n, idx_ptr + n * sdy_n, c, c_ok, ih, iw, q_ok, W, OH, OW,
+                         pad_h, pad_w, dil_h, dil_w, sdy_c, sdy_h, sdy_w, KH, KW, STRIDE_H,
+                         STRIDE_W, ACC, BLOCK_G, BLOCK_P)
+    mask = c_ok[:, None] & q_ok[None, :]
+    a = tl.load(x_ptr + n * sx_n + (c * sx_c)[:, None] + (ih * sx_h + iw * sx_w)[None, :],
+                mask=mask, other=0.0).to(ACC)
+    dx = lrn_band_backward(a, g, k, alpha_over_size, beta, LRN_SIZE, BLOCK_G, SPLITS, ACC)
+    if MASK_INPUT:  # the derivative of the ReLU that produced x, deferred to here by its conv
+        dx = tl.where(a > 0, dx, 0.0)
+    dx_off = n * sdx_n + (c * sdx_c)[:, None] + (ih * sdx_h + iw * sdx_w)[None, :]
+    tl.store(dx_ptr + dx_off, dx.to(dx_ptr.dtype.element_ty), mask=mask)
+
+
 def _tile(kernel, channels, pixels):
     return tile(GPU_TILES[kernel], INTERPRETER_TILE, fit=(channels, pixels))
 
@@ -169,8 +221,8 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw, lrn=None):
     idx = empty((n, c, oh, ow), torch.int64, x.device, memory_format=fmt)
     if y.numel() == 0:
         return y, idx
-    block_c, block_p, warps = _tile("forward", c, oh * ow)
     params = lrn_params(lrn[3], lrn[1], lrn[2], lrn[0], x.dtype, x.device) if lrn else x
+    block_c, block_p, warps = _tile("forward", c, oh * ow)
     launch(max_pool2d_forward_kernel, (cdiv(oh * ow, block_p), cdiv(c, block_c), n),
            x, y, idx, params, c, h, w, oh, ow, c // lrn[4] if lrn else c, *stride, *padding,
            *dilation,
@@ -202,4 +254,29 @@ def max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation, out_dtype
            MASK_INPUT=mask_input, ACC=tl_accumulator(x.dtype),
            INDEX_64=needs_int64(dy, idx, dx, masked_by), BLOCK_C=block_c, BLOCK_P=block_p,
            num_warps=warps, cost=Cost(0, nbytes(dy, idx, dx, masked_by if mask_input else None)))
+    return dx
+
+
+def lrn_max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation, lrn, mask_input=False):
+    """dx of the fused LRN -> max-pool (lrn = (size, alpha, beta, k, groups)) in one kernel, or
+    None when an LRN group is wider than BAND_MAX (ops/pool.py then runs the pool's backward into
+    an fp32 buffer and the LRN's backward from it)."""
+    n, c, h, w = x.shape
+    oh, ow = idx.shape[2:]
+    size, alpha, beta, k, groups = lrn
+    band = band_tile(c // groups, h * w)
+    if band is None:
+        return None
+    dy = dy.contiguous(memory_format=memory_format_of(idx)) if dy.stride() != idx.stride() else dy
+    dx = empty(x.shape, x.dtype, x.device, memory_format=memory_format_of(x))
+    if dx.numel() == 0:
+        return dx
+    block_g, block_p, warps = band
+    launch(lrn_band_max_pool2d_backward_kernel, (cdiv(h * w, block_p), groups, n),
+           dy, idx, x, dx, lrn_params(k, alpha, beta, size, x.dtype, x.device), h, w, oh, ow,
+           c // groups, *padding, *dilation, *dy.stride(), *x.stride(), *dx.stride(),
+           KH=kernel[0], KW=kernel[1], STRIDE_H=stride[0], STRIDE_W=stride[1], LRN_SIZE=size,
+           MASK_INPUT=mask_input, SPLITS=band_splits(x.dtype), ACC=tl_accumulator(x.dtype),
+           INDEX_64=needs_int64(dy, idx, x, dx), BLOCK_G=block_g, BLOCK_P=block_p,
+           num_warps=warps, cost=Cost(0, nbytes(dy, idx, x, dx)))
     return dx

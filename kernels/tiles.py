@@ -7,15 +7,16 @@ dtype (`lrn_params`, through `launch.scalars`). Powers are exp2(-beta * log2(s))
 the interpreter (libdevice pow does not).
 """
 
+import torch
 import triton
 import triton.language as tl
 
-from .launch import accumulator_dtype, scalars
+from .launch import INTERPRETING, accumulator_dtype, scalars, tile
 
 
 @triton.jit
 def dot_acc(a, b, acc, PRECISION: tl.constexpr, DOT_FP32: tl.constexpr, ACC: tl.constexpr):
-    """acc + a @ b, the one place a kernel calls tl.dot.
+    """acc + a @ b, the one place a GEMM kernel calls tl.dot (the LRN's band sums: `band_sum`).
 
     `b` is converted to `a`'s dtype first: a weight stored wider than the activations (fp32
     master weights under bf16/fp16 autocast) is rounded in registers, as torch.autocast's cast
@@ -70,6 +71,21 @@ def channel_tile(C, S, INDEX_64: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: t
 
 
 @triton.jit
+def group_tile(S, GROUP, INDEX_64: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_S: tl.constexpr):
+    """This program's image n (grid axis 2), BLOCK_S positions s of S (axis 0) and all GROUP
+    channels c of group program_id(1) (BLOCK_G >= GROUP, the rest masked), with their in-bounds
+    masks: the band LRN kernels tile so (a window never leaves its group)."""
+    n = tl.program_id(2)
+    s = tl.program_id(0) * BLOCK_S + tl.arange(0, BLOCK_S)
+    i = tl.arange(0, BLOCK_G)
+    c = tl.program_id(1) * GROUP + i
+    if INDEX_64:
+        n = n.to(tl.int64)
+        s = s.to(tl.int64)
+    return n, s, c, s < S, i < GROUP
+
+
+@triton.jit
 def channel_group(c, C, GROUP):
     """(lo, hi): the channels c's window may reach, its group of GROUP channels (GROUP == C: all
     of them; AlexNet's two towers on one device: C / 2 each, so no window crosses a tower)."""
@@ -101,6 +117,66 @@ def lrn_scale(x_ptr, col, col_ok, c, lo, hi, sx_c, SIZE: tl.constexpr, k, alpha_
 
 
 @triton.jit
+def lrn_band(SIZE: tl.constexpr, BLOCK_G: tl.constexpr, TRANSPOSED: tl.constexpr):
+    """The LRN window as a 0/1 matrix over one tile of channels: band[c, j] = 1 where channel j is
+    in channel c's window (c - size//2 <= j <= c + (size-1)//2), so band @ v sums v over each
+    channel's window; TRANSPOSED: band[j, c], which sums over the windows that hold c (the
+    backward's cross term)."""
+    c = tl.arange(0, BLOCK_G)[:, None]
+    j = tl.arange(0, BLOCK_G)[None, :]
+    d = (c - j) if TRANSPOSED else (j - c)
+    return (d >= -(SIZE // 2)) & (d <= (SIZE - 1) // 2)
+
+
+@triton.jit
+def band_sum(band, v, SPLITS: tl.constexpr, ACC: tl.constexpr):
+    """band @ v on the tensor cores: each row of v (a channel) summed over the windows band
+    selects, exactly as a sum would treat NaN and infinities.
+
+    band is 0/1, exact in bf16, so the finite sum's only error is v's rounding to the MMA's input:
+    v is split into SPLITS bf16 parts, each the rounding of what the parts before it left, and
+    each part is one MMA (2 parts carry 16 significant bits, 3 fp32's 24). SPLITS == 0: one dot
+    in ACC (fp64, and the interpreter, whose dots are exact numpy). A dot would spread a NaN or
+    an infinity to every row (0 * inf = NaN), so those enter as 0 and one more exact dot counts
+    them per window (+inf 1, -inf 256, NaN 65536: at most 128 of each, all exact in fp32)."""
+    finite = tl.abs(v) < float("inf")  # false for NaN and +-inf
+    w = tl.where(finite, v, 0.0)
+    if SPLITS == 0:
+        total = tl.dot(band.to(ACC), w, input_precision="ieee", out_dtype=ACC)
+    else:
+        b = band.to(tl.bfloat16)
+        part = w.to(tl.bfloat16)
+        total = tl.dot(b, part, out_dtype=tl.float32)
+        rest = w - part.to(tl.float32)
+        for _ in tl.static_range(SPLITS - 1):
+            part = rest.to(tl.bfloat16)
+            total = tl.dot(b, part, total, out_dtype=tl.float32)
+            rest = rest - part.to(tl.float32)
+    code = tl.where(finite, 0.0, tl.where(v != v, 65536.0, tl.where(v > 0, 1.0, 256.0)))
+    if SPLITS == 0:
+        counts = tl.dot(band.to(ACC), code.to(ACC), input_precision="ieee", out_dtype=ACC)
+    else:
+        counts = tl.dot(band.to(tl.bfloat16), code.to(tl.bfloat16), out_dtype=tl.float32)
+    n = counts.to(tl.int32)
+    pos = (n % 256) > 0
+    neg = ((n // 256) % 256) > 0
+    nan = (n >= 65536) | (pos & neg)
+    total = tl.where(pos, float("inf"), tl.where(neg, float("-inf"), total))
+    return tl.where(nan, float("nan"), total)
+
+
+@triton.jit
+def lrn_band_backward(a, g, k, alpha_over_size, beta, SIZE: tl.constexpr, BLOCK_G: tl.constexpr,
+                      SPLITS: tl.constexpr, ACC: tl.constexpr):
+    """da = g s^-beta - (2 alpha beta / size) a * sum_{j: c in window(j)} g_j a_j s_j^(-beta-1)
+    for a tile holding all channels of one group x positions: two band sums, each input once."""
+    s = k + alpha_over_size * band_sum(lrn_band(SIZE, BLOCK_G, False), a * a, SPLITS, ACC)
+    s_neg = pow_neg(s, beta + 1.0)  # s^(-beta-1), no division
+    cross = band_sum(lrn_band(SIZE, BLOCK_G, True), g * a * s_neg, SPLITS, ACC)
+    return g * s_neg * s - 2.0 * alpha_over_size * beta * a * cross
+
+
+@triton.jit
 def lrn_load_params(params_ptr):
     """(k, alpha / size, beta) from the parameter tensor made by `lrn_params`."""
     return tl.load(params_ptr), tl.load(params_ptr + 1), tl.load(params_ptr + 2)
@@ -110,6 +186,31 @@ def lrn_load_params(params_ptr):
 def pow_neg(s, beta):
     """s ** -beta for s > 0, as exp2(-beta * log2(s))."""
     return tl.exp2(-beta * tl.log2(s))
+
+
+# The band LRN kernels (lrn.py, and pool.py's fused LRN -> max-pool): a program holds all channels
+# of one group (at most BAND_MAX, padded to BLOCK_G) x BLOCK_S positions, (BLOCK_S, warps) per
+# BLOCK_G on a GPU. Wider groups run the sliding-window kernels.
+BAND_MAX = 128
+GPU_BAND_TILES = {16: (64, 4), 32: (64, 4), 64: (32, 4), 128: (32, 8)}
+INTERPRETER_BAND_S = 4096
+
+
+def band_tile(group, positions):
+    """(BLOCK_G, BLOCK_S, warps) of a band kernel, or None when a group is wider than BAND_MAX."""
+    if group > BAND_MAX:
+        return None
+    block_g = max(16, triton.next_power_of_2(group))
+    block_s, warps = tile(GPU_BAND_TILES[block_g], (INTERPRETER_BAND_S, 1))
+    return block_g, min(block_s, max(16, triton.next_power_of_2(positions))), warps
+
+
+def band_splits(dtype):
+    """bf16 parts per band sum (`band_sum`): enough significant bits for the dtype's results (2:
+    16 bits for fp16/bf16; 3: 24 for fp32), 0 (one exact dot) for fp64 and the interpreter."""
+    if INTERPRETING or dtype == torch.float64:
+        return 0
+    return 2 if dtype in (torch.float16, torch.bfloat16) else 3
 
 
 def lrn_params(k, alpha, beta, size, dtype, device):

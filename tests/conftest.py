@@ -20,3 +20,15 @@ def ieee_fp32():
     torch.backends.cudnn.allow_tf32 = False
     yield
     torch.backends.cudnn.allow_tf32 = previous
+
+
+@pytest.fixture(params=["band", "sliding"])
+def lrn_path(request, monkeypatch):
+    """Both LRN code paths: the band kernels (a group of at most BAND_MAX channels in one tile, its
+    window sums on the tensor cores) and the sliding-window kernels that wider groups run (forced
+    here by BAND_MAX = 0)."""
+    from tritonalex.kernels import tiles
+
+    if request.param == "sliding":
+        monkeypatch.setattr(tiles, "BAND_MAX", 0)
+    return request.param

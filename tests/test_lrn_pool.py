@@ -28,7 +28,7 @@ LRN_CASES = [  # (input shape, size, alpha, beta, k)
 
 
 @pytest.mark.parametrize("shape,size,alpha,beta,k", LRN_CASES)
-def test_lrn_matches_torch_float64(shape, size, alpha, beta, k):
+def test_lrn_matches_torch_float64(shape, size, alpha, beta, k, lrn_path):
     rnd = Inputs()
     check_unary_op(lambda x: F.local_response_norm(x, size, alpha, beta, k),
                    lambda x: TF.local_response_norm(x, size, alpha, beta, k),
@@ -36,7 +36,7 @@ def test_lrn_matches_torch_float64(shape, size, alpha, beta, k):
 
 
 @pytest.mark.parametrize("layout", ["channels_last", "strided"])
-def test_lrn_layouts(layout):
+def test_lrn_layouts(layout, lrn_path):
     rnd = Inputs()
     x = as_layout(rnd.randn(2, 9, 6, 7), layout)
     y, dx = check_unary_op(lambda t: F.local_response_norm(as_layout(t, layout), 5, 0.3, 0.75, 2.0),
@@ -55,11 +55,42 @@ def test_lrn_alexnet_shapes(channels, hw):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-def test_lrn_low_precision(dtype):
+def test_lrn_low_precision(dtype, lrn_path):
     rnd = Inputs()
     check_unary_op(lambda x: F.local_response_norm(x, 5, 0.2, 0.75, 1.0),
                    lambda x: TF.local_response_norm(x, 5, 0.2, 0.75, 1.0),
                    rnd.randn(2, 11, 5, 7), dtype=dtype, seed=rnd.seed)
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_lrn_nan_and_infinities_stay_in_their_windows(groups, lrn_path):
+    """A NaN or an infinity reaches only the outputs whose window holds it, as in torch (the band
+    kernels' tensor-core sums count them apart: a dot would spread them to every channel)."""
+    rnd = Inputs()
+    x = rnd.randn(2, 12, 5, 4)
+    x[0, 3, 1, 1], x[0, 8, 2, 2] = float("nan"), float("inf")
+    x[1, 5, 0, 0], x[1, 6, 0, 0], x[1, 9, 3, 3] = float("-inf"), float("inf"), float("-inf")
+    lrn = (5, 0.1, 0.75, 2.0)
+    ref = _per_group(lambda t: TF.local_response_norm(t, *lrn), groups)(x)
+    for y in (F.local_response_norm(x, *lrn, groups=groups),
+              F.lrn_max_pool2d(x, *lrn, kernel_size=1, stride=1, groups=groups)):
+        assert torch.equal(torch.isnan(y), torch.isnan(ref))
+        assert torch.allclose(y.nan_to_num(), ref.nan_to_num(), rtol=1e-12, atol=0)
+
+
+def test_lrn_groups_wider_than_a_band_tile():
+    """130 channels per group: no band tile holds them, the sliding-window kernels run."""
+    from tritonalex.kernels.tiles import band_tile
+
+    assert band_tile(130, 16) is None and band_tile(128, 16) is not None
+    rnd = Inputs()
+    lrn = (5, 0.5, 0.75, 2.0)
+    x = as_layout(rnd.randn(1, 130, 4, 5), "channels_last")
+    pool = dict(kernel_size=3, stride=2)
+    check_unary_op(lambda t: F.local_response_norm(t, *lrn),
+                   lambda t: TF.local_response_norm(t, *lrn), x, seed=rnd.seed)
+    check_unary_op(lambda t: F.lrn_max_pool2d(t, *lrn, **pool), _two_ops(lrn, pool), x,
+                   seed=rnd.seed)
 
 
 def test_lrn_gradcheck():
@@ -214,7 +245,7 @@ def _two_ops(lrn, pool):
 
 
 @pytest.mark.parametrize("shape,lrn,pool", FUSED_CASES)
-def test_fused_lrn_pool_equals_the_two_ops(shape, lrn, pool):
+def test_fused_lrn_pool_equals_the_two_ops(shape, lrn, pool, lrn_path):
     rnd = Inputs()
     x = rnd.randn(*shape)
     check_unary_op(lambda t: F.lrn_max_pool2d(t, *lrn, **pool), _two_ops(lrn, pool), x,
@@ -239,7 +270,7 @@ def test_fused_lrn_pool_alexnet_shapes(node):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_fused_lrn_pool_low_precision_and_channels_last(dtype):
+def test_fused_lrn_pool_low_precision_and_channels_last(dtype, lrn_path):
     rnd = Inputs()
     lrn, pool = (5, 0.3, 0.75, 2.0), dict(kernel_size=3, stride=2)
     x = as_layout(rnd.randn(2, 9, 11, 11), "channels_last")
@@ -261,7 +292,7 @@ def _per_group(fn, groups):
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("groups", [2, 3])
-def test_grouped_lrn_and_fused_pool_equal_separate_groups(groups, layout):
+def test_grouped_lrn_and_fused_pool_equal_separate_groups(groups, layout, lrn_path):
     """groups=g (AlexNet's towers in one tensor): no window crosses a group's edge."""
     rnd = Inputs()
     x = as_layout(rnd.randn(2, 6 * groups - 2 * groups, 9, 8), layout)  # 4 channels per group

@@ -56,7 +56,8 @@ def test_deferred_pair_equals_torch(consumer, layout):
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided"])
 @pytest.mark.parametrize("consumer", list(CONSUMERS))
-def test_consumer_zeroes_its_input_gradient_where_the_input_is_not_positive(consumer, layout):
+def test_consumer_zeroes_its_input_gradient_where_the_input_is_not_positive(consumer, layout,
+                                                                            lrn_path):
     """relu_input=True alone: the input gradient is torch's, zeroed where the input is <= 0 (zeros
     and negatives included, any layout: a non-dense input is read through a copy)."""
     ours, theirs = CONSUMERS[consumer]

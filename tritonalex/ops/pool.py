@@ -13,7 +13,7 @@ from torch import Tensor
 from ..kernels.geometry import out_size
 from ..kernels.launch import accumulator_dtype
 from ..kernels.lrn import lrn_backward
-from ..kernels.pool import max_pool2d_backward, max_pool2d_forward
+from ..kernels.pool import lrn_max_pool2d_backward, max_pool2d_backward, max_pool2d_forward
 from .._args import check_device, check_float_dtype
 from ._library import define, like
 from .lrn import as_ncs, empty_like
@@ -92,10 +92,15 @@ def _backward_impl(dy: Tensor, idx: Tensor, x: Tensor, kernel: List[int], stride
 def _lrn_backward_impl(dy: Tensor, idx: Tensor, x: Tensor, kernel: List[int], stride: List[int],
                        padding: List[int], dilation: List[int], size: int, alpha: float,
                        beta: float, k: float, groups: int, relu_input: bool) -> Tensor:
-    """Two kernels: the pool's gather writes the LRN output's gradient once (fp32, full size),
-    then the LRN backward reads it with the input. One kernel would have to recompute that gather
-    for each of the `size` channels whose window holds a channel (5x the gathers, and the static
-    model put it at 2x the two kernels' time); the extra full-size fp32 write and read cost less."""
+    """One kernel where an LRN group fits a band tile (at most BAND_MAX channels: the gather of
+    the pooled gradient happens once per element, the LRN backward takes it from registers).
+    Wider groups, two kernels: the pool's gather writes the LRN output's gradient once (fp32,
+    full size), then the sliding-window LRN backward reads it with the input (one sliding kernel
+    would redo the gather for each of the `size` channels whose window holds a channel)."""
+    lrn = (size, alpha, beta, k, groups)
+    dx = lrn_max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation, lrn, relu_input)
+    if dx is not None:  # LRN groups of at most BAND_MAX channels: one kernel
+        return dx
     g = max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation,
                             out_dtype=accumulator_dtype(x.dtype))
     dx = empty_like(x)
