@@ -207,7 +207,7 @@ def lrn_backward(x, dy, dx, size, alpha, beta, k, groups=1, mask_input=False):
     if dx.numel() == 0:
         return dx
     params = lrn_params(k, alpha, beta, size, x.dtype, x.device)
-    band = band_tile(c // groups, s)
+    band = band_tile(c // groups, s, x.dtype)
     if band is not None:
         block_g, block_s, warps = band
         launch(lrn_band_backward_kernel, (cdiv(s, block_s), groups, n),

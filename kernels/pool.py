@@ -264,7 +264,7 @@ def lrn_max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation, lrn, 
     n, c, h, w = x.shape
     oh, ow = idx.shape[2:]
     size, alpha, beta, k, groups = lrn
-    band = band_tile(c // groups, h * w)
+    band = band_tile(c // groups, h * w, x.dtype)
     if band is None:
         return None
     dy = dy.contiguous(memory_format=memory_format_of(idx)) if dy.stride() != idx.stride() else dy

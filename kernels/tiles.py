@@ -192,13 +192,18 @@ def pow_neg(s, beta):
 # of one group (at most BAND_MAX, padded to BLOCK_G) x BLOCK_S positions, (BLOCK_S, warps) per
 # BLOCK_G on a GPU. Wider groups run the sliding-window kernels.
 BAND_MAX = 128
-GPU_BAND_TILES = {16: (64, 4), 32: (64, 4), 64: (32, 4), 128: (32, 8)}
+GPU_BAND_TILES = {16: (32, 4), 32: (32, 4), 64: (16, 4), 128: (16, 8)}
 INTERPRETER_BAND_S = 4096
 
 
-def band_tile(group, positions):
-    """(BLOCK_G, BLOCK_S, warps) of a band kernel, or None when a group is wider than BAND_MAX."""
-    if group > BAND_MAX:
+def band_tile(group, positions, dtype):
+    """(BLOCK_G, BLOCK_S, warps) of a band kernel, or None when a group is wider than the band
+    kernels take: BAND_MAX channels, and on a GPU 64 for fp32 (three bf16 parts per sum spill a
+    128-channel tile on sm_80) and none for fp64 (its dots run on the FMA units and spill)."""
+    widest = BAND_MAX
+    if not INTERPRETING and dtype not in (torch.float16, torch.bfloat16):
+        widest = min(BAND_MAX, 64 if dtype == torch.float32 else 0)
+    if group > widest:
         return None
     block_g = max(16, triton.next_power_of_2(group))
     block_s, warps = tile(GPU_BAND_TILES[block_g], (INTERPRETER_BAND_S, 1))

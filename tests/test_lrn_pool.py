@@ -82,7 +82,8 @@ def test_lrn_groups_wider_than_a_band_tile():
     """130 channels per group: no band tile holds them, the sliding-window kernels run."""
     from tritonalex.kernels.tiles import band_tile
 
-    assert band_tile(130, 16) is None and band_tile(128, 16) is not None
+    x_dtype = torch.float32
+    assert band_tile(130, 16, x_dtype) is None and band_tile(128, 16, x_dtype) is not None
     rnd = Inputs()
     lrn = (5, 0.5, 0.75, 2.0)
     x = as_layout(rnd.randn(1, 130, 4, 5), "channels_last")
