@@ -138,7 +138,7 @@ def band_sum(band, v, SPLITS: tl.constexpr, ACC: tl.constexpr):
     each part is one MMA (2 parts carry 16 significant bits, 3 fp32's 24). SPLITS == 0: one dot
     in ACC (fp64, and the interpreter, whose dots are exact numpy). A dot would spread a NaN or
     an infinity to every row (0 * inf = NaN), so those enter as 0 and one more exact dot counts
-    them per window (+inf 1, -inf 256, NaN 65536: at most 128 of each, all exact in fp32)."""
+    them per window (+inf 1, -inf 256, NaN 65536: at most 128 rows of each, exact in fp32)."""
     finite = tl.abs(v) < float("inf")  # false for NaN and +-inf
     w = tl.where(finite, v, 0.0)
     if SPLITS == 0:
@@ -190,20 +190,19 @@ def pow_neg(s, beta):
 
 # The band LRN kernels (lrn.py, and pool.py's fused LRN -> max-pool): a program holds all channels
 # of one group (at most BAND_MAX, padded to BLOCK_G) x BLOCK_S positions, (BLOCK_S, warps) per
-# BLOCK_G on a GPU. Wider groups run the sliding-window kernels.
-BAND_MAX = 128
-GPU_BAND_TILES = {16: (32, 4), 32: (32, 4), 64: (16, 4), 128: (16, 8)}
+# BLOCK_G on a GPU. Wider groups run the sliding-window kernels. 128-channel groups would be
+# faster on sm_90 (AlexNet's lrn2 backward: 280-360 us against 421 by the static model) but
+# every tile tried spills on sm_80 with Triton 3.6 (the band matrix is an mma.sync register
+# operand there), and the launch cannot yet choose its tile per architecture.
+BAND_MAX = 64
+GPU_BAND_TILES = {16: (32, 4), 32: (32, 4), 64: (16, 4)}
 INTERPRETER_BAND_S = 4096
 
 
 def band_tile(group, positions, dtype):
-    """(BLOCK_G, BLOCK_S, warps) of a band kernel, or None when a group is wider than the band
-    kernels take: BAND_MAX channels, and on a GPU 64 for fp32 (three bf16 parts per sum spill a
-    128-channel tile on sm_80) and none for fp64 (its dots run on the FMA units and spill)."""
-    widest = BAND_MAX
-    if not INTERPRETING and dtype not in (torch.float16, torch.bfloat16):
-        widest = min(BAND_MAX, 64 if dtype == torch.float32 else 0)
-    if group > widest:
+    """(BLOCK_G, BLOCK_S, warps) of a band kernel, or None when a group is wider than BAND_MAX, or
+    for fp64 on a GPU (its dots run on the FMA units, and the band tiles spill there)."""
+    if group > BAND_MAX or (dtype == torch.float64 and not INTERPRETING):
         return None
     block_g = max(16, triton.next_power_of_2(group))
     block_s, warps = tile(GPU_BAND_TILES[block_g], (INTERPRETER_BAND_S, 1))
