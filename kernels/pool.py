@@ -208,16 +208,15 @@ def _tile(kernel, channels, pixels):
     return tile(GPU_TILES[kernel], INTERPRETER_TILE, fit=(channels, pixels))
 
 
-def max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw, lrn=None, contiguous=False):
+def max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw, lrn=None):
     """(y, indices) of a max-pool of 4-D x; `lrn` = (size, alpha, beta, k, groups) fuses an LRN
     before it (its channels in `groups` equal groups that no window crosses).
 
-    Outputs keep the input's memory format, or are NCHW-contiguous with `contiguous` (what a
-    flatten after the pool reads as a view); indices are int64 flat positions ih*W + iw.
+    Outputs keep the input's memory format; indices are int64 flat positions ih*W + iw.
     """
     n, c, h, w = x.shape
     oh, ow = out_hw
-    fmt = torch.contiguous_format if contiguous else memory_format_of(x)
+    fmt = memory_format_of(x)
     y = empty((n, c, oh, ow), x.dtype, x.device, memory_format=fmt)
     idx = empty((n, c, oh, ow), torch.int64, x.device, memory_format=fmt)
     if y.numel() == 0:

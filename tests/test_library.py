@@ -25,8 +25,8 @@ def _op_samples():
     dy = g.randn(*y.shape)
     lrn = (5, 1e-3, 0.75, 2.0, 2)  # size, alpha, beta, k, groups
     pool = ([3, 3], [2, 2], [1, 1], [1, 1], [4, 3])  # kernel, stride, padding, dilation, out_hw
-    _, idx = ops.max_pool2d_with_indices(x.detach(), *pool, False, False)
-    _, lrn_idx = ops.lrn_max_pool2d_with_indices(x.detach(), *pool, *lrn, False, False)
+    _, idx = ops.max_pool2d_with_indices(x.detach(), *pool, False)
+    _, lrn_idx = ops.lrn_max_pool2d_with_indices(x.detach(), *pool, *lrn, False)
     dpool = g.randn(2, 4, 4, 3)
     a, fw, fb = g.randn(5, 8, requires_grad=True), g.randn(3, 8, requires_grad=True), g.randn(3)
     seed = torch.randint(0, 2**31 - 1, (1,))
@@ -47,10 +47,8 @@ def _op_samples():
         ("local_response_norm", (g.randn(3, 6, 5, requires_grad=True), *lrn[:4], 1, True)),
         ("local_response_norm_backward", (x.detach(), g.randn(*x.shape), *lrn, False)),
         ("local_response_norm_backward", (x.detach(), g.randn(*x.shape), *lrn, True)),
-        ("max_pool2d_with_indices", (x_cl, *pool, False, False)),
-        ("max_pool2d_with_indices", (x_cl, *pool, True, True)),  # NCHW out of channels_last
-        ("lrn_max_pool2d_with_indices", (x, *pool, *lrn, True, False)),
-        ("lrn_max_pool2d_with_indices", (x_cl, *pool, *lrn, False, True)),
+        ("max_pool2d_with_indices", (x_cl, *pool, False)),
+        ("lrn_max_pool2d_with_indices", (x, *pool, *lrn, True)),
         ("max_pool2d_backward", (dpool, idx, x.detach(), *pool[:4], False)),
         ("max_pool2d_backward", (dpool, idx, x.detach(), *pool[:4], True)),
         ("lrn_max_pool2d_backward", (dpool, lrn_idx, x.detach(), *pool[:4], *lrn, True)),

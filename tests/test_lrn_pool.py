@@ -198,26 +198,6 @@ def test_max_pool_gradcheck_and_determinism():
     assert torch.equal(first, second)
 
 
-@pytest.mark.parametrize("fused", [False, True])
-def test_pool_writes_nchw_when_asked(fused):
-    """memory_format=torch.contiguous_format: NCHW-contiguous output and indices from a
-    channels_last input (what a flatten after the pool reads as a view), values, indices and
-    gradient equal to torch's; any other memory_format is an error."""
-    rnd = Inputs()
-    lrn, pool = (5, 0.3, 0.75, 2.0), dict(kernel_size=3, stride=2)
-    ours = ((lambda t, **kw: F.lrn_max_pool2d(t, *lrn, **pool, **kw)) if fused
-            else (lambda t, **kw: F.max_pool2d(t, **pool, **kw)))
-    theirs = _two_ops(lrn, pool) if fused else (lambda t: TF.max_pool2d(t, **pool))
-    x = as_layout(rnd.randn(2, 6, 9, 11), "channels_last")
-    y, _ = check_unary_op(lambda t: ours(t, memory_format=torch.contiguous_format), theirs, x,
-                          seed=rnd.seed)
-    assert y.is_contiguous()
-    _, idx = ours(x, memory_format=torch.contiguous_format, return_indices=True)
-    assert idx.is_contiguous() and torch.equal(idx, ours(x, return_indices=True)[1])
-    with pytest.raises(ValueError, match="memory_format must be None"):
-        ours(x, memory_format=torch.channels_last)
-
-
 def test_max_pool_module_is_a_torch_module():
     pool = tnn.MaxPool2d(3, stride=2, return_indices=True)
     assert isinstance(pool, torch.nn.MaxPool2d)

@@ -103,21 +103,6 @@ def test_step_report(compile_env, tmp_path):
     assert conv["loop_mma"] >= 1 and conv["loop_instructions"] > conv["loop_mma"]
 
 
-def test_flatten_after_an_nchw_pool_copies_nothing(compile_env):
-    """Pass nchw_before_flatten takes the flatten's copy of channels_last maps out of a step (and
-    the gradient coming back through the view has the indices' layout: no copy there either)."""
-    counts = run_script(compile_env, """
-        import json
-        import tritonalex
-        from tritonalex.perf.capture import capture_step
-        other = [p for p in tritonalex.compiler.FUSION_PASSES if p != "nchw_before_flatten"]
-        print(json.dumps([sum(n for name, n in capture_step("alexnet-small", batch=2, passes=passes)
-                              .torch_kernels.items() if "copy" in name or "clone" in name)
-                          for passes in (None, other)]))
-    """)
-    assert counts[0] == counts[1] - 1, counts
-
-
 def test_an_unpipelined_variant_estimates_worse(compile_env):
     """The same fc launch compiled with one stage (synchronous loads) must come out slower."""
     result = run_script(compile_env, """

@@ -122,12 +122,3 @@ def test_pass_pairs_each_conv_relu_with_its_consumer():
     without = [p for p in tritonalex.compiler.FUSION_PASSES if p != "defer_relu_grad"]
     *_, (_, graph) = stages(spec, passes=without)
     assert not any(n.defer_relu_grad or n.relu_input for n in graph)
-
-
-
-def test_pool_before_flatten_writes_nchw():
-    """Pass nchw_before_flatten: alexnet's pool5 writes NCHW, so its flatten is a view (the
-    static model's capture checks that no copy is left: tests/test_perf.py)."""
-    *_, (_, graph) = stages(tritonalex.load_spec("alexnet"))
-    assert [n.label for n in graph if n.nchw_out] == ["pool5"]
-    assert "writes NCHW" in graph[[n.label for n in graph].index("pool5")].describe()

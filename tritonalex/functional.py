@@ -41,17 +41,14 @@ def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0, *, groups=1, 
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-               return_indices=False, *, relu_input=False, memory_format=None):
-    """torch.nn.functional.max_pool2d: same arguments, output, indices and NaN behaviour.
-    ``memory_format=torch.contiguous_format`` writes the output (and indices) NCHW-contiguous
-    whatever the input's layout (a flatten after it is then a view, not a copy)."""
+               return_indices=False, *, relu_input=False):
+    """torch.nn.functional.max_pool2d: same arguments, output, indices and NaN behaviour."""
     return ops.max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
-                          relu_input=relu_input, memory_format=memory_format)
+                          relu_input=relu_input)
 
 
 def lrn_max_pool2d(input, size, alpha=1e-4, beta=0.75, k=1.0, kernel_size=3, stride=2, padding=0,
-                   dilation=1, ceil_mode=False, return_indices=False, *, groups=1, relu_input=False,
-                   memory_format=None):
+                   dilation=1, ceil_mode=False, return_indices=False, *, groups=1, relu_input=False):
     """max_pool2d(local_response_norm(input, size, alpha, beta, k), kernel_size, ...) in one kernel.
 
     Reads the (ReLU'd) conv output once and never writes the full-size LRN output; the backward
@@ -60,7 +57,7 @@ def lrn_max_pool2d(input, size, alpha=1e-4, beta=0.75, k=1.0, kernel_size=3, str
     ops.check_lrn_args(input, size, groups, "lrn_max_pool2d")
     return ops.max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
                           lrn=(size, float(alpha), float(beta), float(k), groups),
-                          op="lrn_max_pool2d", relu_input=relu_input, memory_format=memory_format)
+                          op="lrn_max_pool2d", relu_input=relu_input)
 
 
 def linear(input, weight, bias=None, *, activation=None, dropout=0.0, training=True):

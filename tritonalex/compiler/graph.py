@@ -28,7 +28,6 @@ class Node:
     folded: bool = False  # a batchnorm folded into the conv before it in evaluation
     defer_relu_grad: bool = False  # a conv+relu whose next node applies the ReLU's derivative
     relu_input: bool = False  # applies the ReLU derivative of the conv+relu before it (see passes.py)
-    nchw_out: bool = False  # writes its maps NCHW-contiguous: the flatten after it is a view
     parts: int = 1  # output tensors: one per tower, or 1 undivided
     shape: tuple = ()  # per-image shape of one output part
     in_parts: int = 1  # how many parts the input had
@@ -52,7 +51,6 @@ class Node:
                 + (f"  folds {self.folds} (eval)" if self.folds else "")
                 + ("  relu grad in next" if self.defer_relu_grad else "")
                 + ("  relu grad of previous" if self.relu_input else "")
-                + ("  writes NCHW" if self.nchw_out else "")
                 + (f"  reads {self.params['reads']}" if "reads" in self.params else "")
                 + (f"  on {', '.join(self.devices)}" if self.devices else ""))
 

@@ -79,27 +79,12 @@ def defer_relu_grad(graph):
     return out
 
 
-def nchw_before_flatten(graph):
-    """A node before a flatten whose kind can write NCHW-contiguous maps (`Kind.writes_nchw`:
-    max-pool, fused LRN -> max-pool) writes them so: the triton backend's channels_last net then
-    flattens (channel-major, torch's order) with a view instead of a copy, and the gradient
-    coming back through that view has the layout of the pool's saved indices (no copy there)."""
-    out = []
-    for node in graph:
-        prev = out[-1] if out else None
-        if prev is not None and node.kind == "flatten" and kinds.get(prev.kind).writes_nchw:
-            out[-1] = dataclasses.replace(prev, nchw_out=True)
-        out.append(node)
-    return out
-
-
 FUSION_PASSES = {  # run in this order by default
     "fold_batchnorm": fold_batchnorm,
     "fuse_conv_relu": fuse_conv_relu,
     "fuse_linear_dropout": fuse_linear_dropout,
     "fuse_lrn_maxpool": fuse_lrn_maxpool,
     "defer_relu_grad": defer_relu_grad,
-    "nchw_before_flatten": nchw_before_flatten,
 }
 
 

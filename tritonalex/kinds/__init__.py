@@ -109,7 +109,6 @@ class Kind:
     check: Callable = None  # params -> (key, message) or None: rules across keys
     in_spec: bool = True  # False: made only by a fusion pass
     masks_relu_input: bool = False  # its triton forward takes relu_input=True (pass defer_relu_grad)
-    writes_nchw: bool = False  # its triton forward honours node.nchw_out (pass nchw_before_flatten)
     last: bool = False  # must be the network's last layer
 
     def parameter_count(self, node):

@@ -17,8 +17,7 @@ def _softmax_output(node, width):
 KINDS = [
     # Channel-major: the towers' flattened maps side by side, as a cat of each would be.
     Kind("flatten", keys={}, needs="any", output=lambda node, width: (math.prod(node.in_shape),),
-         forward=lambda m, x: torch.flatten(x, 1),
-         kernel=lambda node: "view (no kernel) after an NCHW pool; else a copy of channels_last maps"),
+         forward=lambda m, x: torch.flatten(x, 1), kernel=lambda node: "view (no kernel)"),
     # The network returns logits; CompiledNet.probabilities applies the softmax.
     Kind("softmax", keys={}, needs="any", last=True, output=_softmax_output,
          forward=lambda m, x: x, kernel=lambda node: "softmax (torch, on probabilities only)"),

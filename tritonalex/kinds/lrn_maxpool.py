@@ -2,7 +2,6 @@
 written in a spec): one kernel reads the conv output once and never writes the LRN's output.
 Its params are both layers' keys: {"lrn": {...}, "pool": {...}}."""
 
-import torch
 import torch.nn.functional as TF
 
 from .. import functional as XF
@@ -14,8 +13,7 @@ from .maxpool import pool_args, pool_cost, pool_output
 def _forward(m, x):
     lrn, pool = lrn_args(m.node.params["lrn"]), pool_args(m.node.params["pool"])
     if m.backend == "triton":
-        return XF.lrn_max_pool2d(x, *lrn, *pool, groups=m.groups, relu_input=m.node.relu_input,
-                                 memory_format=torch.contiguous_format if m.node.nchw_out else None)
+        return XF.lrn_max_pool2d(x, *lrn, *pool, groups=m.groups, relu_input=m.node.relu_input)
     return TF.max_pool2d(per_tower(TF.local_response_norm, x, m.groups, *lrn), *pool)
 
 
@@ -30,4 +28,4 @@ KINDS = [Kind(
     "lrn_maxpool", keys={}, in_spec=False,
     output=lambda node, width: pool_output(node.in_shape, node.params["pool"]),
     forward=_forward, bench=_bench, kernel=lambda node: "lrn_max_pool2d (fused)",
-    masks_relu_input=True, writes_nchw=True)]
+    masks_relu_input=True)]

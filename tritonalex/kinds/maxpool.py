@@ -1,7 +1,6 @@
 """maxpool: 2-D max pooling, square window; `stride` defaults to the kernel (AlexNet's are 3x3
 with stride 2, overlapping)."""
 
-import torch
 import torch.nn.functional as TF
 
 from .. import functional as XF
@@ -42,8 +41,7 @@ def _bench(node, first):
 
 def _forward(m, x):
     if m.backend == "triton":
-        return XF.max_pool2d(x, *pool_args(m.node.params), relu_input=m.node.relu_input,
-                             memory_format=torch.contiguous_format if m.node.nchw_out else None)
+        return XF.max_pool2d(x, *pool_args(m.node.params), relu_input=m.node.relu_input)
     return TF.max_pool2d(x, *pool_args(m.node.params))
 
 
@@ -58,5 +56,4 @@ KINDS = [Kind(
     keys=dict(kernel=(REQUIRED, integer(1, MAX_WINDOW)), stride=(None, integer(1, MAX_WINDOW)),
               padding=(0, integer(0, MAX_WINDOW))),
     output=lambda node, width: pool_output(node.in_shape, node.params), check=_check,
-    forward=_forward, bench=_bench, kernel=lambda node: "max_pool2d", masks_relu_input=True,
-    writes_nchw=True)]
+    forward=_forward, bench=_bench, kernel=lambda node: "max_pool2d", masks_relu_input=True)]

@@ -1,10 +1,9 @@
 """max_pool2d and the fused LRN -> max_pool2d: `torch.ops.tritonalex.max_pool2d_with_indices`,
 `lrn_max_pool2d_with_indices`, their backward ops, and torch's argument rules.
 
-`relu_input` only changes the backward: the input is a ReLU's output, and the input gradient is
-zeroed where it is <= 0 (the ReLU's derivative, which its conv then skips: ops/conv.py).
-`contiguous_out` (the forwards' last argument): the outputs are NCHW-contiguous whatever the
-input's layout (the compiler asks it of a pool before a flatten, which then is a view)."""
+`relu_input` (the last argument of every op here) only changes the backward: the input is a
+ReLU's output, and the input gradient is zeroed where it is <= 0 (the ReLU's derivative, which
+its conv then skips: ops/conv.py)."""
 
 from typing import List, Tuple
 
@@ -68,24 +67,19 @@ def pool_geometry(input, kernel_size, stride, padding, dilation, ceil_mode):
 
 
 def _forward(x: Tensor, kernel: List[int], stride: List[int], padding: List[int],
-             dilation: List[int], out_hw: List[int], relu_input: bool,
-             contiguous_out: bool) -> Tuple[Tensor, Tensor]:
-    return max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw,
-                              contiguous=contiguous_out)
+             dilation: List[int], out_hw: List[int], relu_input: bool) -> Tuple[Tensor, Tensor]:
+    return max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw)
 
 
 def _lrn_forward(x: Tensor, kernel: List[int], stride: List[int], padding: List[int],
                  dilation: List[int], out_hw: List[int], size: int, alpha: float, beta: float,
-                 k: float, groups: int, relu_input: bool,
-                 contiguous_out: bool) -> Tuple[Tensor, Tensor]:
+                 k: float, groups: int, relu_input: bool) -> Tuple[Tensor, Tensor]:
     return max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw,
-                              (size, alpha, beta, k, groups), contiguous=contiguous_out)
+                              (size, alpha, beta, k, groups))
 
 
-def _forward_fake(x, kernel, stride, padding, dilation, out_hw, *rest):
+def _forward_fake(x, kernel, stride, padding, dilation, out_hw, *lrn_and_relu_input):
     shape = (*x.shape[:2], *out_hw)
-    if rest[-1]:  # contiguous_out
-        return x.new_empty(shape), x.new_empty(shape, dtype=torch.int64)
     return like(x, shape), like(x, shape, torch.int64)
 
 
@@ -127,8 +121,7 @@ def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(inputs[0], output[1])
     ctx.mark_non_differentiable(output[1])
     ctx.set_materialize_grads(False)  # the indices' gradient: never filled with zeros
-    # kernel, stride, padding, dilation (+ LRN), relu_input
-    ctx.geometry = inputs[1:5] + inputs[6:-1]
+    ctx.geometry = inputs[1:5] + inputs[6:]  # kernel, stride, padding, dilation (+ LRN), relu_input
 
 
 def _backward(ctx, dy, _didx):
@@ -139,7 +132,7 @@ def _backward(ctx, dy, _didx):
         dx = max_pool2d_backward_op(dy, idx, x, *ctx.geometry)
     else:
         dx = lrn_max_pool2d_backward_op(dy, idx, x, *ctx.geometry)
-    return (dx,) + (None,) * (len(ctx.geometry) + 2)
+    return (dx,) + (None,) * (len(ctx.geometry) + 1)
 
 
 max_pool2d_op.register_autograd(_backward, setup_context=_setup_context)
@@ -147,22 +140,18 @@ lrn_max_pool2d_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-               return_indices=False, lrn=None, op="max_pool2d", relu_input=False,
-               memory_format=None):
+               return_indices=False, lrn=None, op="max_pool2d", relu_input=False):
     geometry = pool_geometry(input, kernel_size, stride, padding, dilation, ceil_mode)
     check_device(op, input)
     check_float_dtype(input, op)
-    if memory_format not in (None, torch.contiguous_format):
-        raise ValueError(f"{op}: memory_format must be None (the input's) or "
-                         f"torch.contiguous_format, got {memory_format}")
     unbatched = input.dim() == 3
     x = input.unsqueeze(0) if unbatched else input
     kernel, stride, padding, dilation, out_hw = (list(g) for g in geometry)
-    flags = (bool(relu_input), memory_format is not None)
     if lrn is None:
-        y, idx = max_pool2d_op(x, kernel, stride, padding, dilation, out_hw, *flags)
+        y, idx = max_pool2d_op(x, kernel, stride, padding, dilation, out_hw, bool(relu_input))
     else:
-        y, idx = lrn_max_pool2d_op(x, kernel, stride, padding, dilation, out_hw, *lrn, *flags)
+        y, idx = lrn_max_pool2d_op(x, kernel, stride, padding, dilation, out_hw, *lrn,
+                                   bool(relu_input))
     if unbatched:
         y, idx = y.squeeze(0), idx.squeeze(0)
     return (y, idx) if return_indices else y
