@@ -50,7 +50,7 @@ from .tiles import (
 # (BLOCK_C, BLOCK_P, warps) per kernel. Memory-bound: one GPU config each, the one of a small sweep
 # the static model (`tritonalex kernels --step`) estimated fastest on the channels_last step, and
 # that compiles without spills for every dtype, with and without the fused LRN.
-GPU_TILES = {"forward": (16, 32, 4), "backward": (16, 32, 4)}
+GPU_TILES = {"forward": (16, 32, 4), "backward": (64, 16, 4)}  # backward re-swept 2026-11-27
 INTERPRETER_TILE = (64, 1024, 1)
 
 
