@@ -500,17 +500,27 @@ def conv2d_input_grad(dy, y, weight, x_like, stride, padding, dilation, groups, 
 INTERPRETER_SPLITS = 1  # the tests raise it to run the multi-split reduction on the CPU
 
 
-def _weight_grad_splits(tiles, pixels, device):
+MAX_SPLITS = 24  # the last program of a tile adds up to this many partial tiles: a serial tail
+
+
+def _weight_grad_splits(tiles, pixels, device, most):
     """How many programs share the pixel reduction of the weight gradient.
 
-    On a GPU: enough (tile, split) programs to fill every SM about twice, each still reducing at
-    least 512 pixels. Under the interpreter: one (INTERPRETER_SPLITS), since every program costs
-    time there.
+    On a GPU: the fewest splits whose (tile, split) programs fill the SMs' waves within 5% as well
+    as any count up to MAX_SPLITS (and `most`) does (rounds of programs per unit of work: a last,
+    partly empty wave is idle SMs), each split still reducing at least 512 pixels. The static
+    model does not count the partials' traffic or the last program's serial sum of them, hence
+    the caps. `tiles` counts the output tiles of the largest tile config (what sm_90 chooses);
+    smaller tiles make more programs. Under the interpreter: one (INTERPRETER_SPLITS), since every
+    program costs time there.
     """
     if INTERPRETING:
         return INTERPRETER_SPLITS
     sms = sm_count(device)
-    return max(1, min(cdiv(2 * sms, tiles), cdiv(pixels, 512)))
+    most = max(1, min(MAX_SPLITS, most, cdiv(pixels, 512)))
+    rounds_per_work = {s: cdiv(tiles * s, sms) / s for s in range(1, most + 1)}
+    best = min(rounds_per_work.values())
+    return min(s for s, r in rounds_per_work.items() if r <= 1.05 * best)
 
 
 def conv2d_weight_bias_grad(dy, y, x, weight_shape, stride, padding, dilation, groups, relu,
@@ -533,8 +543,12 @@ def conv2d_weight_bias_grad(dy, y, x, weight_shape, stride, padding, dilation, g
 
     columns = kw * c_per_group  # per program: one kh row's flattened (kw, c) axis
     col_tiles = lambda block_n: kh * cdiv(columns, block_n) if need_weight else 1
-    tiles = cdiv(oc // groups, 64) * col_tiles(64) * groups
-    splits = _weight_grad_splits(tiles, pixels, dy.device)
+    tiles = cdiv(oc // groups, 128) * col_tiles(128) * groups
+    # Each split beyond one writes and re-reads an fp32 partial of dw (and db): at most as many
+    # bytes as the launch must move anyway (dy and x once).
+    partial_bytes = 2 * 4 * oc * (ckk + 1)
+    splits = _weight_grad_splits(tiles, pixels, dy.device,
+                                 most=max(1, nbytes(dy, x) // partial_bytes))
     pix_w = min(triton.next_power_of_2(ow), 16)  # pixel tiles: pix_w wide (see the kernel)
 
     def pixel_tiles(meta):
