@@ -78,7 +78,7 @@ def _cache_dir():
 
 def analyze(compiled, arch):
     """The SASS facts of a CompiledKernel (a dict), cached on disk by its hash."""
-    key = hashlib.sha256(f"{compiled.hash}-{arch}-v1".encode()).hexdigest()[:32]
+    key = hashlib.sha256(f"{compiled.hash}-{arch}-v2".encode()).hexdigest()[:32]
     path = os.path.join(_cache_dir(), key + ".json")
     if os.path.exists(path):
         with open(path) as f:
@@ -120,9 +120,11 @@ def _read_sass(cubin):
         body = re.sub(r"^@!?U?P\w+\s+", "", text)
         opcode = body.split()[0]
         instructions.append((int(addr, 16), opcode, body))
-    # Drop the trailing self-branch and the NOP padding after the last EXIT.
+    # Drop the NOP padding and the trailing self-branch after the last EXIT (only that one: a loop
+    # whose exit comes before its back edge ends the kernel with a backward branch of its own).
     instructions = [i for i in instructions if i[1] != "NOP"]
-    while instructions and instructions[-1][1] == "BRA":
+    while instructions and instructions[-1][1] == "BRA" and _branch_target(instructions[-1][2]) \
+            == instructions[-1][0]:
         instructions.pop()
 
     spill = 0
@@ -135,9 +137,9 @@ def _read_sass(cubin):
     loops = []  # (start, end) address spans closed by a backward branch
     for addr, opcode, body in instructions:
         if opcode == "BRA":
-            target = re.search(r"0x([0-9a-f]+)", body)
-            if target and int(target.group(1), 16) < addr:
-                loops.append((int(target.group(1), 16), addr))
+            target = _branch_target(body)
+            if target is not None and target < addr:
+                loops.append((target, addr))
 
     def inside(span):
         return [i for i in instructions if span[0] <= i[0] <= span[1]]
@@ -161,6 +163,11 @@ def _read_sass(cubin):
         async_loads=any(op.startswith(("LDGSTS", "UTMALDG")) for _, op, _ in scope),
         tma=any(op.startswith("UTMALDG") for _, op, _ in instructions),
     )
+
+
+def _branch_target(body):
+    target = re.search(r"0x([0-9a-f]+)", body)
+    return int(target.group(1), 16) if target else None
 
 
 def _pipeline_stages(ttgir):
