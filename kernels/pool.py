@@ -240,7 +240,7 @@ def max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation, out_dtype
     which its producer skips)."""
     n, c, h, w = x.shape
     oh, ow = idx.shape[2:]
-    dy = dy.contiguous(memory_format=memory_format_of(idx)) if dy.stride() != idx.stride() else dy
+    dy = with_strides_of(dy, idx)
     dx = empty(x.shape, out_dtype or dy.dtype, dy.device, memory_format=memory_format_of(x))
     if dx.numel() == 0:
         return dx
@@ -267,7 +267,7 @@ def lrn_max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation, lrn, 
     band = band_tile(c // groups, h * w, x.dtype)
     if band is None:
         return None
-    dy = dy.contiguous(memory_format=memory_format_of(idx)) if dy.stride() != idx.stride() else dy
+    dy = with_strides_of(dy, idx)
     dx = empty(x.shape, x.dtype, x.device, memory_format=memory_format_of(x))
     if dx.numel() == 0:
         return dx
