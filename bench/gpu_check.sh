@@ -3,7 +3,8 @@
 #     bash bench/gpu_check.sh OUT_DIR
 # 1. (first 4 minutes, compiles included) the GPU tests on AlexNet's shapes (compiled kernels, first
 #    config of each list: TRITONALEX_AUTOTUNE=0, so each shape costs one compile), then
-#    `tritonalex bench --net alexnet` (inference and a training step vs cuDNN/cuBLAS, bf16);
+#    `tritonalex bench --net alexnet` (inference and a training step vs cuDNN/cuBLAS, bf16; the
+#    step also replayed from a CUDA graph and compiled by torch.compile, both paths);
 # 2. the static model's calibration: one profiled alexnet training step, measured time per layer
 #    beside the model's estimate (`python -m tritonalex.perf.measure`, calibration.json);
 # 3. the per-layer sweep, cut to fit: every layer, bf16, channels_last, forward+backward, then the
@@ -55,12 +56,13 @@ timed() {
       python -m pytest -q -p no:cacheprovider -rf -x --junitxml="$out/pytest.xml" \
       tests/test_conv.py::test_alexnet_layers \
       tests/test_conv.py::test_weight_gradient_split_reduction_in_one_launch \
+      tests/test_graphed.py::test_replays_draw_new_dropout_masks \
       tests/test_lrn_pool.py tests/test_linear.py tests/test_library.py
-  timed 100 "alexnet spec: inference and training step vs torch backend vs torch.compile (bf16)" \
+  timed 130 "alexnet spec: inference and training step (eager, CUDA graph, torch.compile) vs torch backend (bf16)" \
       python -m tritonalex.cli bench --csv "$out/bench.csv" --net alexnet --dtype bf16
   timed 100 "static model calibration: measured vs estimated, per layer" \
       python -m tritonalex.perf.measure --spec alexnet --out "$out/calibration.json"
-  timed 150 "every layer: bf16, channels_last, forward+backward, with torch.compile" \
+  timed 120 "every layer: bf16, channels_last, forward+backward, with torch.compile" \
       python -m tritonalex.cli bench --csv "$out/bench.csv" --layer all --dtype bf16 \
       --layout channels_last --direction both
   timed 50 "conv layers: NCHW bf16, forward+backward" \

@@ -233,3 +233,25 @@ def test_a_torch_compile_failure_becomes_a_row_with_its_reason(monkeypatch):
     assert [r["impl"] for r in rows] == ["tritonalex", "torch", "torch.compile"]
     assert "p50_ms" not in rows[2] and "inductor" in rows[2]["note"]
     assert rows[0]["speedup_vs_torch"] == 1.0
+
+
+def test_net_graphed_rows_capture_after_warm_up_or_say_why(monkeypatch):
+    """`bench --net`'s graphed training step: captured before timing (every timed call a replay);
+    a failed capture is a row with its reason, not a crash of the run."""
+    from tritonalex.train import graphed
+
+    captures = []
+    monkeypatch.setattr(graphed, "cuda_graph", lambda body: captures.append(body) or body)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    x, labels = torch.randn(4, 3, 2, 2), torch.tensor([0, 1, 2, 0])
+    step, note = measure._graphed(model, x, labels)
+    assert note is None and len(captures) == 1
+    before = model[1].weight.detach().clone()
+    step()
+    assert len(captures) == 1 and not torch.equal(model[1].weight, before)  # a replay trains
+
+    def broken(body):
+        raise RuntimeError("operation not permitted when stream is capturing")
+    monkeypatch.setattr(graphed, "cuda_graph", broken)
+    step, note = measure._graphed(model, x, labels)
+    assert step is None and note.startswith("CUDA graph capture failed: operation not permitted")

@@ -29,12 +29,16 @@ def measure(chosen, spec, args, directions, layouts, device):
                             info, layers.label(layer, args.spec), precision, layout, direction,
                             steps, flops, bytes_, step_notes), args)
             if spec is not None:
-                models = net.models(spec, dtype, device)
-                models, notes = _with_compiled(models, args.no_compile)
+                eager = net.models(spec, dtype, device)
+                models, notes = _with_compiled(eager, args.no_compile, ("torch", "tritonalex"))
                 x, labels = net.batch_of(spec, args.batch, dtype, device)
                 for pass_ in net.PASSES:
                     steps, step_notes = _steps(models, notes,
                                                lambda m, p=pass_: net.step(m, p, x, labels))
+                    if pass_ == "training step":  # and each eager step replayed from a graph
+                        for impl, model in eager.items():
+                            steps[f"{impl}.graph"], note = _graphed(model, x, labels)
+                            step_notes.update({f"{impl}.graph": note} if note else {})
                     flops, bytes_ = net.cost(spec, args.batch, x.element_size(), pass_)
                     rows += _record(harness.measurement_rows(
                         info, spec.name, precision, "nchw", pass_, steps, flops, bytes_,
@@ -45,21 +49,32 @@ def measure(chosen, spec, args, directions, layouts, device):
     return rows
 
 
-def _with_compiled(fns, skip):
-    """Add torch.compile of the torch path (a function or a module), unless skipped."""
+def _with_compiled(fns, skip, paths=("torch",)):
+    """Add torch.compile of each of `paths` (a function or a module; "torch.compile" for the
+    torch path, "tritonalex.compile" for ours), unless skipped."""
     fns, notes = dict(fns), {}
     if skip:
         return fns, notes
-    try:
-        fns["torch.compile"] = torch.compile(fns["torch"])
-    except Exception as exc:  # noqa: BLE001 - reported in the row, never hidden
-        fns["torch.compile"], notes["torch.compile"] = None, f"torch.compile failed: {exc}"[:200]
+    for path in paths:
+        impl = f"{path}.compile"
+        try:
+            fns[impl] = torch.compile(fns[path])
+        except Exception as exc:  # noqa: BLE001 - reported in the row, never hidden
+            fns[impl], notes[impl] = None, f"torch.compile failed: {exc}"[:200]
     return fns, notes
 
 
+def _graphed(model, x, labels):
+    """(step, None), or (None, why) when the capture fails: the row says so, the run goes on."""
+    try:
+        return net.graphed_step(model, x, labels), None
+    except Exception as exc:  # noqa: BLE001 - reported in the row, never hidden
+        return None, f"CUDA graph capture failed: {exc}"[:200]
+
+
 def _steps(fns, notes, make):
-    """{impl: step} from {impl: fn}; an implementation whose step fails to build or run gets
-    None and a note (torch.compile can fail on some setups), tritonalex and torch never do."""
+    """{impl: step} from {impl: fn}; a compiled implementation whose step fails to build or run
+    gets None and a note (torch.compile can fail on some setups), tritonalex and torch never do."""
     steps, notes = {}, dict(notes)
     for impl, fn in fns.items():
         if fn is None:
@@ -67,10 +82,10 @@ def _steps(fns, notes, make):
             continue
         try:
             steps[impl] = make(fn)
-            if impl == "torch.compile":
+            if impl.endswith(".compile"):
                 steps[impl]()  # compile now, so a failure becomes a note, not a crash
         except Exception as exc:  # noqa: BLE001
-            if impl != "torch.compile":
+            if not impl.endswith(".compile"):
                 raise
             steps[impl], notes[impl] = None, f"torch.compile failed: {exc}"[:200]
     return steps, notes

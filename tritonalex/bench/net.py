@@ -1,6 +1,7 @@
 """A whole compiled spec as a benchmark case: an inference pass and a training step (forward,
 cross-entropy, backward, SGD with momentum and weight decay), triton backend against the torch
-backend (cuDNN/cuBLAS), the same weights on the same card; and the training augmentation of one
+backend (cuDNN/cuBLAS), the same weights on the same card, each also replayed from a CUDA graph
+and compiled by torch.compile; and the training augmentation of one
 batch (the fused Triton kernel against the same transformation in torch ops), to set beside the
 training step it feeds.
 
@@ -73,6 +74,20 @@ def step(model, pass_, x, labels):
         TF.cross_entropy(model(x).float(), labels).backward()
         optimizer.step()
     return train_step
+
+
+def graphed_step(model, x, labels):
+    """A zero-argument callable: one training step replayed from a CUDA graph (`GraphedStep`:
+    the same step and SGD as `step`), captured here after its warm-up steps, so every timed
+    call is a replay."""
+    from ..train.graphed import GraphedStep
+
+    model.train()
+    graphed = GraphedStep(model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9,
+                                                 weight_decay=5e-4))
+    for _ in range(graphed.warmup + 1):
+        graphed.step(x, labels)
+    return lambda: graphed.step(x, labels)
 
 
 def augmentation_case(spec, batch, dtype, device, seed=0):

@@ -74,6 +74,11 @@ def add_parsers(commands):
     p.add_argument("--val-images", type=positive, default=d.val_images,
                    help=f"built-in data: validation images (default {d.val_images})")
     p.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
+    p.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false",
+                   help="on CUDA, run every step eagerly instead of capturing the training step "
+                        "(forward, backward, SGD update) in a CUDA graph after 3 warm-up steps "
+                        "and replaying it (not graphed anyway: fp16, torchrun ranks, towers on "
+                        "several devices)")
     p.set_defaults(run=_train)
 
     e = commands.add_parser(

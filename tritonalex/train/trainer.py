@@ -30,6 +30,7 @@ from ..data.augment import ColorStats, augment, center_views, random_views
 from ..spec import load_spec
 from . import checkpoint, report
 from .evaluate import evaluate, reduce_across_ranks, summary
+from .graphed import GraphedStep, why_not_graphed
 
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 
@@ -61,11 +62,13 @@ class TrainConfig:
     val_images: int = 1000
     quiet: bool = False
     overwrite: bool = False  # replace the run already in `out` (without it, refuse)
+    cuda_graph: bool = True  # on CUDA, capture the training step in a CUDA graph (see graphed.py)
 
 
 # What a resumed run may change: how long, where, how verbosely, on which devices. Everything
 # else is the checkpoint's recipe; a flag that differs from it is refused (see `_resolve`).
-RESUMABLE = ("epochs", "out", "quiet", "workers", "resume", "backend", "devices", "overwrite")
+RESUMABLE = ("epochs", "out", "quiet", "workers", "resume", "backend", "devices", "overwrite",
+             "cuda_graph")
 RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl")
 
 
@@ -242,6 +245,7 @@ class Session:
     history: list  # one metrics dict per epoch done
     start_epoch: int
     forward_context: object  # a callable giving the forward's autocast context
+    graphed: object  # a GraphedStep when the step is replayed from a CUDA graph, else None
 
     @property
     def crop(self):
@@ -303,7 +307,22 @@ def start(config, explicit=None):
             model, device_ids=[run.device] if run.device.type == "cuda" else None)
     return Session(config, run, spec, data, stats, stored, model, trained, optimizer, scaler,
                    schedule, history, start_epoch,
-                   precision_context(config.precision, run.device.type))
+                   precision_context(config.precision, run.device.type),
+                   _graphed_step(config, run, model, optimizer))
+
+
+def _graphed_step(config, run, model, optimizer):
+    """The run's GraphedStep, or None when its steps run eagerly (said why, on CUDA)."""
+    reason = (why_not_graphed(run.device, config.precision, run.world, run.devices)
+              if config.cuda_graph else "--no-cuda-graph")
+    if reason is not None:
+        if run.device.type == "cuda":
+            run.say(f"CUDA graph: off ({reason})")
+        return None
+    graphed = GraphedStep(model, optimizer, AUTOCAST_DTYPES.get(config.precision))
+    run.say(f"CUDA graph: the training step is captured after {graphed.warmup} eager steps and "
+            f"replayed (--no-cuda-graph to run it eagerly)")
+    return graphed
 
 
 def train(config, explicit=None):
@@ -364,6 +383,9 @@ def train_epoch(s, epoch):
     config, run, lr = s.config, s.run, s.schedule["lr"]
     for group in s.optimizer.param_groups:
         group["lr"] = lr
+    if s.graphed is not None:
+        s.graphed.set_lr(lr)
+        s.graphed.reset_sum()
     torch.manual_seed(_epoch_seed(config.seed, epoch, run.rank))  # dropout masks
     gen = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch, run.rank) + 1)
     s.trained.train()
@@ -384,15 +406,20 @@ def train_epoch(s, epoch):
                 continue
             x = augment(images, _training_views(index, s.stored, s.crop, gen, config), s.stats,
                         s.crop, dtype=image_dtype, backend=config.backend, memory_format=image_format)
-            with s.forward_context():
-                loss = TF.cross_entropy(s.trained(x).float(), labels)
-            s.optimizer.zero_grad(set_to_none=True)
-            s.scaler.scale(loss).backward()
-            s.scaler.step(s.optimizer)
-            s.scaler.update()
-            loss_sum += loss.detach().double() * labels.shape[0]
+            if s.graphed is not None:  # forward, backward and update in one replay
+                loss = s.graphed.step(x, labels)
+            else:
+                with s.forward_context():
+                    loss = TF.cross_entropy(s.trained(x).float(), labels)
+                s.optimizer.zero_grad(set_to_none=True)
+                s.scaler.scale(loss).backward()
+                s.scaler.step(s.optimizer)
+                s.scaler.update()
+                loss_sum += loss.detach().double() * labels.shape[0]
             seen += labels.shape[0]
             advance(loss, seen, began, lr)
+    if s.graphed is not None:
+        loss_sum = s.graphed.loss_sum
     totals = dict(loss=loss_sum.item(), images=seen, dropped=dropped)
     return dict(reduce_across_ranks(totals, run.device), seconds=time.perf_counter() - began)
 
