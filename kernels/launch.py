@@ -91,6 +91,7 @@ def launch(kernel, grid, *args, cost, configs=None, **kwargs):
 
 
 _sm_count_override = None
+_arch_override = None
 
 
 def sm_count(device):
@@ -98,6 +99,18 @@ def sm_count(device):
     if _sm_count_override is not None:
         return _sm_count_override
     return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def target_arch(device):
+    """The compute capability a launch on `device` compiles for, as 80, 86, 90...: a launcher that
+    chooses its kernel or tile per architecture asks here. The static model substitutes its
+    target's; the interpreter answers 90, so the tests run the newest architecture's choices."""
+    if _arch_override is not None:
+        return _arch_override
+    if INTERPRETING:
+        return 90
+    major, minor = torch.cuda.get_device_capability(device)
+    return 10 * major + minor
 
 
 class DotKernel:

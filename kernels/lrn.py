@@ -13,14 +13,15 @@ s (or b) from the forward: LRN is memory-bound, and the recompute only costs cac
 loads per element for size 5 instead of 42.
 Minimum bytes: forward reads x and writes y; backward reads x and dy and writes dx.
 
-The backward of a group of at most BAND_MAX (64) channels runs the band kernel instead: a
+The backward of a group of at most BAND_MAX channels (64 on sm_80, 128 on sm_90: tiles.py) runs
+the band kernel instead: a
 program holds all of the group's channels x BLOCK_S positions (no halo: no window leaves its
 group), loads x and dy once, and forms both sums over the channel axis as a 0/1 band matrix times
 the tile on the tensor cores (tiles.band_sum: the summands split into bf16 parts so the sums keep
 fp32's precision for fp32 inputs, NaN and infinities counted apart as a sum would spread them).
 The static model puts AlexNet's lrn1 backward at 284 us against 431 for the sliding kernel
-(bf16, sm_90); lrn2's 128-channel groups would gain too, but their tiles spill on sm_80
-(tiles.py). The same band sum made the forward slower (183 against 108 us: one sum does not pay
+(bf16, sm_90); lrn2's 128-channel groups take it on sm_90 only (their tiles spill on sm_80,
+tiles.py). The same band sum made the forward slower (183 against 108 us: one sum does not pay
 for the tile's trips through shared memory), so the forward always slides.
 The window math (`lrn_scale`, `squares`, `pow_neg`, the band sums, the parameter tensor) lives in
 tiles.py: the fused LRN -> max-pool kernels (pool.py) compute it too.
@@ -208,7 +209,7 @@ def lrn_backward(x, dy, dx, size, alpha, beta, k, groups=1, mask_input=False):
     if dx.numel() == 0:
         return dx
     params = lrn_params(k, alpha, beta, size, x.dtype, x.device)
-    band = band_tile(c // groups, s, x.dtype)
+    band = band_tile(c // groups, s, x.dtype, x.device)
     if band is not None:
         block_g, block_s, warps = band
         launch(lrn_band_backward_kernel, (cdiv(s, block_s), groups, n),

@@ -259,12 +259,12 @@ def max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation, out_dtype
 
 def lrn_max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation, lrn, mask_input=False):
     """dx of the fused LRN -> max-pool (lrn = (size, alpha, beta, k, groups)) in one kernel, or
-    None when an LRN group is wider than BAND_MAX (ops/pool.py then runs the pool's backward into
-    an fp32 buffer and the LRN's backward from it)."""
+    None when an LRN group is wider than a band tile holds (tiles.band_max; ops/pool.py then runs
+    the pool's backward into an fp32 buffer and the LRN's backward from it)."""
     n, c, h, w = x.shape
     oh, ow = idx.shape[2:]
     size, alpha, beta, k, groups = lrn
-    band = band_tile(c // groups, h * w, x.dtype)
+    band = band_tile(c // groups, h * w, x.dtype, x.device)
     if band is None:
         return None
     dy = with_strides_of(dy, idx)

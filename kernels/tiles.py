@@ -11,7 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .launch import INTERPRETING, accumulator_dtype, scalars, tile
+from .launch import INTERPRETING, accumulator_dtype, scalars, target_arch, tile
 
 
 @triton.jit
@@ -190,19 +190,26 @@ def pow_neg(s, beta):
 
 # The band LRN kernels (lrn.py, and pool.py's fused LRN -> max-pool): a program holds all channels
 # of one group (at most BAND_MAX, padded to BLOCK_G) x BLOCK_S positions, (BLOCK_S, warps) per
-# BLOCK_G on a GPU. Wider groups run the sliding-window kernels. 128-channel groups would be
-# faster on sm_90 (AlexNet's lrn2 backward: 280-360 us against 421 by the static model) but
-# every tile tried spills on sm_80 with Triton 3.6 (the band matrix is an mma.sync register
-# operand there), and the launch cannot yet choose its tile per architecture.
-BAND_MAX = 64
-GPU_BAND_TILES = {16: (32, 4), 32: (32, 4), 64: (16, 4)}
+# BLOCK_G on a GPU. Wider groups run the sliding-window kernels. BAND_MAX depends on the target:
+# Hopper's wgmma reads the band matrix from shared memory, so 128-channel groups (AlexNet's lrn2)
+# fit a tile there (its fused LRN -> max-pool backward: 280 us against 404 for the two sliding
+# kernels by the static model, bf16, sm_90); Ampere's mma.sync holds it in registers, and every
+# 128-channel tile tried spills on sm_80 with Triton 3.6, so there groups stop at 64.
+BAND_MAX = {80: 64, 90: 128}
+GPU_BAND_TILES = {16: (32, 4), 32: (32, 4), 64: (16, 4), 128: (32, 8)}
 INTERPRETER_BAND_S = 4096
 
 
-def band_tile(group, positions, dtype):
-    """(BLOCK_G, BLOCK_S, warps) of a band kernel, or None when a group is wider than BAND_MAX, or
-    for fp64 on a GPU (its dots run on the FMA units, and the band tiles spill there)."""
-    if group > BAND_MAX or (dtype == torch.float64 and not INTERPRETING):
+def band_max(device):
+    """The widest LRN group a band tile holds on `device`'s architecture (see BAND_MAX)."""
+    return BAND_MAX[90 if target_arch(device) >= 90 else 80]
+
+
+def band_tile(group, positions, dtype, device):
+    """(BLOCK_G, BLOCK_S, warps) of a band kernel, or None when a group is wider than
+    `band_max(device)`, or for fp64 on a GPU (its dots run on the FMA units, and the band tiles
+    spill there)."""
+    if group > band_max(device) or (dtype == torch.float64 and not INTERPRETING):
         return None
     block_g = max(16, triton.next_power_of_2(group))
     block_s, warps = tile(GPU_BAND_TILES[block_g], (INTERPRETER_BAND_S, 1))

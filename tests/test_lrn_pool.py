@@ -78,15 +78,21 @@ def test_lrn_nan_and_infinities_stay_in_their_windows(groups, lrn_path):
         assert torch.allclose(y.nan_to_num(), ref.nan_to_num(), rtol=1e-12, atol=0)
 
 
-def test_lrn_groups_wider_than_a_band_tile():
-    """65 channels per group: no band tile holds them, the sliding-window kernels run."""
+def test_lrn_groups_wider_than_a_band_tile(monkeypatch):
+    """129 channels per group: no band tile holds them, the sliding-window kernels run. The
+    widest band tile is per architecture (128 channels on sm_90, what the interpreter takes; 64
+    on sm_80)."""
+    from tritonalex.kernels import launch
     from tritonalex.kernels.tiles import band_tile
 
-    x_dtype = torch.float32
-    assert band_tile(65, 16, x_dtype) is None and band_tile(64, 16, x_dtype) is not None
+    x_dtype, cpu = torch.float32, torch.device("cpu")
+    assert band_tile(129, 16, x_dtype, cpu) is None and band_tile(128, 16, x_dtype, cpu) is not None
+    monkeypatch.setattr(launch, "_arch_override", 80)
+    assert band_tile(65, 16, x_dtype, cpu) is None and band_tile(64, 16, x_dtype, cpu) is not None
+    monkeypatch.setattr(launch, "_arch_override", None)
     rnd = Inputs()
     lrn = (5, 0.5, 0.75, 2.0)
-    x = as_layout(rnd.randn(1, 65, 4, 5), "channels_last")
+    x = as_layout(rnd.randn(1, 129, 4, 5), "channels_last")
     pool = dict(kernel_size=3, stride=2)
     check_unary_op(lambda t: F.local_response_norm(t, *lrn),
                    lambda t: TF.local_response_norm(t, *lrn), x, seed=rnd.seed)
@@ -306,3 +312,28 @@ def test_grouped_lrn_and_fused_pool_equal_separate_groups(groups, layout, lrn_pa
                    seed=rnd.seed)
     with pytest.raises(ValueError, match="do not split into 5 groups"):
         F.local_response_norm(x, 5, groups=5)
+
+
+@pytest.mark.parametrize("channels,groups", [(200, 2), (128, 1)])
+def test_band_tiles_up_to_128_channels(channels, groups, monkeypatch):
+    """Groups of 65..128 channels (AlexNet's lrn2 towers: 128) take the band kernels on sm_90,
+    the interpreter's target: 100 channels padded to a 128-channel tile, and a full one."""
+    launched = []
+    real_launch = lrn_kernels.launch
+
+    def spy(kernel, *args, **kwargs):
+        launched.append(kernel.__name__ if hasattr(kernel, "__name__") else kernel.fn.__name__)
+        return real_launch(kernel, *args, **kwargs)
+
+    monkeypatch.setattr(lrn_kernels, "launch", spy)
+    monkeypatch.setattr(pool_kernels, "launch", spy)
+    rnd = Inputs()
+    x = as_layout(torch.relu(rnd.randn(1, channels, 5, 6)) * 3, "channels_last")
+    lrn, pool = (5, 0.5, 0.75, 2.0), dict(kernel_size=3, stride=2)
+    check_unary_op(lambda t: F.local_response_norm(t, *lrn, groups=groups),
+                   _per_group(lambda t: TF.local_response_norm(t, *lrn), groups), x,
+                   seed=rnd.seed)
+    check_unary_op(lambda t: F.lrn_max_pool2d(t, *lrn, groups=groups, **pool),
+                   _per_group(_two_ops(lrn, pool), groups), x, seed=rnd.seed)
+    assert "lrn_band_backward_kernel" in launched
+    assert "lrn_band_max_pool2d_backward_kernel" in launched

@@ -174,9 +174,10 @@ DTYPES = ("bf16", "fp16", "tf32", "fp32", "fp64")
 
 
 @contextlib.contextmanager
-def recording(state, sms=132):
+def recording(state, sms=132, arch=90):
     """While inside, every launch is appended to the yielded list (tagged with `state`'s layer and
-    direction) and nothing runs; `sms` stands in for the GPU's SM count."""
+    direction) and nothing runs; `sms` and `arch` stand in for the GPU's SM count and compute
+    capability (launchers that choose per architecture read it: launch.target_arch)."""
     from ..kernels import launch as launch_module
 
     if launch_module.INTERPRETING:
@@ -189,22 +190,26 @@ def recording(state, sms=132):
                                tuple(_pointer(a) for a in args), dict(kwargs), cost, configs))
         return True  # consumed: nothing runs
 
-    previous = launch_module.capture_hook, launch_module._sm_count_override
+    previous = (launch_module.capture_hook, launch_module._sm_count_override,
+                launch_module._arch_override)
     launch_module.capture_hook, launch_module._sm_count_override = hook, sms
+    launch_module._arch_override = arch
     try:
         yield launches
     finally:
-        launch_module.capture_hook, launch_module._sm_count_override = previous
+        (launch_module.capture_hook, launch_module._sm_count_override,
+         launch_module._arch_override) = previous
 
 
 def capture_step(spec="alexnet", batch=128, dtype="bf16", layout="channels_last", passes=None,
-                 sms=132):
+                 sms=132, arch=90):
     """Capture one training step of `spec` (a name or path) as a `Step`.
 
     dtype: "bf16" / "fp16" (autocast, as `tritonalex train --precision`), "tf32", "fp32" (IEEE)
     or "fp64" (the whole model in float64). layout: the input images' memory layout,
     "channels_last" (what `tritonalex train` feeds the triton backend) or "nchw".
-    sms: the target card's SM count (the conv weight gradient splits its reduction by it).
+    sms: the target card's SM count (the conv weight gradient splits its reduction by it); arch:
+    its compute capability (the LRN backward's band tiles depend on it).
     """
     state, counter = _State(), _CountKernels()
     # Forward + backward; the optimizer's stay in counter.counter.
@@ -216,7 +221,7 @@ def capture_step(spec="alexnet", batch=128, dtype="bf16", layout="channels_last"
         counter.counter = Counter()
 
     with counter, training_step(spec, batch, dtype, layout, passes, state) as (step, name):
-        with recording(state, sms) as launches:
+        with recording(state, sms, arch) as launches:
             step()  # warm-up: one-time allocations (optimizer state, cached parameters)
             launches.clear()
             counter.recording = True
@@ -275,11 +280,11 @@ def training_step(spec, batch, dtype, layout, passes, state):
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
 
 
-def capture_calls(fn, layer, sms=132):
+def capture_calls(fn, layer, sms=132, arch=90):
     """The launches `fn()` makes (on meta tensors), tagged with `layer`."""
     state = _State()
     state.layer = layer
-    with recording(state, sms) as launches:
+    with recording(state, sms, arch) as launches:
         fn()
     return launches
 

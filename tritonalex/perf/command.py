@@ -77,7 +77,7 @@ def run_step(args):
         return run_overhead(args, card)
     try:
         step = capture_step(args.step, batch=args.batch, dtype=args.dtype, layout=args.layout,
-                            sms=card.sms)
+                            sms=card.sms, arch=card.arch)
     except SpecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -186,8 +186,10 @@ def print_step(report):
                   f"launch(es) failed or spilled")
 
 
-def check_launches(batch=128):
-    """(dtype label, launch) for everything the compile check compiles (see the module doc)."""
+def check_launches(arch, batch=128):
+    """(dtype label, launch) for everything the compile check compiles for `arch` (see the module
+    doc): the steps are captured as they launch on that architecture (some launchers choose their
+    kernel or tile per architecture, e.g. the LRN backward's band tiles)."""
     import torch
 
     from ..kernels.augment import augment_forward
@@ -195,13 +197,15 @@ def check_launches(batch=128):
     out = []
     from ..spec import SHIPPED
 
+    card = model.CARDS[model.CARD_FOR_ARCH[arch]]
     for dtype, passes in CHECK_STEPS:
         label = dtype + ("" if passes is None else " unfused")
         out += [(label, l) for l in capture_step("alexnet", batch=batch, dtype=dtype,
-                                                 passes=passes).launches]
+                                                 passes=passes, sms=card.sms, arch=arch).launches]
     for spec in SHIPPED:
         if spec != "alexnet":
-            out += [(f"bf16 {spec}", l) for l in capture_step(spec, batch=batch).launches]
+            out += [(f"bf16 {spec}", l) for l in capture_step(spec, batch=batch, sms=card.sms,
+                                                              arch=arch).launches]
     meta = dict(device="meta")
     images = torch.empty(1000, 256, 256, 3, dtype=torch.uint8, **meta)
     per_image = [torch.empty(batch, dtype=t, **meta) for t in (torch.int64, torch.int32,
@@ -212,7 +216,7 @@ def check_launches(batch=128):
         for fmt in (torch.contiguous_format, torch.channels_last):
             out += [(f"augment {str(out_dtype)[6:]}", l) for l in capture_calls(
                 lambda: augment_forward(images, *per_image, shift, stats, stats, 224, out_dtype,
-                                        fmt), layer="augment")]
+                                        fmt), layer="augment", sms=card.sms, arch=arch)]
     return out
 
 
@@ -235,38 +239,39 @@ def every_kernel():
 
 
 def run_check(args):
-    labelled = check_launches()
     archs = sorted(ARCHS.values())
+    labelled = [(label, launch, arch) for arch in archs for label, launch in check_launches(arch)]
     with tempfile.TemporaryDirectory(prefix="tritonalex-check-") as cache:
         # Fresh caches: the check compiles everything, as a new machine would.
         os.environ["TRITON_CACHE_DIR"] = os.path.join(cache, "triton")
         os.environ["TRITONALEX_CACHE_DIR"] = os.path.join(cache, "perf")
-        compiled = compile_all([l for _, l in labelled], archs)
-    rows = OrderedDict()
-    for label, launch in labelled:
+        compiled = {}
         for arch in archs:
-            for config, kwargs in config_variants(launch, arch):
-                facts, error = compiled[job_key(launch, kwargs, arch)]
-                key = (launch.name, label, config, arch)
-                row = rows.setdefault(key, dict(kernel=launch.name, dtype=label, config=config,
-                                                arch=f"sm_{arch}", builds=0, registers=0,
-                                                spill_bytes=0, shared_bytes=0, async_loads=True,
-                                                stages=99, error=""))
-                row["builds"] += 1
-                if facts is None:
-                    row["error"] = error
-                    continue
-                row["registers"] = max(row["registers"], facts["registers"])
-                row["spill_bytes"] = max(row["spill_bytes"], facts["spill_bytes"])
-                row["shared_bytes"] = max(row["shared_bytes"], facts["shared_bytes"])
-                row["async_loads"] &= facts["async_loads"]
-                row["stages"] = min(row["stages"], facts["stages"])
-                if facts["spill_bytes"]:
-                    row["error"] = "register spills"
-                elif not facts["shared_ok"]:
-                    row["error"] = "shared memory over the limit"
+            compiled.update(compile_all([l for _, l, a in labelled if a == arch], [arch]))
+    rows = OrderedDict()
+    for label, launch, arch in labelled:
+        for config, kwargs in config_variants(launch, arch):
+            facts, error = compiled[job_key(launch, kwargs, arch)]
+            key = (launch.name, label, config, arch)
+            row = rows.setdefault(key, dict(kernel=launch.name, dtype=label, config=config,
+                                            arch=f"sm_{arch}", builds=0, registers=0,
+                                            spill_bytes=0, shared_bytes=0, async_loads=True,
+                                            stages=99, error=""))
+            row["builds"] += 1
+            if facts is None:
+                row["error"] = error
+                continue
+            row["registers"] = max(row["registers"], facts["registers"])
+            row["spill_bytes"] = max(row["spill_bytes"], facts["spill_bytes"])
+            row["shared_bytes"] = max(row["shared_bytes"], facts["shared_bytes"])
+            row["async_loads"] &= facts["async_loads"]
+            row["stages"] = min(row["stages"], facts["stages"])
+            if facts["spill_bytes"]:
+                row["error"] = "register spills"
+            elif not facts["shared_ok"]:
+                row["error"] = "shared memory over the limit"
     rows = list(rows.values())
-    for name in sorted(every_kernel() - {launch.name for _, launch in labelled}):
+    for name in sorted(every_kernel() - {launch.name for _, launch, _ in labelled}):
         rows.append(dict(kernel=name, dtype="-", config="-", arch="-", builds=0, registers=0,
                          spill_bytes=0, shared_bytes=0, async_loads=False, stages=0,
                          error="never launched by the check's steps: not compiled"))

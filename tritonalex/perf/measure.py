@@ -105,7 +105,7 @@ def main(argv=None):
     from .step import compile_all, estimate_step
 
     card = model.CARDS[model.CARD_FOR_ARCH[90 if torch.cuda.get_device_capability()[0] >= 9 else 80]]
-    step = capture_step(args.spec, batch=args.batch, dtype="bf16", sms=card.sms)
+    step = capture_step(args.spec, batch=args.batch, dtype="bf16", sms=card.sms, arch=card.arch)
     report = estimate_step(step, compile_all(step.launches, [card.arch]), card)
     result = match(measure_step(args.spec, args.batch), report)
     result.update(spec=args.spec, batch=args.batch, card=torch.cuda.get_device_name(),

@@ -85,7 +85,7 @@ def measure(spec="alexnet", batch=128, dtype="bf16", arch=90, sms=132, repeats=2
     with stubbed_gpu(arch), training_step(spec, batch, dtype, "channels_last", None,
                                           state) as (step, name):
         for through_triton in (True, False):
-            with recording(state, sms) as launches:
+            with recording(state, sms, arch) as launches:
                 if through_triton:  # the recording hands each launch on, to the stub
                     _hand_on()
                 _forward_backward(step)  # warm-up: compiles, tunes, allocates
