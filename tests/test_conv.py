@@ -299,6 +299,56 @@ def test_autocast_reads_fp32_weights_in_the_kernel(dtype):
         lambda x, w, b: TF.conv2d(x, w, b, padding=1, groups=2), x, w, b, dtype, rnd.seed)
     with pytest.raises(RuntimeError, match="should be the same"):  # outside autocast: torch's rule
         F.conv2d(x.to(dtype), w)
+    # The rounding passed in (what the compiled net makes for all its convs in one cast): the
+    # same results; a rounding of the wrong dtype or shape is refused.
+    rounded = w.detach().to(dtype).contiguous(memory_format=torch.channels_last)
+    check_autocast_parameters(
+        lambda x, w, b: F.conv2d(x, w, b, padding=1, groups=2, activation="relu",
+                                 rounded_weight=rounded),
+        lambda x, w, b: TF.conv2d(x, w, b, padding=1, groups=2), x, w, b, dtype, rnd.seed)
+    with torch.autocast(DEVICE.type, dtype=dtype):
+        with pytest.raises(RuntimeError, match="rounded_weight must be"):
+            F.conv2d(x, w, b, padding=1, groups=2, rounded_weight=rounded.float())
+        with pytest.raises(RuntimeError, match="rounded_weight must be"):
+            F.conv2d(x, w, b, padding=1, groups=2, rounded_weight=rounded[:3])
+
+
+def test_compiled_net_rounds_conv_weights_once_and_draws_seeds_once(monkeypatch):
+    """Under autocast the compiled net rounds its conv weights in one foreach copy and passes
+    them in, and in training draws all dropout seeds in one call: the same logits as each layer
+    doing its own (same seeds), and each layer gets its own seed."""
+    import tritonalex
+    from tritonalex.compiler.lower import CompiledNet
+
+    spec = tritonalex.load_spec("alexnet-small")
+    net = tritonalex.compile(spec, backend="triton", devices=DEVICE.type)
+    x = torch.randn(2, 3, 32, 32, device=DEVICE)
+    inputs_seen = []
+    real = CompiledNet._step_inputs
+
+    def spy(self, x):
+        inputs_seen.append(real(self, x))
+        return inputs_seen[-1]
+
+    monkeypatch.setattr(CompiledNet, "_step_inputs", spy)
+    net.eval()
+    with torch.autocast(DEVICE.type, dtype=torch.bfloat16):
+        ours = net(x)
+    rounded = {name: kw["rounded_weight"] for name, kw in inputs_seen[-1].items()}
+    convs = [name for name, node in net.nodes.items() if node.node.kind == "conv"]
+    assert sorted(rounded) == sorted(convs)
+    for name in convs:
+        assert torch.equal(rounded[name], net.nodes[name].weight.detach().to(torch.bfloat16))
+    monkeypatch.setattr(CompiledNet, "_step_inputs", lambda self, x: {})
+    with torch.autocast(DEVICE.type, dtype=torch.bfloat16):
+        assert torch.equal(net(x), ours)  # each conv rounding its own weight: the same
+    monkeypatch.setattr(CompiledNet, "_step_inputs", spy)
+    net.train()
+    torch.manual_seed(3)
+    net(x)
+    seeds = [kw["seed"] for kw in inputs_seen[-1].values() if "seed" in kw]
+    dropouts = [name for name, node in net.nodes.items() if node.kind.dropout(node.node) > 0]
+    assert len(seeds) == len(dropouts) >= 2 and seeds[0].data_ptr() != seeds[1].data_ptr()
 
 
 @pytest.mark.parametrize("splits", [2, 5])

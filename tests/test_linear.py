@@ -256,3 +256,22 @@ def test_autocast_reads_fp32_weights_in_the_kernel(dtype):
     b = rnd.randn(3, dtype=torch.float32, requires_grad=True)
     check_autocast_parameters(lambda x, w, b: F.linear(x, w, b, activation="relu"), TF.linear,
                               x, w, b, dtype, rnd.seed)
+
+
+def test_dropout_seed_passed_in():
+    """A seed passed in gives the mask it draws, the same in linear's epilogue and in dropout,
+    and is checked like torch checks its arguments."""
+    x = torch.randn(8, 16, dtype=torch.float64) + 3  # positive: the zeros are the mask's
+    w = torch.randn(32, 16, dtype=torch.float64) * 0.1
+    seeds = torch.randint(0, 2**31 - 1, (2,))
+    a = F.linear(x, w, dropout=0.5, seed=seeds[0:1])
+    b = F.linear(x, w, dropout=0.5, seed=seeds[0:1])
+    c = F.linear(x, w, dropout=0.5, seed=seeds[1:2])
+    assert torch.equal(a, b) and not torch.equal(a == 0, c == 0)
+    y = torch.ones(8, 32, dtype=torch.float64)
+    assert torch.equal(F.dropout(y, 0.5, seed=seeds[1:2]), F.dropout(y, 0.5, seed=seeds[1:2]))
+    with pytest.raises(TypeError, match="one-element int64 tensor"):
+        F.linear(x, w, dropout=0.5, seed=seeds)
+    with pytest.raises(TypeError, match="one-element int64 tensor"):
+        F.dropout(y, 0.5, seed=seeds[0:1].int())
+    assert_close(F.linear(x, w, dropout=0.5, training=False, seed=seeds), x @ w.T, TOLERANCE[torch.float64])

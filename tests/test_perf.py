@@ -180,3 +180,16 @@ def test_the_compile_check_finds_every_kernel(compile_env):
     defined = {name for path in sources
                for name in re.findall(r"@triton\.jit\ndef (\w+_kernel)\(", path.read_text())}
     assert set(out) == defined and "batch_norm_stats_kernel" in defined
+
+
+def test_alexnet_step_kernel_budget(compile_env):
+    """One bf16 alexnet training step on one device: at most 30 Triton launches, and the torch
+    kernels around them made once per step, not once per layer: one foreach copy rounds every
+    conv weight, one random draw seeds every dropout."""
+    result = run_kernels(compile_env, "--step", "alexnet", "--launches-only", "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    step = json.loads(result.stdout)["step"]
+    kinds = step["torch_kernel_kinds"]
+    assert step["triton_launches"] <= 30
+    assert kinds["_foreach_copy_"] == 1 and kinds["randint"] == 1
+    assert step["torch_kernels"] <= 18

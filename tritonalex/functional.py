@@ -15,18 +15,22 @@ from .ops.batchnorm import batch_norm as batch_norm_op
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, activation=None,
-           defer_relu_grad=False, relu_input=False):
+           defer_relu_grad=False, relu_input=False, rounded_weight=None):
     """torch.nn.functional.conv2d; ``activation="relu"`` fuses the ReLU into the kernel.
 
     Takes everything torch does: int or tuple stride/padding/dilation, padding "same"/"valid",
     groups, unbatched (C, H, W) input, any strides (NCHW and channels_last; channels_last is the
     layout whose reduction loads are coalesced). fp16/bf16 accumulate in fp32; fp32 uses TF32 on a
     GPU when ``torch.backends.cudnn.allow_tf32`` is set (torch's default), IEEE otherwise.
-    Inside torch.autocast only the input is cast (see `_args.autocast_dtype`).
+    Inside torch.autocast only the input is cast (see `_args.autocast_dtype`), and the weight is
+    rounded to its dtype beside the kernel; ``rounded_weight`` passes that rounding in instead
+    (the compiled net rounds all its conv weights in one cast per forward; ignored outside
+    autocast). The gradient still comes back in the weight's dtype.
     """
     input, mixed = autocast_input(input)
     return ops.conv2d(input, weight, bias, stride, padding, dilation, groups, activation,
-                      mixed=mixed, defer_relu_grad=defer_relu_grad, relu_input=relu_input)
+                      mixed=mixed, defer_relu_grad=defer_relu_grad, relu_input=relu_input,
+                      rounded_weight=rounded_weight if mixed else None)
 
 
 def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0, *, groups=1, relu_input=False):
@@ -60,17 +64,19 @@ def lrn_max_pool2d(input, size, alpha=1e-4, beta=0.75, k=1.0, kernel_size=3, str
                           op="lrn_max_pool2d", relu_input=relu_input)
 
 
-def linear(input, weight, bias=None, *, activation=None, dropout=0.0, training=True):
+def linear(input, weight, bias=None, *, activation=None, dropout=0.0, training=True, seed=None):
     """torch.nn.functional.linear as a Triton GEMM, with ReLU and dropout fusable into it.
 
     ``activation="relu"`` and ``dropout=p`` (applied only when ``training``) run in the GEMM's
     epilogue; the backward re-derives both masks (the dropout one from its seed) instead of
     storing them. With neither, this is exactly torch's linear, for any leading dims.
     fp32 uses TF32 on a GPU when ``torch.backends.cuda.matmul.allow_tf32`` is set (off by default).
-    Inside torch.autocast only the input is cast (see `_args.autocast_dtype`).
+    Inside torch.autocast only the input is cast (see `_args.autocast_dtype`). ``seed``: the
+    dropout mask's Philox seed, a one-element int64 tensor on the input's device, instead of one
+    drawn per call (`ops.linear.draw_seeds` draws several in one kernel, as the compiled net does).
     """
     input, mixed = autocast_input(input)
-    return ops.linear(input, weight, bias, activation, dropout, training, mixed=mixed)
+    return ops.linear(input, weight, bias, activation, dropout, training, mixed=mixed, seed=seed)
 
 
 def relu(input, inplace=False):
@@ -78,10 +84,11 @@ def relu(input, inplace=False):
     return ops.relu(input, inplace)
 
 
-def dropout(input, p=0.5, training=True, inplace=False):
+def dropout(input, p=0.5, training=True, inplace=False, *, seed=None):
     """torch.nn.functional.dropout; the mask comes from a seed drawn from the input device's
-    generator, so ``torch.manual_seed`` reproduces it (the stream itself differs from torch's)."""
-    return ops.dropout(input, p, training, inplace)
+    generator, so ``torch.manual_seed`` reproduces it (the stream itself differs from torch's).
+    ``seed``: that seed passed in instead, as in `linear`."""
+    return ops.dropout(input, p, training, inplace, seed=seed)
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,

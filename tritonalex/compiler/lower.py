@@ -23,6 +23,8 @@ contiguous in both operands, so their loads vectorize and pipeline (see kernels/
 import torch
 
 from .. import kinds
+from .._args import autocast_dtype
+from ..ops.linear import draw_seeds
 
 
 class Layer(torch.nn.Module):
@@ -54,8 +56,8 @@ class Layer(torch.nn.Module):
     def _add_parameter(self, name, t):
         self.register_parameter(name, torch.nn.Parameter(t))
 
-    def forward(self, x):
-        return self.kind.forward(self, x)
+    def forward(self, x, **step_inputs):
+        return self.kind.forward(self, x, **step_inputs)
 
     def _tensors(self):
         return [(name, t) for name, t in list(self._parameters.items()) + list(self._buffers.items())
@@ -117,8 +119,8 @@ class TowersInOneLayer(Layer):
     def __init__(self, node, backend):
         super().__init__(node, backend, node.parts, node.devices[0], tower_keys=True)
 
-    def forward(self, parts):
-        return [self.kind.forward(self, _joined(parts, self.node.devices[0]))]
+    def forward(self, parts, **step_inputs):
+        return [self.kind.forward(self, _joined(parts, self.node.devices[0]), **step_inputs)]
 
 
 class TowerPerDevice(torch.nn.Module):
@@ -165,10 +167,36 @@ class CompiledNet(torch.nn.Module):
     def forward(self, x):
         if self.backend == "triton" and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
+        inputs = self._step_inputs(x) if self.backend == "triton" else {}
         parts = [x]
-        for module in self.nodes.values():
-            parts = module(parts)
+        for name, module in self.nodes.items():
+            parts = module(parts, **inputs.get(name, {}))
         return _joined(parts, parts[0].device)
+
+    def _step_inputs(self, x):
+        """{node: keyword arguments} that the layers of one device (`TowersInOneLayer`) would
+        each make for themselves, made here for all of them at once: under autocast the conv
+        weights rounded to its dtype (one foreach copy, not a cast kernel per layer; fresh tensors
+        every forward, so a saved one is never overwritten), and in training the dropout seeds
+        (one random draw, a view per layer)."""
+        inputs = {}
+        layers = [(name, m) for name, m in self.nodes.items() if isinstance(m, TowersInOneLayer)]
+        dtype = autocast_dtype(x)
+        rounding = [(name, m.weight.detach()) for name, m in layers
+                    if dtype is not None and m.kind.rounds_weight
+                    and not (m.node.folds and not m.training)
+                    and m.weight.dtype != dtype and m.weight.is_floating_point()]
+        if rounding:
+            rounded = [torch.empty_like(w, dtype=dtype) for _, w in rounding]
+            torch._foreach_copy_(rounded, [w for _, w in rounding])
+            for (name, _), r in zip(rounding, rounded):
+                inputs[name] = dict(rounded_weight=r)
+        drawing = [name for name, m in layers if m.training and m.kind.dropout(m.node) > 0]
+        if drawing:
+            seeds = draw_seeds(len(drawing), x.device)
+            for i, name in enumerate(drawing):
+                inputs.setdefault(name, {})["seed"] = seeds[i:i + 1]
+        return inputs
 
     def probabilities(self, x):
         return torch.softmax(self(x), dim=1)

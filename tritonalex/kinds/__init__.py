@@ -16,7 +16,9 @@ Conventions the records share:
 - `forward(m, x)` runs the node on one tensor `x` holding `m.towers` towers side by side (the
   towers of one device run as one layer: see compiler/lower.py); `m.backend` is "triton" or
   "torch", `m.groups` how many input towers `x` holds that the layer must keep apart, and the
-  record's parameters and buffers are attributes of `m`, the towers' stacked along dim 0.
+  record's parameters and buffers are attributes of `m`, the towers' stacked along dim 0. A kind
+  with `rounds_weight` or a `dropout` also takes `rounded_weight=` or `seed=`: what the compiled
+  net makes once per forward for all such layers (one cast, one random draw; lower.py).
 - FLOPs count 2 per multiply-add of the matmul work only; bytes are the minimum a layer moves
   through DRAM (see bench/layers.py for the conventions).
 """
@@ -109,6 +111,9 @@ class Kind:
     check: Callable = None  # params -> (key, message) or None: rules across keys
     in_spec: bool = True  # False: made only by a fusion pass
     masks_relu_input: bool = False  # its triton forward takes relu_input=True (pass defer_relu_grad)
+    # Per-forward inputs the compiled net makes for all such layers at once (compiler/lower.py):
+    rounds_weight: bool = False  # its triton forward takes rounded_weight= (one cast under autocast)
+    dropout: Callable = lambda node: 0.0  # p of the dropout it applies in training: takes seed=
     last: bool = False  # must be the network's last layer
 
     def parameter_count(self, node):

@@ -60,13 +60,15 @@ def _with_folded_norm(m):
     return folded
 
 
-def _forward(m, x):
+def _forward(m, x, rounded_weight=None):
     p, relu = m.node.params, m.node.activation == "relu"
-    weight, bias = _with_folded_norm(m) if m.node.folds and not m.training else (m.weight, m.bias)
+    weight, bias = m.weight, m.bias
+    if m.node.folds and not m.training:
+        (weight, bias), rounded_weight = _with_folded_norm(m), None
     if m.backend == "triton":
         return XF.conv2d(x, weight, bias, p["stride"], p["padding"], groups=m.groups,
                          activation=m.node.activation, defer_relu_grad=m.node.defer_relu_grad,
-                         relu_input=m.node.relu_input)
+                         relu_input=m.node.relu_input, rounded_weight=rounded_weight)
     y = TF.conv2d(x, weight, bias, p["stride"], p["padding"], groups=m.groups)
     return torch.relu(y) if relu else y
 
@@ -126,4 +128,4 @@ KINDS = [Kind(
     output=_output, forward=_forward, channels="out_channels", parameters=_parameters,
     flops=_flops, bench=_bench,
     kernel=lambda node: "conv2d+bias" + ("+relu" if node.activation else ""),
-    masks_relu_input=True)]
+    masks_relu_input=True, rounds_weight=True)]

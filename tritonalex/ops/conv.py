@@ -171,9 +171,11 @@ def _check_shapes(x, weight, bias, groups, padding, dilation):
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, activation=None,
-           mixed=False, defer_relu_grad=False, relu_input=False):
+           mixed=False, defer_relu_grad=False, relu_input=False, rounded_weight=None):
     """torch.nn.functional.conv2d on the Triton kernels, with an optional fused ReLU. `mixed`
-    (inside autocast): weight and bias may be wider than the input (see _args.autocast_dtype).
+    (inside autocast): weight and bias may be wider than the input (see _args.autocast_dtype);
+    `rounded_weight`: the weight already rounded to the input's dtype, read instead of rounding
+    it here (the compiled net rounds all its conv weights in one cast per forward).
     `defer_relu_grad`, `relu_input`: the ReLU derivative's move (see the module docstring)."""
     relu = check_activation(activation) == "relu"
     if defer_relu_grad and not relu:
@@ -198,13 +200,22 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     # The kernels read the bias as a contiguous vector: a strided or expanded one is copied first
     # (a differentiable copy: its gradient reaches the original).
     bias = bias.contiguous() if bias is not None else None
+    if rounded_weight is not None and (
+            rounded_weight.shape != weight.shape or rounded_weight.dtype != x.dtype
+            or rounded_weight.device != x.device):
+        raise RuntimeError(f"conv2d: rounded_weight must be the weight ({list(weight.shape)}) in "
+                           f"the input's dtype {x.dtype} on {x.device}, got "
+                           f"{list(rounded_weight.shape)} {rounded_weight.dtype}")
     if _space_to_depth_pays(x, weight, stride, dilation, groups):
         x, weight, padding, stride = _space_to_depth(x, weight, padding, stride)
+        rounded_weight = None  # rounded below, after the rearrangement
     (pt, pb), (pl, pr) = padding
     # Under autocast a wider weight is rounded once here (a conv re-reads its weight tile in every
     # output tile, so rounding it in the main loop would cost more than one small cast), outside
     # autograd: its gradient is computed straight into the weight's dtype.
-    rounded = weight.detach().to(x.dtype) if mixed and weight.dtype != x.dtype else None
+    rounded = None
+    if mixed and weight.dtype != x.dtype:
+        rounded = rounded_weight if rounded_weight is not None else weight.detach().to(x.dtype)
     y = conv2d_op(x, weight, bias, rounded, list(stride), [pt, pb, pl, pr], list(dilation), groups,
                   relu, torch.backends.cudnn.allow_tf32, defer_relu_grad, relu_input)
     return y.squeeze(0) if unbatched else y

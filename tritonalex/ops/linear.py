@@ -21,11 +21,27 @@ from .._args import check_activation, check_device, check_float_dtype, check_par
 from ._library import define, like
 
 
+def draw_seeds(count, device):
+    """`count` Philox seeds drawn from `device`'s generator in one kernel, as a tensor the kernels
+    read (one element each: pass `seeds[i:i + 1]`): no host sync, traced by torch.compile as a
+    random op (new masks per call) and, on CUDA, safe in a CUDA graph (each replay draws anew).
+    `torch.manual_seed` reproduces them. The compiled net draws all its dropout seeds so."""
+    return torch.randint(0, 2**31 - 1, (count,), device=device)
+
+
 def draw_seed(device):
-    """A Philox seed drawn from `device`'s generator, as a one-element tensor the kernels read: no
-    host sync, traced by torch.compile as a random op (a new mask per call) and, on CUDA, safe in
-    a CUDA graph (each replay draws anew). `torch.manual_seed` reproduces it."""
-    return torch.randint(0, 2**31 - 1, (1,), device=device)
+    """One seed (see `draw_seeds`)."""
+    return draw_seeds(1, device)
+
+
+def check_seed(seed, device, fn):
+    """A seed passed in: a one-element int64 tensor on the input's device."""
+    if not isinstance(seed, torch.Tensor) or seed.dtype != torch.int64 or seed.numel() != 1:
+        raise TypeError(f"{fn}: seed must be a one-element int64 tensor (see draw_seeds), got "
+                        f"{seed if not isinstance(seed, torch.Tensor) else seed.dtype}")
+    if seed.device != device:
+        raise RuntimeError(f"{fn}: seed is on {seed.device}, the input on {device}")
+    return seed
 
 
 def check_p(p):
@@ -95,8 +111,10 @@ def _linear_backward(ctx, dy):
 linear_op.register_autograd(_linear_backward, setup_context=_setup_linear)
 
 
-def linear(input, weight, bias=None, activation=None, dropout=0.0, training=True, mixed=False):
-    """`mixed` (inside autocast): weight and bias may be wider than the input."""
+def linear(input, weight, bias=None, activation=None, dropout=0.0, training=True, mixed=False,
+           seed=None):
+    """`mixed` (inside autocast): weight and bias may be wider than the input. `seed`: the
+    dropout mask's seed (a one-element int64 tensor), instead of one drawn here."""
     relu = check_activation(activation) == "relu"
     p = check_p(dropout) if training else 0.0
     check_device("linear", input, weight, bias)
@@ -115,7 +133,10 @@ def linear(input, weight, bias=None, activation=None, dropout=0.0, training=True
         raise RuntimeError(f"tritonalex linear: expected bias of size [{weight.shape[0]}], "
                            f"got {list(bias.shape)}")
     x = input.reshape(math.prod(input.shape[:-1]), input.shape[-1])  # -1 is ambiguous when K == 0
-    seed = draw_seed(x.device) if p > 0 else None
+    if p > 0:
+        seed = draw_seed(x.device) if seed is None else check_seed(seed, x.device, "linear")
+    else:
+        seed = None
     # The kernels read the bias as a contiguous vector: a strided or expanded one is copied first
     # (a differentiable copy: its gradient reaches the original).
     bias = bias.contiguous() if bias is not None else None
@@ -198,13 +219,13 @@ def relu(input, inplace=False):
     return input
 
 
-def dropout(input, p=0.5, training=True, inplace=False):
+def dropout(input, p=0.5, training=True, inplace=False, seed=None):
     p = check_p(p)
     check_device("dropout", input)
     check_float_dtype(input, "dropout")
     if not training or p == 0.0:
         return input
-    seed = draw_seed(input.device)
+    seed = draw_seed(input.device) if seed is None else check_seed(seed, input.device, "dropout")
     if not inplace:
         return dropout_op(input, p, seed)
     if _needs_autograd(input):
