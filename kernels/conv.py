@@ -282,6 +282,8 @@ def conv2d_weight_grad_kernel(
     KH: tl.constexpr, KW: tl.constexpr,  # kernel size
     DW_OHWI: tl.constexpr,  # write dw laid out OHWI (channels_last weights), else OIHW (contiguous)
     ALIGNED_C: tl.constexpr,  # C_PER_GROUP % 16 == 0 (selects configs only: see the config lists)
+    ALL_TAPS: tl.constexpr,  # every tap of every output pixel lies in the image (no padding read):
+    # the columns run over all of (kh, kw, c) and need no bound on ih, iw
     PIX_W: tl.constexpr,  # width of a pixel tile (a power of two, at most 16 <= BLOCK_K)
     APPLY_RELU: tl.constexpr,  # the forward fused a ReLU: zero dy where y <= 0
     COMPUTE_WEIGHT: tl.constexpr,  # write the weight gradient
@@ -302,15 +304,27 @@ def conv2d_weight_grad_kernel(
     oc_ok = oc < (g + 1) * OC_PER_GROUP
     # Columns: one tap row kh per program, and a BLOCK_N chunk of its flattened (kw, c) axis
     # (per-tap columns were tried: as many instructions per step, and 48-channel groups pad a
-    # 128-wide tile to 2.7x the work).
+    # 128-wide tile to 2.7x the work). ALL_TAPS: a chunk of the whole flattened (kh, kw, c) axis
+    # (conv1 after space-to-depth: 3 x 144 columns are 4 tiles of 128, not 3 x 2; its taps never
+    # leave the image, so the rows need no bound on ih and a column's kh costs nothing).
     KWC = KW * C_PER_GROUP
-    col_tiles = tl.cdiv(KWC, BLOCK_N)
-    kh = tl.program_id(1) // col_tiles
-    j = (tl.program_id(1) % col_tiles) * BLOCK_N + tl.arange(0, BLOCK_N)
-    j_ok = j < KWC
-    c = j % C_PER_GROUP
-    kw = j // C_PER_GROUP
-    x_col = (g * C_PER_GROUP + c) * sx_c + kh * dil_h * sx_h + kw * dil_w * sx_w
+    CKK = C_PER_GROUP * KH * KW
+    if ALL_TAPS:
+        kh = 0
+        j = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)  # the (kh, kw, c) column
+        j_ok = j < CKK
+        kw = j // C_PER_GROUP  # the flat tap kh * KW + kw, taken apart below
+        c = j % C_PER_GROUP
+        x_col = ((g * C_PER_GROUP + c) * sx_c + (kw // KW) * dil_h * sx_h
+                 + (kw % KW) * dil_w * sx_w)
+    else:
+        col_tiles = tl.cdiv(KWC, BLOCK_N)
+        kh = tl.program_id(1) // col_tiles
+        j = (tl.program_id(1) % col_tiles) * BLOCK_N + tl.arange(0, BLOCK_N)
+        j_ok = j < KWC
+        c = j % C_PER_GROUP
+        kw = j // C_PER_GROUP
+        x_col = (g * C_PER_GROUP + c) * sx_c + kh * dil_h * sx_h + kw * dil_w * sx_w
 
     # The reduction runs over tiles of BH x PIX_W output pixels of one image (PIX_W a power of two
     # covering the output width, up to 16): a pixel's (oh, ow) is a shift and a mask of its
@@ -332,10 +346,14 @@ def conv2d_weight_grad_kernel(
             dz = output_grad_tile(dy_ptr, y_ptr, n, oc, oh, ow, oc_ok, p_ok, sdy_n, sdy_c, sdy_h,
                                   sdy_w, sy_n, sy_c, sy_h, sy_w, APPLY_RELU)
             # B tile: the im2col matrix transposed, gathered from x; the bound on ih is per row.
-            ih = oh * stride_h - pad_h + kh * dil_h
             iw0 = ow * stride_w - pad_w
-            iw = iw0[:, None] + (kw * dil_w)[None, :]
-            x_mask = (p_ok & (ih >= 0) & (ih < H))[:, None] & j_ok[None, :] & (iw >= 0) & (iw < W)
+            if ALL_TAPS:
+                x_mask = p_ok[:, None] & j_ok[None, :]
+            else:
+                ih = oh * stride_h - pad_h + kh * dil_h
+                iw = iw0[:, None] + (kw * dil_w)[None, :]
+                x_mask = ((p_ok & (ih >= 0) & (ih < H))[:, None] & j_ok[None, :] & (iw >= 0)
+                          & (iw < W))
             x_row = (oh * stride_h - pad_h) * sx_h + iw0 * sx_w
             xt = tl.load(x_ptr + n * sx_n + x_row[:, None] + x_col[None, :], mask=x_mask, other=0.0)
             acc = dot_acc(dz, xt, acc, PRECISION, DOT_FP32, ACC)
@@ -343,10 +361,9 @@ def conv2d_weight_grad_kernel(
     # Write back in the weight's layout (OHWI, channels_last, in the compiled net; or OIHW). One
     # split: the result. Several: each program writes its partial sums, and the last of a tile's
     # SPLITS programs to arrive adds them all, in split order (deterministic, no float atomics).
-    CKK = C_PER_GROUP * KH * KW
     if DW_OHWI:  # the columns' flattened (kw, c) index is the layout's own: contiguous stores
         dw_off = (oc * CKK)[:, None] + (kh * KWC + j)[None, :]
-    else:
+    else:  # (ALL_TAPS: kh is 0 and kw the flat tap)
         dw_off = (oc * CKK)[:, None] + (c * (KH * KW) + kh * KW + kw)[None, :]
     w_mask = oc_ok[:, None] & j_ok[None, :]
     if COMPUTE_WEIGHT:
@@ -541,8 +558,16 @@ def conv2d_weight_bias_grad(dy, y, x, weight_shape, stride, padding, dilation, g
     if pixels == 0 or oc == 0:
         return tuple(t.zero_() if t is not None else None for t in (dw, db))
 
-    columns = kw * c_per_group  # per program: one kh row's flattened (kw, c) axis
-    col_tiles = lambda block_n: kh * cdiv(columns, block_n) if need_weight else 1
+    # Columns per program: one kh row's flattened (kw, c) axis, or all of (kh, kw, c) when no
+    # tap of any output pixel leaves the image (no padding read; see the kernel's ALL_TAPS).
+    all_taps = (padding[0][0] == padding[1][0] == 0
+                and (oh - 1) * stride[0] + (kh - 1) * dilation[0] < h
+                and (ow - 1) * stride[1] + (kw - 1) * dilation[1] < w)
+    columns = kw * c_per_group
+    if all_taps:
+        col_tiles = lambda block_n: cdiv(ckk, block_n) if need_weight else 1
+    else:
+        col_tiles = lambda block_n: kh * cdiv(columns, block_n) if need_weight else 1
     tiles = cdiv(oc // groups, 128) * col_tiles(128) * groups
     # Each split beyond one writes and re-reads an fp32 partial of dw (and db): at most as many
     # bytes as the launch must move anyway (dy and x once).
@@ -564,7 +589,7 @@ def conv2d_weight_bias_grad(dy, y, x, weight_shape, stride, padding, dilation, g
     grid = lambda meta: (cdiv(oc // groups, meta["BLOCK_M"]),
                          col_tiles(meta["BLOCK_N"]), groups * splits)
     # One counter per output tile of the smallest tile any config uses (more than enough).
-    counters = _arrival_counters(cdiv(oc // groups, 32) * kh * cdiv(columns, 32) * groups,
+    counters = _arrival_counters(cdiv(oc // groups, 32) * col_tiles(32) * groups,
                                  dy.device) if splits > 1 else dy
     _weight_grad.launch(
         grid, dy, y, x, dw if need_weight else dy, db if need_bias else dy,
@@ -573,9 +598,10 @@ def conv2d_weight_bias_grad(dy, y, x, weight_shape, stride, padding, dilation, g
         stride[0], stride[1], padding[0][0], padding[1][0], dilation[0], dilation[1],
         *dy.stride(), *y.stride(), *x.stride(),
         dtype=dy.dtype, allow_tf32=allow_tf32,
-        tile_dims=(oc // groups, columns, cdiv(pixels, splits)),
+        tile_dims=(oc // groups, ckk if all_taps else columns, cdiv(pixels, splits)),
         cost=cost, INDEX_64=needs_int64(dy, y, x, dw_part), KH=kh, KW=kw,
-        DW_OHWI=weight_format == torch.channels_last, ALIGNED_C=c_per_group % 16 == 0, PIX_W=pix_w,
+        DW_OHWI=weight_format == torch.channels_last, ALIGNED_C=c_per_group % 16 == 0,
+        ALL_TAPS=all_taps, PIX_W=pix_w,
         APPLY_RELU=relu, COMPUTE_WEIGHT=need_weight, COMPUTE_BIAS=need_bias,
     )
     return dw, db

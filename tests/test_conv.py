@@ -364,6 +364,8 @@ def test_weight_gradient_split_reduction_in_one_launch(splits, monkeypatch):
     monkeypatch.setattr(launch, "capture_hook", lambda kernel, **kw: launches.append(kernel))
     run_case((2, 4, 9, 8), (6, 2, 3, 3), groups=2, padding=1, need_input_grad=False)
     assert sum("weight_grad" in str(getattr(k, "fn", k)) for k in launches) == 1
+    # No padding: every tap in the image, the columns over all of (kh, kw, c) (ALL_TAPS).
+    run_case((2, 4, 9, 8), (6, 2, 3, 2), groups=2, stride=(2, 1), need_input_grad=False)
     rnd = Inputs()
     x, dy = rnd.randn(3, 5, 7, 7), rnd.randn(3, 4, 5, 5)
     w = rnd.randn(4, 5, 3, 3, requires_grad=True)
