@@ -197,6 +197,8 @@ def pow_neg(s, beta):
 # 128-channel tile tried spills on sm_80 with Triton 3.6, so there groups stop at 64.
 BAND_MAX = {80: 64, 90: 128}
 GPU_BAND_TILES = {16: (32, 4), 32: (32, 4), 64: (16, 4), 128: (32, 8)}
+# fp32 inputs split each sum into 3 bf16 parts, not 2: the 128 x 32 tile spills with Triton 3.6.
+GPU_BAND_TILES_FP32 = {128: (16, 8)}
 INTERPRETER_BAND_S = 4096
 
 
@@ -212,7 +214,8 @@ def band_tile(group, positions, dtype, device):
     if group > band_max(device) or (dtype == torch.float64 and not INTERPRETING):
         return None
     block_g = max(16, triton.next_power_of_2(group))
-    block_s, warps = tile(GPU_BAND_TILES[block_g], (INTERPRETER_BAND_S, 1))
+    tiles = GPU_BAND_TILES_FP32 if dtype == torch.float32 else GPU_BAND_TILES
+    block_s, warps = tile(tiles.get(block_g, GPU_BAND_TILES[block_g]), (INTERPRETER_BAND_S, 1))
     return block_g, min(block_s, max(16, triton.next_power_of_2(positions))), warps
 
 
