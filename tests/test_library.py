@@ -62,6 +62,8 @@ def _op_samples():
         ("relu", (x_cl,)),
         ("relu_", (g.randn(4, 5),)),
         ("relu_backward", (y, dy)),
+        ("space_to_depth", (x, 2, 1, 0, 4, 3)),
+        ("space_to_depth", (x_cl, 3, 0, 1, 2, 2)),  # cropped: rows past 3*2 are not read
         ("dropout", (x_cl, 0.3, seed)),
         ("dropout_", (g.randn(4, 5), 0.3, seed)),
     ]

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from ..kernels.conv import conv2d_forward, conv2d_input_grad, conv2d_weight_bias_grad, output_size
+from ..kernels.space_to_depth import space_to_depth
 from ..kernels.geometry import out_size
 from ..kernels.launch import memory_format_of
 from .._args import (
@@ -120,6 +121,42 @@ def _backward(ctx, dy):
 conv2d_op.register_autograd(_backward, setup_context=_setup_context)
 
 
+def _space_to_depth(x: Tensor, s: int, pad_h: int, pad_w: int, u: int, v: int) -> Tensor:
+    """x rearranged in s x s blocks (kernels/space_to_depth.py)."""
+    return space_to_depth(x, s, pad_h, pad_w, u, v)
+
+
+def _space_to_depth_fake(x, s, pad_h, pad_w, u, v):
+    return torch.empty((x.shape[0], s * s * x.shape[1], u, v), dtype=x.dtype, device=x.device,
+                       memory_format=torch.channels_last)
+
+
+space_to_depth_op = define("space_to_depth", _space_to_depth, _space_to_depth_fake)
+
+
+def _space_to_depth_setup(ctx, inputs, output):
+    x, ctx.s, ctx.pad_h, ctx.pad_w, _, _ = inputs
+    ctx.x_shape = x.shape
+
+
+def _space_to_depth_backward(ctx, dy):
+    """dx: each input element went to one output element (or none: the crop), so the gradient
+    is dy rearranged back (torch views, one copy where they cannot stay views), cropped to x's
+    rows and columns and zero where the crop dropped them. Training never needs it (conv1's
+    input is the images)."""
+    n, c, h, w = ctx.x_shape
+    s, u, v = ctx.s, dy.shape[2], dy.shape[3]
+    full = (dy.permute(0, 2, 3, 1).reshape(n, u, v, s, s, c).permute(0, 5, 1, 3, 2, 4)
+            .reshape(n, c, s * u, s * v))
+    # Rows of the padded image are pad_h + ih: keep those of x, pad those the crop dropped.
+    dx = torch.nn.functional.pad(full, (-ctx.pad_w, w + ctx.pad_w - s * v,
+                                        -ctx.pad_h, h + ctx.pad_h - s * u))
+    return dx, None, None, None, None, None
+
+
+space_to_depth_op.register_autograd(_space_to_depth_backward, setup_context=_space_to_depth_setup)
+
+
 def _padding(padding, kernel, dilation, stride):
     """torch's padding argument as ((top, bottom), (left, right))."""
     if isinstance(padding, str):
@@ -207,7 +244,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
                            f"the input's dtype {x.dtype} on {x.device}, got "
                            f"{list(rounded_weight.shape)} {rounded_weight.dtype}")
     if _space_to_depth_pays(x, weight, stride, dilation, groups):
-        x, weight, padding, stride = _space_to_depth(x, weight, padding, stride)
+        x, weight, padding, stride = _to_space_to_depth(x, weight, padding, stride)
         rounded_weight = None  # rounded below, after the rearrangement
     (pt, pb), (pl, pr) = padding
     # Under autocast a wider weight is rounded once here (a conv re-reads its weight tile in every
@@ -232,14 +269,15 @@ def _space_to_depth_pays(x, weight, stride, dilation, groups):
             and x.shape[1] * sh * sw >= 16 and kh >= sh and kw >= sw)
 
 
-def _space_to_depth(x, weight, padding, stride):
+def _to_space_to_depth(x, weight, padding, stride):
     """(x2, w2, padding, stride) with conv2d(x, w, stride=s, padding) == conv2d(x2, w2, stride=1).
 
     y[oh, ow] = sum over (kh, kw, c) of xp[s*oh + kh, s*ow + kw, c] * w[kh, kw, c], xp the padded
     input. With kh = s*a + i and kw = s*b + j: xp[s*(oh + a) + i, s*(ow + b) + j, c]; so
     x2[u, v, (i, j, c)] = xp[s*u + i, s*v + j, c] and w2[a, b, (i, j, c)] = w[s*a + i, s*b + j, c],
-    the kernel zero-padded to a multiple of s. All torch views and one copy of each, straight into
-    channels_last (the gradients flow back through them); the conv itself stays the Triton
+    the kernel zero-padded to a multiple of s. x2 is one Triton kernel (padding, crop and
+    rearrangement in one pass, kernels/space_to_depth.py); w2 torch views and one copy, straight
+    into channels_last (the gradients flow back through them); the conv itself stays the Triton
     kernel."""
     s = stride[0]
     n, c, h, w = x.shape
@@ -248,11 +286,8 @@ def _space_to_depth(x, weight, padding, stride):
     oh, ow = out_size(h, kh, s, pt, padding_after=pb), out_size(w, kw, s, pl, padding_after=pr)
     a, b = -(-kh // s), -(-kw // s)  # kernel in blocks of s
     u, v = oh + a - 1, ow + b - 1  # input blocks the output reads
-    # Pad (or crop) so the padded input is exactly s*u x s*v; extra zeros meet zero weights only.
-    xp = torch.nn.functional.pad(x, (pl, s * v - w - pl, pt, s * u - h - pt))
-    # One copy each, straight into channels_last: (n, u, v, (i, j, c)) in memory, then a view.
-    x2 = (xp.reshape(n, c, u, s, v, s).permute(0, 2, 4, 3, 5, 1).reshape(n, u, v, s * s * c)
-          .permute(0, 3, 1, 2))
+    # The padded (or cropped) input is exactly s*u x s*v; extra zeros meet zero weights only.
+    x2 = space_to_depth_op(x, s, pt, pl, u, v)
     wp = torch.nn.functional.pad(weight, (0, s * b - kw, 0, s * a - kh))
     w2 = (wp.reshape(oc, c, a, s, b, s).permute(0, 2, 4, 3, 5, 1).reshape(oc, a, b, s * s * c)
           .permute(0, 3, 1, 2))
