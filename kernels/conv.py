@@ -276,10 +276,13 @@ def conv2d_weight_grad_kernel(
     H, W, OH, OW,  # input and output spatial sizes
     C_PER_GROUP, OC_PER_GROUP,  # input and output channels of one group
     stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,  # convolution geometry (pad = top/left)
+    KH0, KW0,  # the weight's own kernel size (read only with S2D)
     sdy_n, sdy_c, sdy_h, sdy_w,  # output-gradient strides
     sy_n, sy_c, sy_h, sy_w,  # saved-output strides
     sx_n, sx_c, sx_h, sx_w,  # input strides
     KH: tl.constexpr, KW: tl.constexpr,  # kernel size
+    S2D: tl.constexpr,  # 0, or s: x is a space-to-depth input and dw is written as the weight of
+    # the strided conv it came from (KH0 x KW0 taps, C_PER_GROUP / s^2 channels; needs ALL_TAPS)
     DW_OHWI: tl.constexpr,  # write dw laid out OHWI (channels_last weights), else OIHW (contiguous)
     ALIGNED_C: tl.constexpr,  # C_PER_GROUP % 16 == 0 (selects configs only: see the config lists)
     ALL_TAPS: tl.constexpr,  # every tap of every output pixel lies in the image (no padding read):
@@ -361,16 +364,33 @@ def conv2d_weight_grad_kernel(
     # Write back in the weight's layout (OHWI, channels_last, in the compiled net; or OIHW). One
     # split: the result. Several: each program writes its partial sums, and the last of a tile's
     # SPLITS programs to arrive adds them all, in split order (deterministic, no float atomics).
+    # Partials are laid out as dw (the GEMM's columns); with S2D each column (kh, kw, c) of the
+    # space-to-depth weight is written to its tap of the original weight, c = (i*s + j)*C0 + c0
+    # being channel c0 at (s*kh + i, s*kw + j), and the taps padding KH0 x KW0 to whole blocks
+    # are dropped (an epilogue cost: no torch copies of the gradient after the launch).
     if DW_OHWI:  # the columns' flattened (kw, c) index is the layout's own: contiguous stores
-        dw_off = (oc * CKK)[:, None] + (kh * KWC + j)[None, :]
+        part_off = (oc * CKK)[:, None] + (kh * KWC + j)[None, :]
     else:  # (ALL_TAPS: kh is 0 and kw the flat tap)
-        dw_off = (oc * CKK)[:, None] + (c * (KH * KW) + kh * KW + kw)[None, :]
+        part_off = (oc * CKK)[:, None] + (c * (KH * KW) + kh * KW + kw)[None, :]
     w_mask = oc_ok[:, None] & j_ok[None, :]
+    if S2D:
+        C0 = C_PER_GROUP // (S2D * S2D)
+        c0 = c % C0
+        kh0 = (kw // KW) * S2D + c // (S2D * C0)  # kw: the flat tap (ALL_TAPS)
+        kw0 = (kw % KW) * S2D + (c // C0) % S2D
+        CKK0 = C0 * KH0 * KW0
+        if DW_OHWI:
+            dw_off = (oc * CKK0)[:, None] + ((kh0 * KW0 + kw0) * C0 + c0)[None, :]
+        else:
+            dw_off = (oc * CKK0)[:, None] + (c0 * (KH0 * KW0) + kh0 * KW0 + kw0)[None, :]
+        dw_mask = w_mask & ((kh0 < KH0) & (kw0 < KW0))[None, :]
+    else:
+        dw_off, dw_mask = part_off, w_mask
     if COMPUTE_WEIGHT:
         if SPLITS == 1:
-            tl.store(dw_ptr + dw_off, acc.to(dw_ptr.dtype.element_ty), mask=w_mask)
+            tl.store(dw_ptr + dw_off, acc.to(dw_ptr.dtype.element_ty), mask=dw_mask)
         else:
-            tl.store(part_w_ptr + split * OC * CKK + dw_off, acc, mask=w_mask)
+            tl.store(part_w_ptr + split * OC * CKK + part_off, acc, mask=w_mask)
 
     # The bias gradient, by the programs of the first column tile only, in a second pass over
     # their pixels once the accumulator is stored: summing it in the main loop held a
@@ -401,9 +421,9 @@ def conv2d_weight_grad_kernel(
             if COMPUTE_WEIGHT:
                 total = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC)
                 for s in range(SPLITS):
-                    total += tl.load(part_w_ptr + s * OC * CKK + dw_off, mask=w_mask, other=0.0,
+                    total += tl.load(part_w_ptr + s * OC * CKK + part_off, mask=w_mask, other=0.0,
                                      cache_modifier=".cg")
-                tl.store(dw_ptr + dw_off, total.to(dw_ptr.dtype.element_ty), mask=w_mask)
+                tl.store(dw_ptr + dw_off, total.to(dw_ptr.dtype.element_ty), mask=dw_mask)
             if COMPUTE_BIAS:
                 total_b = tl.zeros((BLOCK_M,), dtype=ACC)
                 for s in range(SPLITS):
@@ -542,18 +562,25 @@ def _weight_grad_splits(tiles, pixels, device, most):
 
 def conv2d_weight_bias_grad(dy, y, x, weight_shape, stride, padding, dilation, groups, relu,
                             need_weight, need_bias, allow_tf32, param_dtype=None,
-                            weight_format=torch.contiguous_format):
+                            weight_format=torch.contiguous_format, space_to_depth=0):
     """(dw, db) for the forward above, in `param_dtype` (the weight's: fp32 master weights under
     autocast get fp32 gradients straight from the fp32 sums) and dw in `weight_format` (the
-    weight's, so autograd accumulates it without a layout copy); either is None when not needed."""
+    weight's, so autograd accumulates it without a layout copy); either is None when not needed.
+    `space_to_depth` = s: x is the space-to-depth input of a stride-s conv whose weight has
+    `weight_shape`; the GEMM runs the stride-1 conv on x, and dw is the original weight's."""
     n, c, h, w = x.shape
+    dw_shape = weight_shape
+    if space_to_depth:
+        s = space_to_depth
+        weight_shape = (weight_shape[0], weight_shape[1] * s * s, -(-weight_shape[2] // s),
+                        -(-weight_shape[3] // s))
     oc, c_per_group, kh, kw = weight_shape
     oh, ow = dy.shape[2:]
     acc = accumulator_dtype(dy.dtype)
     ckk = c_per_group * kh * kw
     pixels = n * oh * ow
     param_dtype = param_dtype or dy.dtype
-    dw = empty(weight_shape, param_dtype, dy.device, memory_format=weight_format) if need_weight else None
+    dw = empty(dw_shape, param_dtype, dy.device, memory_format=weight_format) if need_weight else None
     db = empty((oc,), param_dtype, dy.device) if need_bias else None
     if pixels == 0 or oc == 0:
         return tuple(t.zero_() if t is not None else None for t in (dw, db))
@@ -563,6 +590,8 @@ def conv2d_weight_bias_grad(dy, y, x, weight_shape, stride, padding, dilation, g
     all_taps = (padding[0][0] == padding[1][0] == 0
                 and (oh - 1) * stride[0] + (kh - 1) * dilation[0] < h
                 and (ow - 1) * stride[1] + (kw - 1) * dilation[1] < w)
+    if space_to_depth and not all_taps:
+        raise ValueError("a space-to-depth weight gradient reads no padding (stride 1, padding 0)")
     columns = kw * c_per_group
     if all_taps:
         col_tiles = lambda block_n: cdiv(ckk, block_n) if need_weight else 1
@@ -596,10 +625,10 @@ def conv2d_weight_bias_grad(dy, y, x, weight_shape, stride, padding, dilation, g
         dw_part if dw_part is not None else dy, db_part if db_part is not None else dy, counters,
         n, splits, groups, oc, h, w, oh, ow, c_per_group, oc // groups,
         stride[0], stride[1], padding[0][0], padding[1][0], dilation[0], dilation[1],
-        *dy.stride(), *y.stride(), *x.stride(),
+        dw_shape[2], dw_shape[3], *dy.stride(), *y.stride(), *x.stride(),
         dtype=dy.dtype, allow_tf32=allow_tf32,
         tile_dims=(oc // groups, ckk if all_taps else columns, cdiv(pixels, splits)),
-        cost=cost, INDEX_64=needs_int64(dy, y, x, dw_part), KH=kh, KW=kw,
+        cost=cost, INDEX_64=needs_int64(dy, y, x, dw_part), KH=kh, KW=kw, S2D=space_to_depth,
         DW_OHWI=weight_format == torch.channels_last, ALIGNED_C=c_per_group % 16 == 0,
         ALL_TAPS=all_taps, PIX_W=pix_w,
         APPLY_RELU=relu, COMPUTE_WEIGHT=need_weight, COMPUTE_BIAS=need_bias,

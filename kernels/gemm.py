@@ -130,7 +130,7 @@ def linear_input_grad_kernel(
                               seed_ptr, p, scale, APPLY_RELU, DROPOUT)
         wt = tl.load(w_ptr + rn[:, None] * sw_n + rk[None, :] * sw_k,
                      mask=n_ok[:, None] & k_ok[None, :], other=0.0)
-        dz = dz.to(dy_ptr.dtype.element_ty)  # back to the activation dtype for the tensor cores
+        dz = dz.to(dx_ptr.dtype.element_ty)  # in the activations' dtype, for the tensor cores
         acc = dot_acc(dz, wt, acc, PRECISION, DOT_FP32, ACC)
     tl.store(dx_ptr + rm[:, None] * sdx_m + rk[None, :] * sdx_k, acc.to(dx_ptr.dtype.element_ty),
              mask=m_ok[:, None] & k_ok[None, :])
@@ -198,11 +198,12 @@ def dropout_scale(p):
     return 0.0 if p == 1.0 else 1.0 / (1.0 - p)
 
 
-def linear_forward(x, weight, bias, relu, p, seed, allow_tf32):
-    """y = dropout_p(relu?(x @ weight^T + bias)) for 2-D x; p == 0 means no dropout."""
+def linear_forward(x, weight, bias, relu, p, seed, allow_tf32, out_dtype=None):
+    """y = dropout_p(relu?(x @ weight^T + bias)) for 2-D x; p == 0 means no dropout. y in
+    `out_dtype` (default x's): e.g. fp32 logits straight from the fp32 accumulator."""
     m, k = x.shape
     n = weight.shape[0]
-    y = empty((m, n), x.dtype, x.device)
+    y = empty((m, n), out_dtype or x.dtype, x.device)
     if y.numel() == 0:
         return y
     grid = lambda meta: (cdiv(m, meta["BLOCK_M"]), cdiv(n, meta["BLOCK_N"]))
@@ -215,10 +216,13 @@ def linear_forward(x, weight, bias, relu, p, seed, allow_tf32):
     return y
 
 
-def linear_input_grad(dy, y, weight, relu, p, seed, allow_tf32):
+def linear_input_grad(dy, y, weight, relu, p, seed, allow_tf32, dtype=None):
+    """dx in `dtype`, the forward input's (default dy's), which the GEMM also computes in: dy of
+    an fp32 output (`linear_forward`'s out_dtype) is rounded to it in the loads."""
     m, n = dy.shape
     k = weight.shape[1]
-    dx = empty((m, k), dy.dtype, dy.device)
+    dtype = dtype or dy.dtype
+    dx = empty((m, k), dtype, dy.device)
     if dx.numel() == 0:
         return dx
     cost = Cost(2 * m * n * k, nbytes(dy, y if relu else None, weight, dx),
@@ -227,7 +231,7 @@ def linear_input_grad(dy, y, weight, relu, p, seed, allow_tf32):
     grid = lambda meta: (cdiv(m, meta["BLOCK_M"]), cdiv(k, meta["BLOCK_N"]))
     _input_grad.launch(grid, dy, y, weight, dx, m, n, k, *dy.stride(), *y.stride(),
                        *weight.stride(), *dx.stride(), _seed_or(seed, dy), p, dropout_scale(p),
-                       dtype=dy.dtype,
+                       dtype=dtype,
                        allow_tf32=allow_tf32, tile_dims=(m, k, n), cost=cost, APPLY_RELU=relu,
                        DROPOUT=p > 0)
     return dx
@@ -255,7 +259,7 @@ def linear_weight_bias_grad(dy, y, x, relu, p, seed, need_weight, need_bias, all
     _weight_grad.launch(grid, dy, y, x, dw if need_weight else dy, db if need_bias else dy,
                         m, n, k, *dy.stride(), *y.stride(), *x.stride(), _seed_or(seed, dy), p,
                         dropout_scale(p),
-                        dtype=dy.dtype, allow_tf32=allow_tf32, tile_dims=(n, k, m), cost=cost,
+                        dtype=x.dtype, allow_tf32=allow_tf32, tile_dims=(n, k, m), cost=cost,
                         APPLY_RELU=relu, DROPOUT=p > 0, COMPUTE_WEIGHT=need_weight,
                         COMPUTE_BIAS=need_bias)
     return dw, db

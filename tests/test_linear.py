@@ -275,3 +275,41 @@ def test_dropout_seed_passed_in():
     with pytest.raises(TypeError, match="one-element int64 tensor"):
         F.dropout(y, 0.5, seed=seeds[0:1].int())
     assert_close(F.linear(x, w, dropout=0.5, training=False, seed=seeds), x @ w.T, TOLERANCE[torch.float64])
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_fp32_output_under_autocast(dtype):
+    """out_dtype=float32 (the compiled net's logits): the fp32 accumulator written unrounded; the
+    fp32 gradient coming back is rounded inside the backward's loads: dx (in the activations'
+    dtype), dw and db as from the rounded gradient, within the dtype's tolerance (the
+    interpreter's in-kernel rounding truncates, a GPU's rounds to nearest)."""
+    rnd = Inputs()
+    x = rnd.randn(6, 40, dtype=torch.float32).requires_grad_()
+    w = rnd.randn(24, 40, dtype=torch.float32, requires_grad=True)
+    b = rnd.randn(24, dtype=torch.float32, requires_grad=True)
+    dy = rnd.randn(6, 24, dtype=torch.float32)
+    with torch.autocast(DEVICE.type, dtype=dtype):
+        wide = F.linear(x, w, b, out_dtype=torch.float32)
+        narrow = F.linear(x, w, b)
+    assert wide.dtype == torch.float32 and narrow.dtype == dtype
+    x64, w64 = (t.detach().to(dtype).double().requires_grad_() for t in (x, w))
+    b64 = b.detach().double().requires_grad_()
+    ref = TF.linear(x64, w64, b64)
+    assert_close(wide, ref, TOLERANCE[dtype], "fp32 output")  # the weight rounded in the kernel
+    got = torch.autograd.grad(wide, (x, w, b), dy)
+    want = torch.autograd.grad(ref, (x64, w64, b64), dy.to(dtype).double())
+    assert got[1].dtype == got[2].dtype == torch.float32  # dx: x's, through autocast's cast
+    for g, r, what in zip(got, want, ("dx", "dw", "db")):
+        assert_close(g, r, TOLERANCE[dtype], what)
+    with pytest.raises(TypeError, match="floating dtype"):
+        F.linear(x, w, b, out_dtype=torch.int32)
+
+
+def opcheck_samples():
+    """The fp32 output and its backward (linear_input_grad in the forward input's dtype)."""
+    rnd = Inputs()
+    a, w = rnd.randn(5, 8).float().requires_grad_(), rnd.randn(3, 8).float().requires_grad_()
+    return [("linear", (a.half().detach().requires_grad_(), w, None, False, 0.0, None, False,
+                        torch.float32)),
+            ("linear_input_grad", (rnd.randn(5, 3).float(), None, w.detach(), False, 0.0, None,
+                                   False, torch.float16))]

@@ -64,7 +64,8 @@ def lrn_max_pool2d(input, size, alpha=1e-4, beta=0.75, k=1.0, kernel_size=3, str
                           op="lrn_max_pool2d", relu_input=relu_input)
 
 
-def linear(input, weight, bias=None, *, activation=None, dropout=0.0, training=True, seed=None):
+def linear(input, weight, bias=None, *, activation=None, dropout=0.0, training=True, seed=None,
+           out_dtype=None):
     """torch.nn.functional.linear as a Triton GEMM, with ReLU and dropout fusable into it.
 
     ``activation="relu"`` and ``dropout=p`` (applied only when ``training``) run in the GEMM's
@@ -74,9 +75,13 @@ def linear(input, weight, bias=None, *, activation=None, dropout=0.0, training=T
     Inside torch.autocast only the input is cast (see `_args.autocast_dtype`). ``seed``: the
     dropout mask's Philox seed, a one-element int64 tensor on the input's device, instead of one
     drawn per call (`ops.linear.draw_seeds` draws several in one kernel, as the compiled net does).
+    ``out_dtype``: the output's dtype, default the (autocast) input's; ``torch.float32`` under
+    autocast writes fp32 straight from the fp32 accumulator (the compiled net's logits: no cast
+    before the loss, and the fp32 gradient coming back is rounded inside the backward's loads).
     """
     input, mixed = autocast_input(input)
-    return ops.linear(input, weight, bias, activation, dropout, training, mixed=mixed, seed=seed)
+    return ops.linear(input, weight, bias, activation, dropout, training, mixed=mixed, seed=seed,
+                      out_dtype=out_dtype)
 
 
 def relu(input, inplace=False):

@@ -177,8 +177,8 @@ class CompiledNet(torch.nn.Module):
         """{node: keyword arguments} that the layers of one device (`TowersInOneLayer`) would
         each make for themselves, made here for all of them at once: under autocast the conv
         weights rounded to its dtype (one foreach copy, not a cast kernel per layer; fresh tensors
-        every forward, so a saved one is never overwritten), and in training the dropout seeds
-        (one random draw, a view per layer)."""
+        every forward, so a saved one is never overwritten), in training the dropout seeds (one
+        random draw, a view per layer), and under autocast fp32 logits (see below)."""
         inputs = {}
         layers = [(name, m) for name, m in self.nodes.items() if isinstance(m, TowersInOneLayer)]
         dtype = autocast_dtype(x)
@@ -196,6 +196,12 @@ class CompiledNet(torch.nn.Module):
             seeds = draw_seeds(len(drawing), x.device)
             for i, name in enumerate(drawing):
                 inputs.setdefault(name, {})["seed"] = seeds[i:i + 1]
+        # The logits' layer (the last but a pass-through softmax) writes them in fp32 under
+        # autocast, as the loss wants them: no cast kernel each way around it.
+        node = next(n for n in reversed(list(self.graph)) if not kinds.get(n.kind).last)
+        last = self.nodes[node.name]
+        if dtype is not None and isinstance(last, TowersInOneLayer) and last.kind.writes_logits:
+            inputs.setdefault(node.name, {})["out_dtype"] = torch.float32
         return inputs
 
     def probabilities(self, x):

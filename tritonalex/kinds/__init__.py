@@ -17,8 +17,9 @@ Conventions the records share:
   towers of one device run as one layer: see compiler/lower.py); `m.backend` is "triton" or
   "torch", `m.groups` how many input towers `x` holds that the layer must keep apart, and the
   record's parameters and buffers are attributes of `m`, the towers' stacked along dim 0. A kind
-  with `rounds_weight` or a `dropout` also takes `rounded_weight=` or `seed=`: what the compiled
-  net makes once per forward for all such layers (one cast, one random draw; lower.py).
+  with `rounds_weight`, a `dropout` or `writes_logits` also takes `rounded_weight=`, `seed=` or
+  `out_dtype=`: what the compiled net makes once per forward for all such layers (one cast, one
+  random draw; fp32 logits under autocast: lower.py).
 - FLOPs count 2 per multiply-add of the matmul work only; bytes are the minimum a layer moves
   through DRAM (see bench/layers.py for the conventions).
 """
@@ -114,6 +115,7 @@ class Kind:
     # Per-forward inputs the compiled net makes for all such layers at once (compiler/lower.py):
     rounds_weight: bool = False  # its triton forward takes rounded_weight= (one cast under autocast)
     dropout: Callable = lambda node: 0.0  # p of the dropout it applies in training: takes seed=
+    writes_logits: bool = False  # as the net's last layer takes out_dtype= (fp32 under autocast)
     last: bool = False  # must be the network's last layer
 
     def parameter_count(self, node):

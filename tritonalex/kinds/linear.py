@@ -26,13 +26,13 @@ def _per_tower(linear, m, x, **fused):
         x.chunk(m.groups, 1), m.weight.chunk(m.groups), m.bias.chunk(m.groups))], dim=1)
 
 
-def _forward(m, x, seed=None):
+def _forward(m, x, seed=None, out_dtype=None):
     node = m.node
     if m.backend == "triton":
         if m.groups == 1:  # ReLU and dropout in the GEMM's epilogue
             return XF.linear(x, m.weight, m.bias, activation=node.activation, dropout=node.dropout,
-                             training=m.training, seed=seed)
-        y = _per_tower(XF.linear, m, x, activation=node.activation)
+                             training=m.training, seed=seed, out_dtype=out_dtype)
+        y = _per_tower(XF.linear, m, x, activation=node.activation, out_dtype=out_dtype)
         return XF.dropout(y, node.dropout, m.training, seed=seed) if node.dropout else y
     y = _per_tower(TF.linear, m, x)
     if node.activation:
@@ -82,7 +82,7 @@ KINDS = [Kind(
               split=(True, choice(True, False)), weight_std=(0.01, number(0)),
               bias_init=(0.0, number())),
     output=lambda node, width: (width,), forward=_forward, needs="features",
-    dropout=lambda node: node.dropout,
+    dropout=lambda node: node.dropout, writes_logits=True,
     channels="out_features", parameters=_parameters, bench=_bench,
     flops=lambda node: 2 * node.shape[0] * in_width(node) * node.parts,
     kernel=lambda node: ("linear+bias" + ("+relu" if node.activation else "")

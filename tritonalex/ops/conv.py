@@ -40,16 +40,20 @@ def _pairs(padding):
 
 def _forward(x: Tensor, weight: Tensor, bias: Optional[Tensor], rounded: Optional[Tensor],
              stride: List[int], padding: List[int], dilation: List[int], groups: int, relu: bool,
-             allow_tf32: bool, defer_relu_grad: bool, relu_input: bool) -> Tensor:
+             allow_tf32: bool, defer_relu_grad: bool, relu_input: bool,
+             space_to_depth: int = 0) -> Tensor:
     """`rounded`: the weight already rounded to x's dtype (under autocast), read instead of it.
-    `defer_relu_grad` and `relu_input` only change the backward (see the module docstring)."""
+    `defer_relu_grad` and `relu_input` only change the backward (see the module docstring).
+    `space_to_depth` = s: x is a space-to-depth input and `rounded` the stride-1 conv's weight
+    made from `weight` (see `_to_space_to_depth`); the weight gradient comes back as weight's."""
     return conv2d_forward(x, weight if rounded is None else rounded, bias, tuple(stride),
                           _pairs(padding), tuple(dilation), groups, relu, allow_tf32)
 
 
 def _forward_fake(x, weight, bias, rounded, stride, padding, dilation, groups, relu, allow_tf32,
-                  defer_relu_grad, relu_input):
-    oh, ow = output_size(*x.shape[2:], weight.shape[2:], stride, _pairs(padding), dilation)
+                  defer_relu_grad, relu_input, space_to_depth=0):
+    kernel = rounded.shape[2:] if space_to_depth else weight.shape[2:]
+    oh, ow = output_size(*x.shape[2:], kernel, stride, _pairs(padding), dilation)
     return like(x, (x.shape[0], weight.shape[0], oh, ow))
 
 
@@ -68,17 +72,18 @@ def _input_grad_fake(dy, y, weight, x, *geometry):
 def _weight_bias_grad(dy: Tensor, y: Optional[Tensor], x: Tensor, weight: Tensor,
                       stride: List[int], padding: List[int], dilation: List[int], groups: int,
                       relu: bool, need_weight: bool, need_bias: bool,
-                      allow_tf32: bool) -> List[Tensor]:
+                      allow_tf32: bool, space_to_depth: int = 0) -> List[Tensor]:
     """[dw] + [db], each only when needed (a schema has no optional outputs)."""
     dw, db = conv2d_weight_bias_grad(dy, y, x, weight.shape, tuple(stride), _pairs(padding),
                                      tuple(dilation), groups, relu, need_weight, need_bias,
                                      allow_tf32, param_dtype=weight.dtype,
-                                     weight_format=memory_format_of(weight))
+                                     weight_format=memory_format_of(weight),
+                                     space_to_depth=space_to_depth)
     return [t for t in (dw, db) if t is not None]
 
 
 def _weight_bias_grad_fake(dy, y, x, weight, stride, padding, dilation, groups, relu, need_weight,
-                           need_bias, allow_tf32):
+                           need_bias, allow_tf32, space_to_depth=0):
     return ([like(weight)] if need_weight else []) + \
         ([dy.new_empty(weight.shape[:1], dtype=weight.dtype)] if need_bias else [])
 
@@ -91,7 +96,7 @@ conv2d_weight_bias_grad_op = define("conv2d_weight_bias_grad", _weight_bias_grad
 
 def _setup_context(ctx, inputs, output):
     (x, weight, bias, rounded, stride, padding, dilation, groups, relu, allow_tf32,
-     defer_relu_grad, relu_input) = inputs
+     defer_relu_grad, relu_input, space_to_depth) = inputs
     # With the ReLU fused, the backward kernels zero dy where the saved output is <= 0, unless the
     # consumer already did (defer_relu_grad). The input gradient reads the weight the forward
     # read; the weight gradient comes in the weight's dtype.
@@ -99,7 +104,7 @@ def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(x, weight, weight if rounded is None else rounded,
                           output if relu else None)
     ctx.geometry = (stride, padding, dilation, groups, relu, allow_tf32)
-    ctx.relu_input = relu_input
+    ctx.relu_input, ctx.space_to_depth = relu_input, space_to_depth
 
 
 def _backward(ctx, dy):
@@ -112,10 +117,10 @@ def _backward(ctx, dy):
                                   allow_tf32, ctx.relu_input)
     if need_w or need_b:
         grads = conv2d_weight_bias_grad_op(dy, y, x, weight, stride, padding, dilation, groups,
-                                           relu, need_w, need_b, allow_tf32)
+                                           relu, need_w, need_b, allow_tf32, ctx.space_to_depth)
         dw = grads.pop(0) if need_w else None
         db = grads.pop(0) if need_b else None
-    return dx, dw, db, None, None, None, None, None, None, None, None, None
+    return dx, dw, db, None, None, None, None, None, None, None, None, None, None
 
 
 conv2d_op.register_autograd(_backward, setup_context=_setup_context)
@@ -243,18 +248,20 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         raise RuntimeError(f"conv2d: rounded_weight must be the weight ({list(weight.shape)}) in "
                            f"the input's dtype {x.dtype} on {x.device}, got "
                            f"{list(rounded_weight.shape)} {rounded_weight.dtype}")
-    if _space_to_depth_pays(x, weight, stride, dilation, groups):
-        x, weight, padding, stride = _to_space_to_depth(x, weight, padding, stride)
-        rounded_weight = None  # rounded below, after the rearrangement
-    (pt, pb), (pl, pr) = padding
     # Under autocast a wider weight is rounded once here (a conv re-reads its weight tile in every
     # output tile, so rounding it in the main loop would cost more than one small cast), outside
     # autograd: its gradient is computed straight into the weight's dtype.
-    rounded = None
-    if mixed and weight.dtype != x.dtype:
+    rounded, s2d = None, 0
+    if _space_to_depth_pays(x, weight, stride, dilation, groups):
+        # The kernels read the rearranged (and rounded) weight; the weight gradient is written
+        # as the weight's own by the kernel (its epilogue maps the taps back).
+        s2d = stride[0]
+        x, rounded, padding, stride = _to_space_to_depth(x, weight.detach(), padding, stride)
+    elif mixed and weight.dtype != x.dtype:
         rounded = rounded_weight if rounded_weight is not None else weight.detach().to(x.dtype)
+    (pt, pb), (pl, pr) = padding
     y = conv2d_op(x, weight, bias, rounded, list(stride), [pt, pb, pl, pr], list(dilation), groups,
-                  relu, torch.backends.cudnn.allow_tf32, defer_relu_grad, relu_input)
+                  relu, torch.backends.cudnn.allow_tf32, defer_relu_grad, relu_input, s2d)
     return y.squeeze(0) if unbatched else y
 
 
@@ -270,15 +277,16 @@ def _space_to_depth_pays(x, weight, stride, dilation, groups):
 
 
 def _to_space_to_depth(x, weight, padding, stride):
-    """(x2, w2, padding, stride) with conv2d(x, w, stride=s, padding) == conv2d(x2, w2, stride=1).
+    """(x2, w2, padding, stride) with conv2d(x, w, stride=s, padding) == conv2d(x2, w2, stride=1),
+    w2 in x's dtype (rounded, under autocast) and outside autograd (the conv's weight gradient
+    is computed as `weight`'s: see conv2d_weight_bias_grad's space_to_depth).
 
     y[oh, ow] = sum over (kh, kw, c) of xp[s*oh + kh, s*ow + kw, c] * w[kh, kw, c], xp the padded
     input. With kh = s*a + i and kw = s*b + j: xp[s*(oh + a) + i, s*(ow + b) + j, c]; so
     x2[u, v, (i, j, c)] = xp[s*u + i, s*v + j, c] and w2[a, b, (i, j, c)] = w[s*a + i, s*b + j, c],
     the kernel zero-padded to a multiple of s. x2 is one Triton kernel (padding, crop and
-    rearrangement in one pass, kernels/space_to_depth.py); w2 torch views and one copy, straight
-    into channels_last (the gradients flow back through them); the conv itself stays the Triton
-    kernel."""
+    rearrangement in one pass, kernels/space_to_depth.py; its gradient flows back through it);
+    w2 a pad and one copy (rearranged, rounded and channels_last at once)."""
     s = stride[0]
     n, c, h, w = x.shape
     oc, _, kh, kw = weight.shape
@@ -289,6 +297,6 @@ def _to_space_to_depth(x, weight, padding, stride):
     # The padded (or cropped) input is exactly s*u x s*v; extra zeros meet zero weights only.
     x2 = space_to_depth_op(x, s, pt, pl, u, v)
     wp = torch.nn.functional.pad(weight, (0, s * b - kw, 0, s * a - kh))
-    w2 = (wp.reshape(oc, c, a, s, b, s).permute(0, 2, 4, 3, 5, 1).reshape(oc, a, b, s * s * c)
-          .permute(0, 3, 1, 2))
-    return x2, w2, ((0, 0), (0, 0)), (1, 1)
+    w2 = torch.empty((oc, a, b, s * s * c), dtype=x.dtype, device=x.device)
+    w2.view(oc, a, b, s, s, c).copy_(wp.reshape(oc, c, a, s, b, s).permute(0, 2, 4, 3, 5, 1))
+    return x2, w2.permute(0, 3, 1, 2), ((0, 0), (0, 0)), (1, 1)

@@ -53,13 +53,16 @@ def check_p(p):
 
 
 def _forward(x: Tensor, weight: Tensor, bias: Optional[Tensor], relu: bool, p: float,
-             seed: Optional[Tensor], allow_tf32: bool) -> Tensor:
-    return linear_forward(x, weight, bias, relu, p, seed, allow_tf32)
+             seed: Optional[Tensor], allow_tf32: bool,
+             out_dtype: Optional[torch.dtype] = None) -> Tensor:
+    return linear_forward(x, weight, bias, relu, p, seed, allow_tf32, out_dtype)
 
 
 def _input_grad(dy: Tensor, y: Optional[Tensor], weight: Tensor, relu: bool, p: float,
-                seed: Optional[Tensor], allow_tf32: bool) -> Tensor:
-    return linear_input_grad(dy, y, weight, relu, p, seed, allow_tf32)
+                seed: Optional[Tensor], allow_tf32: bool,
+                dtype: Optional[torch.dtype] = None) -> Tensor:
+    """dx in `dtype`, the forward input's (default dy's: they differ after an fp32 output)."""
+    return linear_input_grad(dy, y, weight, relu, p, seed, allow_tf32, dtype)
 
 
 def _weight_bias_grad(dy: Tensor, y: Optional[Tensor], x: Tensor, weight: Tensor, relu: bool,
@@ -78,16 +81,17 @@ def _weight_bias_grad_fake(dy, y, x, weight, relu, p, seed, need_weight, need_bi
 
 
 linear_op = define("linear", _forward,
-                   lambda x, weight, *args: x.new_empty((x.shape[0], weight.shape[0])))
+                   lambda x, weight, bias, relu, p, seed, allow_tf32, out_dtype=None: x.new_empty(
+                       (x.shape[0], weight.shape[0]), dtype=out_dtype or x.dtype))
 linear_input_grad_op = define("linear_input_grad", _input_grad,
-                              lambda dy, y, weight, *args: dy.new_empty((dy.shape[0],
-                                                                         weight.shape[1])))
+                              lambda dy, y, weight, relu, p, seed, allow_tf32, dtype=None:
+                              dy.new_empty((dy.shape[0], weight.shape[1]), dtype=dtype or dy.dtype))
 linear_weight_bias_grad_op = define("linear_weight_bias_grad", _weight_bias_grad,
                                     _weight_bias_grad_fake)
 
 
 def _setup_linear(ctx, inputs, output):
-    x, weight, bias, relu, p, seed, allow_tf32 = inputs
+    x, weight, bias, relu, p, seed, allow_tf32, _ = inputs
     # With the ReLU fused the saved output gives the whole mask (see kernels/gemm.py).
     ctx.save_for_backward(x, weight, output if relu else None, seed)
     ctx.config = (relu, p, allow_tf32)
@@ -98,23 +102,28 @@ def _linear_backward(ctx, dy):
     relu, p, allow_tf32 = ctx.config
     dx = dw = db = None
     if ctx.needs_input_grad[0]:
-        dx = linear_input_grad_op(dy, y, weight, relu, p, seed, allow_tf32)
+        dx = linear_input_grad_op(dy, y, weight, relu, p, seed, allow_tf32,
+                                  x.dtype if dy.dtype != x.dtype else None)
     need_w, need_b = ctx.needs_input_grad[1:3]
     if need_w or need_b:
         grads = linear_weight_bias_grad_op(dy, y, x, weight, relu, p, seed, need_w, need_b,
                                            allow_tf32)
         dw = grads.pop(0) if need_w else None
         db = grads.pop(0) if need_b else None
-    return dx, dw, db, None, None, None, None
+    return dx, dw, db, None, None, None, None, None
 
 
 linear_op.register_autograd(_linear_backward, setup_context=_setup_linear)
 
 
 def linear(input, weight, bias=None, activation=None, dropout=0.0, training=True, mixed=False,
-           seed=None):
+           seed=None, out_dtype=None):
     """`mixed` (inside autocast): weight and bias may be wider than the input. `seed`: the
-    dropout mask's seed (a one-element int64 tensor), instead of one drawn here."""
+    dropout mask's seed (a one-element int64 tensor), instead of one drawn here. `out_dtype`:
+    the output's floating dtype (default the input's)."""
+    if out_dtype is not None and out_dtype not in (torch.float16, torch.bfloat16, torch.float32,
+                                                   torch.float64):
+        raise TypeError(f"linear: out_dtype must be a floating dtype, got {out_dtype}")
     relu = check_activation(activation) == "relu"
     p = check_p(dropout) if training else 0.0
     check_device("linear", input, weight, bias)
@@ -140,7 +149,8 @@ def linear(input, weight, bias=None, activation=None, dropout=0.0, training=True
     # The kernels read the bias as a contiguous vector: a strided or expanded one is copied first
     # (a differentiable copy: its gradient reaches the original).
     bias = bias.contiguous() if bias is not None else None
-    y = linear_op(x, weight, bias, relu, p, seed, torch.backends.cuda.matmul.allow_tf32)
+    y = linear_op(x, weight, bias, relu, p, seed, torch.backends.cuda.matmul.allow_tf32,
+                  out_dtype if out_dtype != x.dtype else None)
     return y.reshape(*input.shape[:-1], weight.shape[0])
 
 
