@@ -373,22 +373,14 @@ def conv2d_weight_grad_kernel(
     else:  # (ALL_TAPS: kh is 0 and kw the flat tap)
         part_off = (oc * CKK)[:, None] + (c * (KH * KW) + kh * KW + kw)[None, :]
     w_mask = oc_ok[:, None] & j_ok[None, :]
-    if S2D:
-        C0 = C_PER_GROUP // (S2D * S2D)
-        c0 = c % C0
-        kh0 = (kw // KW) * S2D + c // (S2D * C0)  # kw: the flat tap (ALL_TAPS)
-        kw0 = (kw % KW) * S2D + (c // C0) % S2D
-        CKK0 = C0 * KH0 * KW0
-        if DW_OHWI:
-            dw_off = (oc * CKK0)[:, None] + ((kh0 * KW0 + kw0) * C0 + c0)[None, :]
-        else:
-            dw_off = (oc * CKK0)[:, None] + (c0 * (KH0 * KW0) + kh0 * KW0 + kw0)[None, :]
-        dw_mask = w_mask & ((kh0 < KH0) & (kw0 < KW0))[None, :]
-    else:
-        dw_off, dw_mask = part_off, w_mask
     if COMPUTE_WEIGHT:
         if SPLITS == 1:
-            tl.store(dw_ptr + dw_off, acc.to(dw_ptr.dtype.element_ty), mask=dw_mask)
+            if S2D:  # (the offsets made where they are stored: fewer registers live at once)
+                dw_off, dw_mask = s2d_weight_offsets(oc, oc_ok, c, kw, j_ok, C_PER_GROUP, KH0,
+                                                     KW0, KW, S2D, DW_OHWI)
+                tl.store(dw_ptr + dw_off, acc.to(dw_ptr.dtype.element_ty), mask=dw_mask)
+            else:
+                tl.store(dw_ptr + part_off, acc.to(dw_ptr.dtype.element_ty), mask=w_mask)
         else:
             tl.store(part_w_ptr + split * OC * CKK + part_off, acc, mask=w_mask)
 
@@ -423,7 +415,12 @@ def conv2d_weight_grad_kernel(
                 for s in range(SPLITS):
                     total += tl.load(part_w_ptr + s * OC * CKK + part_off, mask=w_mask, other=0.0,
                                      cache_modifier=".cg")
-                tl.store(dw_ptr + dw_off, total.to(dw_ptr.dtype.element_ty), mask=dw_mask)
+                if S2D:
+                    dw_off, dw_mask = s2d_weight_offsets(oc, oc_ok, c, kw, j_ok, C_PER_GROUP,
+                                                         KH0, KW0, KW, S2D, DW_OHWI)
+                    tl.store(dw_ptr + dw_off, total.to(dw_ptr.dtype.element_ty), mask=dw_mask)
+                else:
+                    tl.store(dw_ptr + part_off, total.to(dw_ptr.dtype.element_ty), mask=w_mask)
             if COMPUTE_BIAS:
                 total_b = tl.zeros((BLOCK_M,), dtype=ACC)
                 for s in range(SPLITS):
@@ -431,6 +428,25 @@ def conv2d_weight_grad_kernel(
                                        cache_modifier=".cg")
                 tl.store(db_ptr + oc, total_b.to(db_ptr.dtype.element_ty), mask=b_mask)
             tl.store(count_ptr + tile, 0)  # zero again for the next launch (stream-ordered)
+
+
+@triton.jit
+def s2d_weight_offsets(oc, oc_ok, c, tap, c_ok, C_PER_GROUP, KH0, KW0, KW: tl.constexpr,
+                       S2D: tl.constexpr, DW_OHWI: tl.constexpr):
+    """Offsets and mask in the original weight (KH0 x KW0 taps, OHWI or OIHW) of the weight
+    gradient's columns: space-to-depth channel c = (i*S2D + j)*C0 + c0 of flat tap `tap`
+    = kh*KW + kw is channel c0 at tap (S2D*kh + i, S2D*kw + j); taps past KH0 x KW0 (the
+    kernel's padding to whole blocks) are masked off."""
+    C0 = C_PER_GROUP // (S2D * S2D)
+    c0 = c % C0
+    kh0 = (tap // KW) * S2D + c // (S2D * C0)
+    kw0 = (tap % KW) * S2D + (c // C0) % S2D
+    if DW_OHWI:
+        col = (kh0 * KW0 + kw0) * C0 + c0
+    else:
+        col = c0 * (KH0 * KW0) + kh0 * KW0 + kw0
+    ok = c_ok & (kh0 < KH0) & (kw0 < KW0)
+    return (oc * (C0 * KH0 * KW0))[:, None] + col[None, :], oc_ok[:, None] & ok[None, :]
 
 
 @triton.jit

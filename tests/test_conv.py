@@ -369,6 +369,11 @@ def test_weight_gradient_split_reduction_in_one_launch(splits, monkeypatch):
     assert sum("weight_grad" in str(getattr(k, "fn", k)) for k in launches) == 1
     # No padding: every tap in the image, the columns over all of (kh, kw, c) (ALL_TAPS).
     run_case((2, 4, 9, 8), (6, 2, 3, 2), groups=2, stride=(2, 1), need_input_grad=False)
+    # Space-to-depth (conv1's path): the partials summed, then written as the original weight's
+    # taps, OIHW and OHWI.
+    for layout in ("contiguous", "channels_last"):
+        run_case((1, 2, 17, 19), (4, 2, 7, 7), stride=3, padding=(1, 3), weight_layout=layout,
+                 need_input_grad=False)
     rnd = Inputs()
     x, dy = rnd.randn(3, 5, 7, 7), rnd.randn(3, 4, 5, 5)
     w = rnd.randn(4, 5, 3, 3, requires_grad=True)
