@@ -58,7 +58,7 @@ INTERPRETER_TILE = (64, 1024, 1)
 def max_pool2d_forward_kernel(
     x_ptr,  # input [N, C, H, W], any strides
     y_ptr,  # output [N, C, OH, OW], any strides
-    idx_ptr,  # int64 argmax indices (ih*W + iw), same strides as y
+    idx_ptr,  # argmax per output, same strides as y: int64 ih*W + iw, or a tap code
     params_ptr,  # LRN [k, alpha/size, beta] in the ACC dtype (read only when LRN)
     C, H, W, OH, OW,  # channels, input and output spatial sizes
     LRN_GROUP,  # LRN channels per group: no window crosses a group's edge (used only when LRN)
@@ -70,6 +70,7 @@ def max_pool2d_forward_kernel(
     LRN: tl.constexpr,  # normalize across channels before pooling (the fused LRN -> max-pool)
     ACC: tl.constexpr,  # compute dtype: fp32, or fp64 for fp64 inputs
     INDEX_64: tl.constexpr,  # compute element offsets in int64
+    TAP_CODES: tl.constexpr,  # write the argmax as its tap kh*KW + kw, not ih*W + iw
     BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,  # tile: channels x output pixels
 ):
     n, p, c, p_ok, c_ok = channel_tile(C, OH * OW, INDEX_64, BLOCK_C, BLOCK_P)  # output pixels
@@ -81,7 +82,7 @@ def max_pool2d_forward_kernel(
         lo, hi = channel_group(c, C, LRN_GROUP)
 
     best = tl.full((BLOCK_C, BLOCK_P), float("-inf"), dtype=ACC)
-    best_idx = tl.full((BLOCK_C, BLOCK_P), -1, dtype=tl.int64)
+    best_idx = tl.full((BLOCK_C, BLOCK_P), -1, dtype=tl.int32 if TAP_CODES else tl.int64)
     for kh in tl.static_range(KH):
         ih = oh * stride_h - pad_h + kh * dil_h
         h_ok = p_ok & (ih >= 0) & (ih < H)
@@ -99,22 +100,26 @@ def max_pool2d_forward_kernel(
             # torch's rule: take a larger value or a NaN; the first in-image tap seeds the index.
             take = mask & ((v > best) | (v != v) | (best_idx < 0))
             best = tl.where(take, v, best)
-            best_idx = tl.where(take, (ih * W + iw).to(tl.int64)[None, :], best_idx)
+            if TAP_CODES:
+                best_idx = tl.where(take, kh * KW + kw, best_idx)
+            else:
+                best_idx = tl.where(take, (ih * W + iw).to(tl.int64)[None, :], best_idx)
 
     out_mask = c_ok[:, None] & p_ok[None, :]
     y_off = n * sy_n + (c * sy_c)[:, None] + (oh * sy_h + ow * sy_w)[None, :]
     tl.store(y_ptr + y_off, best.to(y_ptr.dtype.element_ty), mask=out_mask)
-    tl.store(idx_ptr + y_off, best_idx, mask=out_mask)
+    tl.store(idx_ptr + y_off, best_idx.to(idx_ptr.dtype.element_ty), mask=out_mask)
 
 
 @triton.jit
 def pool_grad_gather(dy_base, idx_base, ch, ch_ok, ih, iw, pix_ok, W, OH, OW,
                      pad_h, pad_w, dil_h, dil_w, sdy_c, sdy_h, sdy_w,
                      KH: tl.constexpr, KW: tl.constexpr, STRIDE_H: tl.constexpr,
-                     STRIDE_W: tl.constexpr, ACC: tl.constexpr,
+                     STRIDE_W: tl.constexpr, TAP_CODES: tl.constexpr, ACC: tl.constexpr,
                      BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
     """Gradient reaching input pixels (ih, iw) of channels ch through the max-pool: the sum of dy
-    over the output pixels whose window holds the pixel and whose saved argmax is that pixel."""
+    over the output pixels whose window holds the pixel and whose saved argmax is that pixel
+    (TAP_CODES: whose argmax tap is the tap that reaches the pixel, a compile-time constant)."""
     # Compared in the pixels' index type (int32 unless the launch indexes in int64): one compare.
     target = ih * W + iw
     g = tl.zeros((BLOCK_C, BLOCK_P), dtype=ACC)
@@ -124,7 +129,10 @@ def pool_grad_gather(dy_base, idx_base, ch, ch_ok, ih, iw, pix_ok, W, OH, OW,
             ow, ok = window_source(iw, pad_w, kw, dil_w, STRIDE_W, OW, h_ok)
             off = (ch * sdy_c)[:, None] + (oh * sdy_h + ow * sdy_w)[None, :]
             mask = ch_ok[:, None] & ok[None, :]
-            hit = tl.load(idx_base + off, mask=mask, other=-1).to(target.dtype) == target[None, :]
+            if TAP_CODES:  # one byte per output, compared with a constant
+                hit = tl.load(idx_base + off, mask=mask, other=0) == kh * KW + kw
+            else:
+                hit = tl.load(idx_base + off, mask=mask, other=-1).to(target.dtype) == target[None, :]
             # dy under the tap's mask (the same for a pixel's channels: the load vectorizes),
             # then kept where the argmax is this pixel.
             dy = tl.load(dy_base + off, mask=mask, other=0.0)
@@ -135,7 +143,7 @@ def pool_grad_gather(dy_base, idx_base, ch, ch_ok, ih, iw, pix_ok, W, OH, OW,
 @triton.jit
 def max_pool2d_backward_kernel(
     dy_ptr,  # output gradient [N, C, OH, OW], with the strides of idx
-    idx_ptr,  # int64 argmax indices saved by the forward
+    idx_ptr,  # argmax indices saved by the forward (int64 positions, or tap codes)
     x_ptr,  # forward input with dx's strides (read only when MASK_INPUT)
     dx_ptr,  # input gradient [N, C, H, W], any strides
     C, H, W, OH, OW,  # channels, input and output spatial sizes
@@ -144,6 +152,7 @@ def max_pool2d_backward_kernel(
     sdx_n, sdx_c, sdx_h, sdx_w,  # input-gradient strides
     KH: tl.constexpr, KW: tl.constexpr,  # window size (the tap loops unroll)
     STRIDE_H: tl.constexpr, STRIDE_W: tl.constexpr,  # constants: inverting a window divides by them
+    TAP_CODES: tl.constexpr,  # idx holds tap codes (see the forward)
     MASK_INPUT: tl.constexpr,  # x is a ReLU's output: zero dx where x <= 0 (its deferred derivative)
     ACC: tl.constexpr,  # compute dtype
     INDEX_64: tl.constexpr,  # compute element offsets in int64
@@ -154,7 +163,7 @@ def max_pool2d_backward_kernel(
     iw = q % W
     g = pool_grad_gather(dy_ptr + n * sdy_n, idx_ptr + n * sdy_n, c, c_ok, ih, iw, q_ok, W, OH, OW,
                          pad_h, pad_w, dil_h, dil_w, sdy_c, sdy_h, sdy_w, KH, KW, STRIDE_H,
-                         STRIDE_W, ACC, BLOCK_C, BLOCK_P)
+                         STRIDE_W, TAP_CODES, ACC, BLOCK_C, BLOCK_P)
     dx_off = n * sdx_n + (c * sdx_c)[:, None] + (ih * sdx_h + iw * sdx_w)[None, :]
     dx_mask = c_ok[:, None] & q_ok[None, :]
     if MASK_INPUT:  # the derivative of the ReLU that produced x, deferred to here by its conv
@@ -165,7 +174,7 @@ def max_pool2d_backward_kernel(
 @triton.jit
 def lrn_band_max_pool2d_backward_kernel(
     dy_ptr,  # output gradient [N, C, OH, OW], with the strides of idx
-    idx_ptr,  # int64 argmax indices saved by the forward
+    idx_ptr,  # argmax indices saved by the forward (int64 positions, or tap codes)
     x_ptr,  # forward input [N, C, H, W], any strides
     dx_ptr,  # input gradient [N, C, H, W], any strides
     params_ptr,  # LRN [k, alpha/size, beta] in the ACC dtype
@@ -177,6 +186,7 @@ def lrn_band_max_pool2d_backward_kernel(
     sdx_n, sdx_c, sdx_h, sdx_w,  # input-gradient strides
     KH: tl.constexpr, KW: tl.constexpr,  # window size (the tap loops unroll)
     STRIDE_H: tl.constexpr, STRIDE_W: tl.constexpr,  # constants: inverting a window divides by them
+    TAP_CODES: tl.constexpr,  # idx holds tap codes (see the forward)
     LRN_SIZE: tl.constexpr,  # LRN window in channels
     MASK_INPUT: tl.constexpr,  # x is a ReLU's output: zero dx where x <= 0 (its deferred derivative)
     SPLITS: tl.constexpr,  # bf16 parts per band sum, 0: one ACC dot
@@ -193,7 +203,7 @@ def lrn_band_max_pool2d_backward_kernel(
     k, alpha_over_size, beta = lrn_load_params(params_ptr)
     g = pool_grad_gather(dy_ptr + n * sdy_n, idx_ptr + n * sdy_n, c, c_ok, ih, iw, q_ok, W, OH, OW,
                          pad_h, pad_w, dil_h, dil_w, sdy_c, sdy_h, sdy_w, KH, KW, STRIDE_H,
-                         STRIDE_W, ACC, BLOCK_G, BLOCK_P)
+                         STRIDE_W, TAP_CODES, ACC, BLOCK_G, BLOCK_P)
     mask = c_ok[:, None] & q_ok[None, :]
     a = tl.load(x_ptr + n * sx_n + (c * sx_c)[:, None] + (ih * sx_h + iw * sx_w)[None, :],
                 mask=mask, other=0.0).to(ACC)
@@ -204,21 +214,44 @@ def lrn_band_max_pool2d_backward_kernel(
     tl.store(dx_ptr + dx_off, dx.to(dx_ptr.dtype.element_ty), mask=mask)
 
 
+def keeps_flat_indices(x, lrn):
+    """Whether a fused LRN -> max-pool of x saves int64 positions rather than tap codes: when its
+    backward runs the 128-channel band tile (lrn2 of AlexNet on sm_90), which spills with codes
+    (320 bytes at 255 registers, Triton 3.9; the static model puts the spill-free 128 x 16 tile
+    at 339 us against 280 for 128 x 32 with int64 positions)."""
+    if lrn is None:
+        return False
+    band = band_tile(x.shape[1] // lrn[4], x.shape[2] * x.shape[3], x.dtype, x.device)
+    return band is not None and band[0] > 64
+
+
+def tap_code_dtype(dtype):
+    """The integer type of tap codes for inputs of `dtype`: as wide as a 16-bit input (int16), so
+    the backward loads codes and gradients in one register layout (a uint8 code took a shared-
+    memory round trip per tap to meet the bf16 gradient's layout), int32 otherwise (int64 means
+    flat indices). Windows of up to 32768 taps."""
+    return torch.int16 if dtype in (torch.float16, torch.bfloat16) else torch.int32
+
+
 def _tile(kernel, channels, pixels):
     return tile(GPU_TILES[kernel], INTERPRETER_TILE, fit=(channels, pixels))
 
 
-def max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw, lrn=None):
+def max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw, lrn=None,
+                       flat_indices=True):
     """(y, indices) of a max-pool of 4-D x; `lrn` = (size, alpha, beta, k, groups) fuses an LRN
     before it (its channels in `groups` equal groups that no window crosses).
 
-    Outputs keep the input's memory format; indices are int64 flat positions ih*W + iw.
+    Outputs keep the input's memory format; indices are int64 flat positions ih*W + iw (torch's),
+    or with `flat_indices=False` tap codes kh*KW + kw (`tap_code_dtype`): what the backward
+    needs, at a quarter of the bytes for 16-bit inputs.
     """
     n, c, h, w = x.shape
     oh, ow = out_hw
     fmt = memory_format_of(x)
     y = empty((n, c, oh, ow), x.dtype, x.device, memory_format=fmt)
-    idx = empty((n, c, oh, ow), torch.int64, x.device, memory_format=fmt)
+    idx = empty((n, c, oh, ow), torch.int64 if flat_indices else tap_code_dtype(x.dtype),
+                x.device, memory_format=fmt)
     if y.numel() == 0:
         return y, idx
     params = lrn_params(lrn[3], lrn[1], lrn[2], lrn[0], x.dtype, x.device) if lrn else x
@@ -228,7 +261,8 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw, lrn=None):
            *dilation,
            *x.stride(), *y.stride(), KH=kernel[0], KW=kernel[1], LRN_SIZE=lrn[0] if lrn else 0,
            LRN=lrn is not None, ACC=tl_accumulator(x.dtype), INDEX_64=needs_int64(x, idx),
-           BLOCK_C=block_c, BLOCK_P=block_p, num_warps=warps, cost=Cost(0, nbytes(x, y, idx)))
+           TAP_CODES=not flat_indices, BLOCK_C=block_c, BLOCK_P=block_p, num_warps=warps,
+           cost=Cost(0, nbytes(x, y, idx)))
     return y, idx
 
 
@@ -251,7 +285,7 @@ def max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation, out_dtype
     launch(max_pool2d_backward_kernel, (cdiv(h * w, block_p), cdiv(c, block_c), n),
            dy, idx, masked_by, dx, c, h, w, oh, ow, *padding, *dilation, *dy.stride(), *dx.stride(),
            KH=kernel[0], KW=kernel[1], STRIDE_H=stride[0], STRIDE_W=stride[1],
-           MASK_INPUT=mask_input, ACC=tl_accumulator(x.dtype),
+           TAP_CODES=idx.dtype != torch.int64, MASK_INPUT=mask_input, ACC=tl_accumulator(x.dtype),
            INDEX_64=needs_int64(dy, idx, dx, masked_by), BLOCK_C=block_c, BLOCK_P=block_p,
            num_warps=warps, cost=Cost(0, nbytes(dy, idx, dx, masked_by if mask_input else None)))
     return dx
@@ -275,7 +309,8 @@ def lrn_max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation, lrn, 
     launch(lrn_band_max_pool2d_backward_kernel, (cdiv(h * w, block_p), groups, n),
            dy, idx, x, dx, lrn_params(k, alpha, beta, size, x.dtype, x.device), h, w, oh, ow,
            c // groups, *padding, *dilation, *dy.stride(), *x.stride(), *dx.stride(),
-           KH=kernel[0], KW=kernel[1], STRIDE_H=stride[0], STRIDE_W=stride[1], LRN_SIZE=size,
+           KH=kernel[0], KW=kernel[1], STRIDE_H=stride[0], STRIDE_W=stride[1],
+           TAP_CODES=idx.dtype != torch.int64, LRN_SIZE=size,
            MASK_INPUT=mask_input, SPLITS=band_splits(x.dtype), ACC=tl_accumulator(x.dtype),
            INDEX_64=needs_int64(dy, idx, x, dx), BLOCK_G=block_g, BLOCK_P=block_p,
            num_warps=warps, cost=Cost(0, nbytes(dy, idx, x, dx)))

@@ -27,6 +27,7 @@ def _op_samples():
     pool = ([3, 3], [2, 2], [1, 1], [1, 1], [4, 3])  # kernel, stride, padding, dilation, out_hw
     _, idx = ops.max_pool2d_with_indices(x.detach(), *pool, False)
     _, lrn_idx = ops.lrn_max_pool2d_with_indices(x.detach(), *pool, *lrn, False)
+    _, codes = ops.max_pool2d_with_indices(x.detach(), *pool, False, False)  # tap codes
     dpool = g.randn(2, 4, 4, 3)
     a, fw, fb = g.randn(5, 8, requires_grad=True), g.randn(3, 8, requires_grad=True), g.randn(3)
     seed = torch.randint(0, 2**31 - 1, (1,))
@@ -51,6 +52,9 @@ def _op_samples():
         ("lrn_max_pool2d_with_indices", (x, *pool, *lrn, True)),
         ("max_pool2d_backward", (dpool, idx, x.detach(), *pool[:4], False)),
         ("max_pool2d_backward", (dpool, idx, x.detach(), *pool[:4], True)),
+        ("max_pool2d_with_indices", (x_cl, *pool, False, False)),
+        ("lrn_max_pool2d_with_indices", (x, *pool, *lrn, False, False)),
+        ("max_pool2d_backward", (dpool, codes, x.detach(), *pool[:4], False)),
         ("lrn_max_pool2d_backward", (dpool, lrn_idx, x.detach(), *pool[:4], *lrn, True)),
         ("linear", (a, fw, fb, True, 0.5, seed, False)),
         ("linear", (a, fw, None, False, 0.0, None, False)),

@@ -166,6 +166,36 @@ def test_max_pool_ties_nan_and_neg_inf_follow_torch():
         assert torch.equal(torch.isnan(y), torch.isnan(ref))
         assert torch.equal(y.nan_to_num(), ref.nan_to_num())
         assert torch.equal(idx, ref_idx)
+        # Without return_indices the argmax is kept as a tap code: the same choice, so
+        # the same gradient (torch's, routed through its indices), fused LRN->pool too.
+        dy = torch.randn(ref.shape, dtype=torch.float64, device=DEVICE)
+        for ours, theirs in ((lambda t: F.max_pool2d(t, **kwargs),
+                              lambda t: TF.max_pool2d(t, **kwargs)),
+                             (lambda t: F.lrn_max_pool2d(t, 3, 0.1, 0.75, 2.0, **kwargs),
+                              lambda t: TF.max_pool2d(TF.local_response_norm(t, 3, 0.1, 0.75, 2.0),
+                                                      **kwargs))):
+            xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+            (ga,) = torch.autograd.grad(ours(xa), xa, dy)
+            (gb,) = torch.autograd.grad(theirs(xb), xb, dy)
+            assert torch.equal(torch.isnan(ga), torch.isnan(gb))
+            assert torch.allclose(ga.nan_to_num(), gb.nan_to_num(), rtol=1e-12, atol=0)
+
+
+def test_pool_indices_are_tap_codes_unless_returned():
+    """Without return_indices the argmax is saved as its tap kh*KW + kw in the window (the same
+    choice as torch's index; int16 for 16-bit inputs, int32 else); torch's int64 indices when
+    returned."""
+    x = torch.randn(2, 3, 9, 8, dtype=torch.float64)
+    geometry = ((3, 2), (2, 2), (1, 0), (1, 1), (5, 4))  # kernel, stride, padding, dilation, out
+    _, codes = pool_kernels.max_pool2d_forward(x, *geometry, flat_indices=False)
+    _, flat = TF.max_pool2d(x, (3, 2), (2, 2), (1, 0), return_indices=True)
+    oh = torch.arange(5).view(1, 1, 5, 1)
+    ow = torch.arange(4).view(1, 1, 1, 4)
+    kh, kw = flat // 8 - (2 * oh - 1), flat % 8 - 2 * ow
+    assert codes.dtype == torch.int32 and torch.equal(codes.long(), kh * 2 + kw)
+    assert pool_kernels.max_pool2d_forward(x.half(), *geometry, flat_indices=False)[1].dtype \
+        == torch.int16
+    assert F.max_pool2d(x, 3, 2, return_indices=True)[1].dtype == torch.int64
 
 
 @pytest.mark.parametrize("hw", [55, 27, 13])

@@ -13,7 +13,13 @@ from torch import Tensor
 from ..kernels.geometry import out_size
 from ..kernels.launch import accumulator_dtype
 from ..kernels.lrn import lrn_backward
-from ..kernels.pool import lrn_max_pool2d_backward, max_pool2d_backward, max_pool2d_forward
+from ..kernels.pool import (
+    keeps_flat_indices,
+    lrn_max_pool2d_backward,
+    max_pool2d_backward,
+    max_pool2d_forward,
+    tap_code_dtype,
+)
 from .._args import check_device, check_float_dtype
 from ._library import define, like
 from .lrn import as_ncs, empty_like
@@ -67,20 +73,30 @@ def pool_geometry(input, kernel_size, stride, padding, dilation, ceil_mode):
 
 
 def _forward(x: Tensor, kernel: List[int], stride: List[int], padding: List[int],
-             dilation: List[int], out_hw: List[int], relu_input: bool) -> Tuple[Tensor, Tensor]:
-    return max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw)
+             dilation: List[int], out_hw: List[int], relu_input: bool,
+             flat_indices: bool = True) -> Tuple[Tensor, Tensor]:
+    """`flat_indices`: torch's int64 indices ih*W + iw; else tap codes kh*KW + kw (the backward's,
+    see kernels/pool.py's tap_code_dtype)."""
+    return max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw,
+                              flat_indices=flat_indices)
 
 
 def _lrn_forward(x: Tensor, kernel: List[int], stride: List[int], padding: List[int],
                  dilation: List[int], out_hw: List[int], size: int, alpha: float, beta: float,
-                 k: float, groups: int, relu_input: bool) -> Tuple[Tensor, Tensor]:
+                 k: float, groups: int, relu_input: bool,
+                 flat_indices: bool = True) -> Tuple[Tensor, Tensor]:
     return max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw,
-                              (size, alpha, beta, k, groups))
+                              (size, alpha, beta, k, groups), flat_indices)
 
 
-def _forward_fake(x, kernel, stride, padding, dilation, out_hw, *lrn_and_relu_input):
+def _forward_fake(x, kernel, stride, padding, dilation, out_hw, relu_input, flat_indices=True):
     shape = (*x.shape[:2], *out_hw)
-    return like(x, shape), like(x, shape, torch.int64)
+    return like(x, shape), like(x, shape, torch.int64 if flat_indices else tap_code_dtype(x.dtype))
+
+
+def _lrn_forward_fake(x, kernel, stride, padding, dilation, out_hw, size, alpha, beta, k, groups,
+                      relu_input, flat_indices=True):
+    return _forward_fake(x, kernel, stride, padding, dilation, out_hw, relu_input, flat_indices)
 
 
 def _backward_impl(dy: Tensor, idx: Tensor, x: Tensor, kernel: List[int], stride: List[int],
@@ -109,7 +125,7 @@ def _lrn_backward_impl(dy: Tensor, idx: Tensor, x: Tensor, kernel: List[int], st
 
 
 max_pool2d_op = define("max_pool2d_with_indices", _forward, _forward_fake)
-lrn_max_pool2d_op = define("lrn_max_pool2d_with_indices", _lrn_forward, _forward_fake)
+lrn_max_pool2d_op = define("lrn_max_pool2d_with_indices", _lrn_forward, _lrn_forward_fake)
 max_pool2d_backward_op = define("max_pool2d_backward", _backward_impl,
                                 lambda dy, idx, x, *geometry: like(x, dtype=dy.dtype))
 lrn_max_pool2d_backward_op = define("lrn_max_pool2d_backward", _lrn_backward_impl,
@@ -117,11 +133,14 @@ lrn_max_pool2d_backward_op = define("lrn_max_pool2d_backward", _lrn_backward_imp
 
 
 def _setup_context(ctx, inputs, output):
-    """Saves the input and the argmax indices; the backward gathers through them."""
+    """Saves the input and the argmax indices (either format: the backward reads their dtype);
+    the backward gathers through them."""
     ctx.save_for_backward(inputs[0], output[1])
     ctx.mark_non_differentiable(output[1])
     ctx.set_materialize_grads(False)  # the indices' gradient: never filled with zeros
-    ctx.geometry = inputs[1:5] + inputs[6:]  # kernel, stride, padding, dilation (+ LRN), relu_input
+    # kernel, stride, padding, dilation (+ LRN), relu_input
+    ctx.geometry = inputs[1:5] + inputs[6:-1]
+    ctx.inputs = len(inputs)
 
 
 def _backward(ctx, dy, _didx):
@@ -132,7 +151,7 @@ def _backward(ctx, dy, _didx):
         dx = max_pool2d_backward_op(dy, idx, x, *ctx.geometry)
     else:
         dx = lrn_max_pool2d_backward_op(dy, idx, x, *ctx.geometry)
-    return (dx,) + (None,) * (len(ctx.geometry) + 1)
+    return (dx,) + (None,) * (ctx.inputs - 1)
 
 
 max_pool2d_op.register_autograd(_backward, setup_context=_setup_context)
@@ -147,11 +166,15 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     unbatched = input.dim() == 3
     x = input.unsqueeze(0) if unbatched else input
     kernel, stride, padding, dilation, out_hw = (list(g) for g in geometry)
+    # torch's int64 indices only when asked for; else the tap code (2 bytes per 16-bit output).
+    flat = (bool(return_indices) or kernel[0] * kernel[1] > 32768
+            or keeps_flat_indices(x, lrn))
     if lrn is None:
-        y, idx = max_pool2d_op(x, kernel, stride, padding, dilation, out_hw, bool(relu_input))
+        y, idx = max_pool2d_op(x, kernel, stride, padding, dilation, out_hw, bool(relu_input),
+                               flat)
     else:
         y, idx = lrn_max_pool2d_op(x, kernel, stride, padding, dilation, out_hw, *lrn,
-                                   bool(relu_input))
+                                   bool(relu_input), flat)
     if unbatched:
         y, idx = y.squeeze(0), idx.squeeze(0)
     return (y, idx) if return_indices else y
