@@ -3,11 +3,14 @@
 Forward: each program owns BLOCK_C channels x BLOCK_P output pixels of one image and walks the
 KH x KW taps, keeping the running max and its flat index ih*W + iw, exactly as torch does: the
 first maximum in row-major tap order wins, a NaN always wins (the last NaN, as in torch's
-`val > max || isnan(val)`), and a window of -inf reports its first in-image tap.
+`val > max || isnan(val)`), and a window of -inf reports its first in-image tap. When nobody
+asked for torch's int64 indices it keeps the winning tap kh*KW + kw instead (TAP_CODES, see
+`tap_code_dtype`): a backward only needs to know which tap won.
 
 Backward (atomic-free, deterministic): each program owns BLOCK_C channels x BLOCK_P *input*
 pixels and gathers, over the taps, the output pixels whose window holds that input pixel and whose
-saved index points at it. Overlapping windows (3x3 stride 2) just add several terms.
+saved index points at it (a tap code: whose winning tap is the one that reaches it).
+Overlapping windows (3x3 stride 2) just add several terms.
 
 Fused LRN -> max-pool (LRN=True): the forward normalizes each tap on the fly (lrn.py's window sum
 of squares over `size` channels) and pools the normalized values, so the full-size LRN output is

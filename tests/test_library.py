@@ -29,6 +29,12 @@ def _op_samples():
     _, lrn_idx = ops.lrn_max_pool2d_with_indices(x.detach(), *pool, *lrn, False)
     _, codes = ops.max_pool2d_with_indices(x.detach(), *pool, False, False)  # tap codes
     dpool = g.randn(2, 4, 4, 3)
+    # A stride-2 conv as space-to-depth (conv1's path): x2 and w2 = the weight's 2x2 blocks.
+    xs, ws = g.randn(1, 2, 8, 8), g.randn(4, 2, 4, 4, requires_grad=True)
+    x2 = ops.space_to_depth(xs, 2, 0, 0, 4, 4)
+    w2 = (ws.detach().reshape(4, 2, 2, 2, 2, 2).permute(0, 2, 4, 3, 5, 1).reshape(4, 2, 2, 8)
+          .permute(0, 3, 1, 2).contiguous())
+    s2d = ([1, 1], [0, 0, 0, 0], [1, 1], 1)
     a, fw, fb = g.randn(5, 8, requires_grad=True), g.randn(3, 8, requires_grad=True), g.randn(3)
     seed = torch.randint(0, 2**31 - 1, (1,))
     fy = ops.linear(a, fw, fb, True, 0.5, seed, False).detach()
@@ -44,6 +50,9 @@ def _op_samples():
                                      True, False)),
         ("conv2d", (x.float(), w, b, None, *geometry, True, False, False, False)),  # fp64 weights
         ("conv2d", (x.float(), w, b, w.detach().float(), *geometry, True, False, False, False)),
+        ("conv2d", (x2, ws, None, w2, *s2d, False, False, False, False, 2)),
+        ("conv2d_weight_bias_grad", (g.randn(1, 4, 3, 3), None, x2, ws.detach(), *s2d, False,
+                                     True, False, False, 2)),
         ("local_response_norm", (x, *lrn, False)),
         ("local_response_norm", (g.randn(3, 6, 5, requires_grad=True), *lrn[:4], 1, True)),
         ("local_response_norm_backward", (x.detach(), g.randn(*x.shape), *lrn, False)),
