@@ -218,14 +218,17 @@ def lrn_band_max_pool2d_backward_kernel(
 
 
 def keeps_flat_indices(x, lrn):
-    """Whether a fused LRN -> max-pool of x saves int64 positions rather than tap codes: when its
-    backward runs the 128-channel band tile (lrn2 of AlexNet on sm_90), which spills with codes
-    (320 bytes at 255 registers, Triton 3.9; the static model puts the spill-free 128 x 16 tile
-    at 339 us against 280 for 128 x 32 with int64 positions)."""
-    if lrn is None:
-        return False
+    """Whether a max-pool of x (`lrn`: fused after an LRN) saves torch's int64 positions rather
+    than tap codes. Codes are used where they compile clean and pay: the fused LRN -> max-pool
+    whose backward runs a 64-channel band tile on 16-bit inputs (groups of 33-64 channels,
+    AlexNet's lrn1: its backward 585 -> 554 us, its forward 252 -> 245 by the static model).
+    Elsewhere the codes' loads, cheaper in instructions, raised the register pressure into
+    spills in the compile check: 128- and 32-channel band tiles, fp32's 3-part sums on sm_80,
+    zfnet's padded pools' backward."""
+    if lrn is None or x.dtype not in (torch.float16, torch.bfloat16):
+        return True
     band = band_tile(x.shape[1] // lrn[4], x.shape[2] * x.shape[3], x.dtype, x.device)
-    return band is not None and band[0] > 64
+    return band is None or band[0] != 64
 
 
 def tap_code_dtype(dtype):

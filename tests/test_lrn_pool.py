@@ -181,10 +181,32 @@ def test_max_pool_ties_nan_and_neg_inf_follow_torch():
             assert torch.allclose(ga.nan_to_num(), gb.nan_to_num(), rtol=1e-12, atol=0)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_fused_lrn_pool_saves_tap_codes_for_64_channel_bands(dtype, monkeypatch):
+    """16-bit inputs whose LRN groups take a 64-channel band tile (AlexNet's lrn1: 48 per
+    tower) save the pool's argmax as tap codes: the same values and gradients as the two ops."""
+    seen = []
+    real = pool_kernels.max_pool2d_forward
+
+    def spy(*args, **kwargs):
+        y, idx = real(*args, **kwargs)
+        seen.append(idx.dtype)
+        return y, idx
+
+    monkeypatch.setattr(pool_kernels, "max_pool2d_forward", spy)
+    from tritonalex.ops import pool as pool_ops
+    monkeypatch.setattr(pool_ops, "max_pool2d_forward", spy)
+    rnd = Inputs()
+    x = as_layout(torch.relu(rnd.randn(2, 96, 7, 9)) * 2, "channels_last")
+    lrn, pool = (5, 5e-4, 0.75, 2.0), dict(kernel_size=3, stride=2)
+    check_unary_op(lambda t: F.lrn_max_pool2d(t, *lrn, groups=2, **pool),
+                   _per_group(_two_ops(lrn, pool), 2), x, dtype=dtype, seed=rnd.seed)
+    assert seen and all(d == torch.int16 for d in seen)
+
+
 def test_pool_indices_are_tap_codes_unless_returned():
-    """Without return_indices the argmax is saved as its tap kh*KW + kw in the window (the same
-    choice as torch's index; int16 for 16-bit inputs, int32 else); torch's int64 indices when
-    returned."""
+    """Tap codes (kh*KW + kw in the window, int16 for 16-bit inputs, int32 else) pick the same
+    tap as torch's index; returned indices are torch's int64."""
     x = torch.randn(2, 3, 9, 8, dtype=torch.float64)
     geometry = ((3, 2), (2, 2), (1, 0), (1, 1), (5, 4))  # kernel, stride, padding, dilation, out
     _, codes = pool_kernels.max_pool2d_forward(x, *geometry, flat_indices=False)
