@@ -84,6 +84,29 @@ def test_static_buffers_train_as_the_eager_loop():
     assert all(torch.equal(state[i]["momentum_buffer"], buf) for i, buf in enumerate(step.buffers))
 
 
+def test_a_failed_capture_trains_on_eagerly():
+    """A capture that raises is said once (a warning naming --no-cuda-graph) and every step,
+    that batch's included, runs eagerly: the same parameters as the eager loop."""
+    def broken(body):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    batches = _batches([4, 4, 4, 4])
+    eager, ours = _tiny_model(0), _tiny_model(0)
+    opt = torch.optim.SGD(eager.parameters(), lr=0.05, momentum=0.9)
+    step = GraphedStep(ours, torch.optim.SGD(ours.parameters(), lr=0.05, momentum=0.9),
+                       warmup=1, capture=broken)
+    with pytest.warns(UserWarning, match="capture of the training step failed.*--no-cuda-graph"):
+        for x, y in batches:
+            loss = TF.cross_entropy(eager(x).float(), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            step.step(x, y)
+    assert step.replay is None
+    for a, b in zip(ours.parameters(), eager.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+
+
 def test_step_body_runs_on_meta_tensors():
     """The captured body (forward, loss, gradients, update) of the compiled alexnet on the meta
     device: a host read of a value (.item(), a data-dependent branch) would fail here."""

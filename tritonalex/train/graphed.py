@@ -27,6 +27,7 @@ host), several ranks (DDP), towers on several devices.
 """
 
 import contextlib
+import warnings
 
 import torch
 import torch.nn.functional as TF
@@ -131,7 +132,15 @@ class GraphedStep:
         self.labels.copy_(labels)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        self.replay = self.capture(lambda: self._body(self.images, self.labels))
+        try:
+            self.replay = self.capture(lambda: self._body(self.images, self.labels))
+        except Exception as exc:  # noqa: BLE001 - said, and training goes on eagerly
+            warnings.warn(f"CUDA graph capture of the training step failed ({type(exc).__name__}: "
+                          f"{exc}); training on eagerly (--no-cuda-graph skips the attempt)",
+                          stacklevel=2)
+            self.warmup = float("inf")  # every later step eager
+            self._body(images, labels)  # this batch's step, which the capture did not run
+            return self.loss
         self.replay()  # the capture recorded this batch's step; this runs it
         return self.loss
 
