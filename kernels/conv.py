@@ -282,7 +282,9 @@ def conv2d_weight_grad_kernel(
     sx_n, sx_c, sx_h, sx_w,  # input strides
     KH: tl.constexpr, KW: tl.constexpr,  # kernel size
     S2D: tl.constexpr,  # 0, or s: x is a space-to-depth input and dw is written as the weight of
-    # the strided conv it came from (KH0 x KW0 taps, C_PER_GROUP / s^2 channels; needs ALL_TAPS)
+    # the strided conv it came from (KH0 x KW0 taps, S2D_C = C_PER_GROUP / s^2 channels; needs
+    # ALL_TAPS)
+    S2D_C: tl.constexpr,
     DW_OHWI: tl.constexpr,  # write dw laid out OHWI (channels_last weights), else OIHW (contiguous)
     ALIGNED_C: tl.constexpr,  # C_PER_GROUP % 16 == 0 (selects configs only: see the config lists)
     ALL_TAPS: tl.constexpr,  # every tap of every output pixel lies in the image (no padding read):
@@ -364,23 +366,17 @@ def conv2d_weight_grad_kernel(
     # Write back in the weight's layout (OHWI, channels_last, in the compiled net; or OIHW). One
     # split: the result. Several: each program writes its partial sums, and the last of a tile's
     # SPLITS programs to arrive adds them all, in split order (deterministic, no float atomics).
-    # Partials are laid out as dw (the GEMM's columns); with S2D each column (kh, kw, c) of the
-    # space-to-depth weight is written to its tap of the original weight, c = (i*s + j)*C0 + c0
-    # being channel c0 at (s*kh + i, s*kw + j), and the taps padding KH0 x KW0 to whole blocks
-    # are dropped (an epilogue cost: no torch copies of the gradient after the launch).
-    if DW_OHWI:  # the columns' flattened (kw, c) index is the layout's own: contiguous stores
-        part_off = (oc * CKK)[:, None] + (kh * KWC + j)[None, :]
-    else:  # (ALL_TAPS: kh is 0 and kw the flat tap)
-        part_off = (oc * CKK)[:, None] + (c * (KH * KW) + kh * KW + kw)[None, :]
-    w_mask = oc_ok[:, None] & j_ok[None, :]
+    # Partials are laid out as the GEMM's columns. With S2D the result goes to the original
+    # weight: each column (kh, kw, c) of the space-to-depth weight to its tap, c = (i*s + j)*C0 +
+    # c0 being channel c0 at (s*kh + i, s*kw + j), the taps padding KH0 x KW0 to whole blocks
+    # dropped (no torch copies of the gradient after the launch). That mapping is made only
+    # where the result is stored, by the last arrival, even for one split (with the accumulator
+    # or the partials' offsets still live it spilled): an S2D launch always writes partials.
+    part_off, w_mask = weight_grad_offsets(oc, oc_ok, c, kw, kh, j, j_ok, CKK, KWC, KH, KW, S2D_C,
+                                           KH0, KW0, 0, DW_OHWI or S2D)
     if COMPUTE_WEIGHT:
-        if SPLITS == 1:
-            if S2D:  # (the offsets made where they are stored: fewer registers live at once)
-                dw_off, dw_mask = s2d_weight_offsets(oc, oc_ok, c, kw, j_ok, C_PER_GROUP, KH0,
-                                                     KW0, KW, S2D, DW_OHWI)
-                tl.store(dw_ptr + dw_off, acc.to(dw_ptr.dtype.element_ty), mask=dw_mask)
-            else:
-                tl.store(dw_ptr + part_off, acc.to(dw_ptr.dtype.element_ty), mask=w_mask)
+        if SPLITS == 1 and not S2D:
+            tl.store(dw_ptr + part_off, acc.to(dw_ptr.dtype.element_ty), mask=w_mask)
         else:
             tl.store(part_w_ptr + split * OC * CKK + part_off, acc, mask=w_mask)
 
@@ -403,7 +399,7 @@ def conv2d_weight_grad_kernel(
             else:
                 tl.store(part_b_ptr + split * OC + oc, bias, mask=b_mask)
 
-    if SPLITS > 1:
+    if SPLITS > 1 or S2D:
         # Every thread's partial stores happen before the arrival is counted (release); the last
         # arrival's loads happen after (acquire), from L2 (.cg: another SM wrote them).
         tl.debug_barrier()
@@ -411,17 +407,31 @@ def conv2d_weight_grad_kernel(
         arrived = tl.atomic_add(count_ptr + tile, 1, sem="acq_rel", scope="gpu")
         if arrived == SPLITS - 1:
             if COMPUTE_WEIGHT:
-                total = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC)
-                for s in range(SPLITS):
-                    total += tl.load(part_w_ptr + s * OC * CKK + part_off, mask=w_mask, other=0.0,
-                                     cache_modifier=".cg")
-                if S2D:
-                    dw_off, dw_mask = s2d_weight_offsets(oc, oc_ok, c, kw, j_ok, C_PER_GROUP,
-                                                         KH0, KW0, KW, S2D, DW_OHWI)
-                    tl.store(dw_ptr + dw_off, total.to(dw_ptr.dtype.element_ty), mask=dw_mask)
+                if S2D:  # in halves of the rows for 128-row tiles: the mapped offsets beside a
+                    # whole-tile sum spilled (Triton 3.6)
+                    HALVES: tl.constexpr = 2 if BLOCK_M >= 128 else 1
+                    for half in tl.static_range(HALVES):
+                        rows = (g * OC_PER_GROUP + tl.program_id(0) * BLOCK_M
+                                + half * (BLOCK_M // HALVES) + tl.arange(0, BLOCK_M // HALVES))
+                        rows_ok = rows < (g + 1) * OC_PER_GROUP
+                        half_off, half_mask = weight_grad_offsets(
+                            rows, rows_ok, c, kw, kh, j, j_ok, CKK, KWC, KH, KW, S2D_C, KH0, KW0,
+                            0, True)
+                        total = tl.zeros((BLOCK_M // HALVES, BLOCK_N), dtype=ACC)
+                        for s in range(SPLITS):
+                            total += tl.load(part_w_ptr + s * OC * CKK + half_off, mask=half_mask,
+                                             other=0.0, cache_modifier=".cg")
+                        dw_off, dw_mask = weight_grad_offsets(
+                            rows, rows_ok, c, kw, kh, j, j_ok, CKK, KWC, KH, KW, S2D_C, KH0, KW0,
+                            S2D, DW_OHWI)
+                        tl.store(dw_ptr + dw_off, total.to(dw_ptr.dtype.element_ty), mask=dw_mask)
                 else:
+                    total = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC)
+                    for s in range(SPLITS):
+                        total += tl.load(part_w_ptr + s * OC * CKK + part_off, mask=w_mask,
+                                         other=0.0, cache_modifier=".cg")
                     tl.store(dw_ptr + part_off, total.to(dw_ptr.dtype.element_ty), mask=w_mask)
-            if COMPUTE_BIAS:
+            if COMPUTE_BIAS and SPLITS > 1:  # (one split stored it above)
                 total_b = tl.zeros((BLOCK_M,), dtype=ACC)
                 for s in range(SPLITS):
                     total_b += tl.load(part_b_ptr + s * OC + oc, mask=b_mask, other=0.0,
@@ -431,22 +441,28 @@ def conv2d_weight_grad_kernel(
 
 
 @triton.jit
-def s2d_weight_offsets(oc, oc_ok, c, tap, c_ok, C_PER_GROUP, KH0, KW0, KW: tl.constexpr,
-                       S2D: tl.constexpr, DW_OHWI: tl.constexpr):
-    """Offsets and mask in the original weight (KH0 x KW0 taps, OHWI or OIHW) of the weight
-    gradient's columns: space-to-depth channel c = (i*S2D + j)*C0 + c0 of flat tap `tap`
-    = kh*KW + kw is channel c0 at tap (S2D*kh + i, S2D*kw + j); taps past KH0 x KW0 (the
-    kernel's padding to whole blocks) are masked off."""
-    C0 = C_PER_GROUP // (S2D * S2D)
-    c0 = c % C0
-    kh0 = (tap // KW) * S2D + c // (S2D * C0)
-    kw0 = (tap % KW) * S2D + (c // C0) % S2D
-    if DW_OHWI:
-        col = (kh0 * KW0 + kw0) * C0 + c0
-    else:
-        col = c0 * (KH0 * KW0) + kh0 * KW0 + kw0
-    ok = c_ok & (kh0 < KH0) & (kw0 < KW0)
-    return (oc * (C0 * KH0 * KW0))[:, None] + col[None, :], oc_ok[:, None] & ok[None, :]
+def weight_grad_offsets(oc, oc_ok, c, kw, kh, j, j_ok, CKK, KWC, KH: tl.constexpr,
+                        KW: tl.constexpr, C0: tl.constexpr, KH0, KW0, S2D: tl.constexpr,
+                        DW_OHWI: tl.constexpr):
+    """Offsets and mask in dw (OHWI or OIHW) of the weight gradient's rows oc x columns: column j
+    is channel c at tap (kh, kw) (ALL_TAPS: kh 0 and kw the flat tap). S2D: the columns are the
+    space-to-depth weight's, channel c = (i*S2D + jj)*C0 + c0 at flat tap kw being channel c0 of
+    the original weight (KH0 x KW0 taps) at (S2D*kh + i, S2D*kw + jj); taps past KH0 x KW0 (the
+    padding to whole blocks) are masked off."""
+    if S2D:
+        c0 = c % C0
+        kh0 = (kw // KW) * S2D + c // (S2D * C0)
+        kw0 = (kw % KW) * S2D + (c // C0) % S2D
+        if DW_OHWI:
+            col = (kh0 * KW0 + kw0) * C0 + c0
+        else:
+            col = c0 * (KH0 * KW0) + kh0 * KW0 + kw0
+        ok = j_ok & (kh0 < KH0) & (kw0 < KW0)
+        return (oc * (C0 * KH0 * KW0))[:, None] + col[None, :], oc_ok[:, None] & ok[None, :]
+    if DW_OHWI:  # the columns' flattened (kw, c) index is the layout's own: contiguous stores
+        return (oc * CKK)[:, None] + (kh * KWC + j)[None, :], oc_ok[:, None] & j_ok[None, :]
+    return ((oc * CKK)[:, None] + (c * (KH * KW) + kh * KW + kw)[None, :],
+            oc_ok[:, None] & j_ok[None, :])
 
 
 @triton.jit
@@ -625,7 +641,9 @@ def conv2d_weight_bias_grad(dy, y, x, weight_shape, stride, padding, dilation, g
         return n * cdiv(oh, meta["BLOCK_K"] // pix_w) * cdiv(ow, pix_w)
 
     # Partials only when the pixels are split (one-split launches write the result directly).
-    dw_part = empty((splits, oc, ckk), acc, dy.device) if need_weight and splits > 1 else None
+    # (a space-to-depth launch writes partials even for one split: its mapping is done there)
+    dw_part = (empty((splits, oc, ckk), acc, dy.device)
+               if need_weight and (splits > 1 or space_to_depth) else None)
     db_part = empty((splits, oc), acc, dy.device) if need_bias and splits > 1 else None
     cost = Cost(2 * pixels * oc * ckk if need_weight else 0,
                 nbytes(dy, y if relu else None, x if need_weight else None, dw, db),
@@ -635,7 +653,7 @@ def conv2d_weight_bias_grad(dy, y, x, weight_shape, stride, padding, dilation, g
                          col_tiles(meta["BLOCK_N"]), groups * splits)
     # One counter per output tile of the smallest tile any config uses (more than enough).
     counters = _arrival_counters(cdiv(oc // groups, 32) * col_tiles(32) * groups,
-                                 dy.device) if splits > 1 else dy
+                                 dy.device) if splits > 1 or space_to_depth else dy
     _weight_grad.launch(
         grid, dy, y, x, dw if need_weight else dy, db if need_bias else dy,
         dw_part if dw_part is not None else dy, db_part if db_part is not None else dy, counters,
@@ -645,6 +663,7 @@ def conv2d_weight_bias_grad(dy, y, x, weight_shape, stride, padding, dilation, g
         dtype=dy.dtype, allow_tf32=allow_tf32,
         tile_dims=(oc // groups, ckk if all_taps else columns, cdiv(pixels, splits)),
         cost=cost, INDEX_64=needs_int64(dy, y, x, dw_part), KH=kh, KW=kw, S2D=space_to_depth,
+        S2D_C=dw_shape[1] if space_to_depth else 0,
         DW_OHWI=weight_format == torch.channels_last, ALIGNED_C=c_per_group % 16 == 0,
         ALL_TAPS=all_taps, PIX_W=pix_w,
         APPLY_RELU=relu, COMPUTE_WEIGHT=need_weight, COMPUTE_BIAS=need_bias,

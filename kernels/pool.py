@@ -32,6 +32,7 @@ from .launch import (
     memory_format_of,
     nbytes,
     needs_int64,
+    target_arch,
     tile,
     tl_accumulator,
     with_strides_of,
@@ -220,12 +221,12 @@ def lrn_band_max_pool2d_backward_kernel(
 def keeps_flat_indices(x, lrn):
     """Whether a max-pool of x (`lrn`: fused after an LRN) saves torch's int64 positions rather
     than tap codes. Codes are used where they compile clean and pay: the fused LRN -> max-pool
-    whose backward runs a 64-channel band tile on 16-bit inputs (groups of 33-64 channels,
-    AlexNet's lrn1: its backward 585 -> 554 us, its forward 252 -> 245 by the static model).
-    Elsewhere the codes' loads, cheaper in instructions, raised the register pressure into
-    spills in the compile check: 128- and 32-channel band tiles, fp32's 3-part sums on sm_80,
-    zfnet's padded pools' backward."""
-    if lrn is None or x.dtype not in (torch.float16, torch.bfloat16):
+    whose backward runs a 64-channel band tile on 16-bit inputs on sm_90 (groups of 33-64
+    channels, AlexNet's lrn1: its backward 585 -> 554 us, its forward 252 -> 245 by the static
+    model). Elsewhere the codes' loads, cheaper in instructions, raised the register pressure
+    into spills in the compile check: 128- and 32-channel band tiles, the 64-channel one on
+    sm_80 with Triton 3.6, fp32's 3-part sums on sm_80, zfnet's padded pools' backward."""
+    if lrn is None or x.dtype not in (torch.float16, torch.bfloat16) or target_arch(x.device) < 90:
         return True
     band = band_tile(x.shape[1] // lrn[4], x.shape[2] * x.shape[3], x.dtype, x.device)
     return band is None or band[0] != 64
