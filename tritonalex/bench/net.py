@@ -84,7 +84,7 @@ def graphed_step(model, x, labels):
 
     model.train()
     graphed = GraphedStep(model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9,
-                                                 weight_decay=5e-4))
+                                                 weight_decay=5e-4), eager_on_failure=False)
     for _ in range(graphed.warmup + 1):
         graphed.step(x, labels)
     return lambda: graphed.step(x, labels)

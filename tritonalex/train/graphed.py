@@ -85,9 +85,11 @@ class GraphedStep:
     (one group; its momentum and weight decay are read once). autocast_dtype: the forward's
     autocast dtype, or None. lr: set with `set_lr` (a fill of the device tensor, outside the
     graph). capture: how the graph is made (default `cuda_graph`; the tests pass a stand-in that replays
-    by calling the body again, which checks what flows through the static buffers on the CPU)."""
+    by calling the body again, which checks what flows through the static buffers on the CPU).
+    A capture that fails warns and trains on eagerly, or raises with eager_on_failure=False."""
 
-    def __init__(self, model, optimizer, autocast_dtype=None, warmup=3, capture=None):
+    def __init__(self, model, optimizer, autocast_dtype=None, warmup=3, capture=None,
+                 eager_on_failure=True):
         if len(optimizer.param_groups) != 1:
             raise ValueError("GraphedStep takes an SGD optimizer with one parameter group")
         group = optimizer.param_groups[0]
@@ -102,6 +104,7 @@ class GraphedStep:
         self.loss = torch.zeros((), dtype=torch.float32, device=self.device)
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         self.warmup, self.capture = warmup, capture or cuda_graph
+        self.eager_on_failure = eager_on_failure  # else a failed capture raises (the benchmark)
         self.buffers = momentum_buffers(optimizer)  # made now: never inside a capture
         self.steps = 0  # eager steps of the graph's batch size so far
         self.images = self.labels = self.replay = None
@@ -135,6 +138,8 @@ class GraphedStep:
         try:
             self.replay = self.capture(lambda: self._body(self.images, self.labels))
         except Exception as exc:  # noqa: BLE001 - said, and training goes on eagerly
+            if not self.eager_on_failure:
+                raise
             warnings.warn(f"CUDA graph capture of the training step failed ({type(exc).__name__}: "
                           f"{exc}); training on eagerly (--no-cuda-graph skips the attempt)",
                           stacklevel=2)
