@@ -22,7 +22,7 @@ from torch import Tensor
 from ..kernels.conv import conv2d_forward, conv2d_input_grad, conv2d_weight_bias_grad, output_size
 from ..kernels.space_to_depth import space_to_depth
 from ..kernels.geometry import out_size
-from ..kernels.launch import memory_format_of
+from ..kernels.launch import INTERPRETING, memory_format_of
 from .._args import (
     check_activation,
     check_device,
@@ -269,11 +269,15 @@ def _space_to_depth_pays(x, weight, stride, dilation, groups):
     """A strided conv on few channels (AlexNet's conv1: 3 channels, 11x11, stride 4) wastes most
     of the tensor cores' work on padding its reduction; rewritten as a stride-1 conv on s*s times
     the channels (space-to-depth) it runs the fast channel-chunk loop with 84% of the work useful
-    for conv1 (11x11 taps padded to 12x12)."""
+    for conv1 (11x11 taps padded to 12x12). Not for fp64 on a GPU: it has no tensor cores to
+    fill, and its FMA weight-gradient tile spills with the space-to-depth epilogue (Triton 3.6,
+    sm_80); the interpreter still takes fp64 through it, so the float64 tests check its algebra
+    (the direct (kw, c) loop fp64 runs on a GPU is tested by the other few-channel cases)."""
     sh, sw = stride
     kh, kw = weight.shape[2:]
     return (groups == 1 and dilation == (1, 1) and sh == sw and sh > 1 and x.shape[1] < 16
-            and x.shape[1] * sh * sw >= 16 and kh >= sh and kw >= sw)
+            and x.shape[1] * sh * sw >= 16 and kh >= sh and kw >= sw
+            and (x.dtype != torch.float64 or INTERPRETING))
 
 
 def _to_space_to_depth(x, weight, padding, stride):
