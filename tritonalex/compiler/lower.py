@@ -157,6 +157,8 @@ class CompiledNet(torch.nn.Module):
             else:
                 modules[node.name] = OnEachPart(Layer(node, backend, 1, None, tower_keys=False))
         self.nodes = torch.nn.ModuleDict(modules)
+        # The logits' layer: the last but a pass-through softmax (see _step_inputs).
+        self.logits_node = next(n.name for n in reversed(list(graph)) if not kinds.get(n.kind).last)
         for node in graph:
             if node.folds:  # the conv reads its batch norm's tensors (a plain reference, not a child)
                 conv, norm = modules[node.name], modules[node.folds]
@@ -198,10 +200,9 @@ class CompiledNet(torch.nn.Module):
                 inputs.setdefault(name, {})["seed"] = seeds[i:i + 1]
         # The logits' layer (the last but a pass-through softmax) writes them in fp32 under
         # autocast, as the loss wants them: no cast kernel each way around it.
-        node = next(n for n in reversed(list(self.graph)) if not kinds.get(n.kind).last)
-        last = self.nodes[node.name]
+        last = self.nodes[self.logits_node]
         if dtype is not None and isinstance(last, TowersInOneLayer) and last.kind.writes_logits:
-            inputs.setdefault(node.name, {})["out_dtype"] = torch.float32
+            inputs.setdefault(self.logits_node, {})["out_dtype"] = torch.float32
         return inputs
 
     def probabilities(self, x):

@@ -123,7 +123,7 @@ class GraphedStep:
             self.replay()
             return self.loss
         if self.images is None:  # the first batch sets the graph's shapes
-            self.images = torch.empty_like(images, memory_format=_format_of(images))
+            self.images = torch.empty_like(images)  # (preserves channels_last strides)
             self.labels = torch.empty_like(labels)
         if images.shape != self.images.shape or self.steps < self.warmup:
             with side_stream(self.device):
@@ -162,11 +162,6 @@ class GraphedStep:
             sgd_update(self.params, grads, self.buffers, self.lr, self.momentum, self.weight_decay)
             self.loss.copy_(loss)
             self.loss_sum.add_(loss.double() * labels.shape[0])
-
-
-def _format_of(t):
-    return (torch.channels_last if t.dim() == 4 and not t.is_contiguous()
-            and t.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format)
 
 
 def why_not_graphed(device, precision, world, devices):
