@@ -25,6 +25,8 @@ import torch
 import triton
 import triton.language as tl
 
+from . import direct
+
 INTERPRETING = os.environ.get("TRITON_INTERPRET", "0").lower() not in ("", "0", "false", "off")
 
 # TRITONALEX_AUTOTUNE=0 runs every kernel with the first config of its list instead of timing all
@@ -80,14 +82,52 @@ def launch(kernel, grid, *args, cost, configs=None, **kwargs):
     `configs` is the list a launch autotunes over (`kernel` is then the autotuner); `cost` is its
     `Cost`. While a capture is active the launch is handed to it first; it returns True when it
     consumed the launch (nothing runs). A launch on meta tensors runs nothing: meta tensors carry
-    shapes only, so the outputs the launcher allocated are already the whole answer.
+    shapes only, so the outputs the launcher allocated are already the whole answer. Otherwise
+    the launch goes straight to its compiled kernel when it launched before (kernels/direct.py).
+    A grid that is a callable reads constexprs only (BLOCK_M...: keyword arguments).
     """
     if capture_hook is not None and capture_hook(kernel=kernel, grid=grid, args=args,
                                                  kwargs=kwargs, cost=cost, configs=configs):
+        return
+    if runs_nothing(args):
+        return
+    if configs is not None:  # the autotuner: Triton's path
+        kernel[grid](*args, **kwargs)
+        return
+    table = _direct_launches(kernel)
+    if table is None or not table.launch(grid, args, kwargs):
+        compiled = kernel[grid](*args, **kwargs)
+        if table is not None:
+            table.remember(args, kwargs, kwargs, compiled)
+
+
+# Set by the host-overhead measurement (tritonalex/perf/overhead.py), which stubs the GPU call
+# out: launches on meta tensors then go the whole launch path.
+launch_meta = False
+
+
+def runs_nothing(args):
+    """Whether a launch with these arguments runs nothing: it is on meta tensors."""
+    if launch_meta:
+        return False
+    first = args[0]  # a launch's tensors share a device: the first one tells, if it is a tensor
+    if isinstance(first, torch.Tensor):
+        return first.is_meta
+    return any(isinstance(a, torch.Tensor) and a.is_meta for a in args)
+
+
+_tables = {}  # id(kernel) -> its DirectLaunches
+
+
+def _direct_launches(kernel):
+    """The direct-launch table of a JITFunction (None when it cannot take the direct path: the
+    interpreter runs every launch anyway)."""
+    if INTERPRETING:
         return None
-    if any(isinstance(a, torch.Tensor) and a.is_meta for a in args):
-        return None
-    return kernel[grid](*args, **kwargs)
+    table = _tables.get(id(kernel))
+    if table is None:
+        table = _tables[id(kernel)] = direct.DirectLaunches(kernel)
+    return table if table.usable else None
 
 
 _sm_count_override = None
@@ -132,12 +172,13 @@ class DotKernel:
             cls: triton.autotune(configs=configs, key=key,
                                  prune_configs_by={"early_config_prune": _prune_for_this_gpu})(kernel)
             for cls, configs in self.offered.items()}
-        # The direct path: once the autotuner has chosen for a key, later launches with that key
-        # go straight to the kernel with the chosen config (the autotuner's own lookup builds a
-        # dict of every argument and the dtype names of all tensors on every launch).
+        # Once the autotuner has chosen for a key, later launches with that key take the chosen
+        # config from here (the autotuner's own lookup builds a dict of every argument and the
+        # dtype names of all tensors on every launch), and once launched, the direct path.
         self.key_spec = [(name, kernel.arg_names.index(name)) for name in key]
         self.tensor_positions = None
-        self.chosen = {}
+        self.chosen = {}  # key -> the chosen config's keyword arguments with the constexprs
+        self.direct = None if INTERPRETING else direct.DirectLaunches(kernel)
 
     def launch(self, grid, *args, dtype, allow_tf32, tile_dims, cost, **constexprs):
         precision = dot_precision(dtype, allow_tf32)
@@ -147,21 +188,31 @@ class DotKernel:
             launch(self.kernel, grid, *args, cost=cost, **interpreter_tile(*tile_dims), num_warps=1,
                    **constexprs)
             return
+        # Launched before with these arguments: straight to the compiled kernel (kernels/direct.py,
+        # keyed on the constexprs alone: they and the arguments fix the chosen config).
+        if capture_hook is None and not runs_nothing(args) \
+                and self.direct.launch(grid, args, constexprs):
+            return
         cls = dot_class(dtype, precision)
         # The autotuner's key (its key arguments and every tensor's dtype) and our constexprs.
         if self.tensor_positions is None:  # the same argument list on every launch
             self.tensor_positions = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
         key = (cls, *[args[i] if i < len(args) else constexprs[name] for name, i in self.key_spec],
                *[args[i].dtype for i in self.tensor_positions], *constexprs.values())
-        config = self.chosen.get(key)
-        if config is not None:  # tuned before: straight to the kernel with the chosen config
-            launch(self.kernel, grid, *args, cost=cost, **constexprs, **config.all_kwargs())
+        chosen = self.chosen.get(key)
+        if chosen is None:  # the autotuner's first launch for this key
+            tuned = self.tuned[cls]
+            tuned.best_config = None  # set again only if this launch reaches the autotuner
+            launch(tuned, grid, *args, cost=cost, configs=self.offered[cls], **constexprs)
+            if tuned.best_config is not None:  # it ran (a capture or a meta launch never does)
+                self.chosen[key] = {**constexprs, **tuned.best_config.all_kwargs()}
             return
-        tuned = self.tuned[cls]
-        tuned.best_config = None  # set again only if this launch reaches the autotuner
-        launch(tuned, grid, *args, cost=cost, configs=self.offered[cls], **constexprs)
-        if tuned.best_config is not None:  # it ran (a capture or a meta launch never does)
-            self.chosen[key] = tuned.best_config
+        # Tuned before: the kernel with the chosen config, through Triton's launch path, then
+        # remembered for the direct path.
+        if capture_hook is not None or runs_nothing(args):
+            launch(self.kernel, grid, *args, cost=cost, **chosen)
+            return
+        self.direct.remember(args, constexprs, chosen, self.kernel[grid](*args, **chosen))
 
 
 def interpreter_tile(rows, cols, reduction):

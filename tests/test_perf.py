@@ -155,14 +155,98 @@ def test_occupancy_and_mma_shapes():
 
 
 def test_launch_overhead_measurement(compile_env):
-    """`--overhead`: every launch of a step goes through Triton's real launch path to a stubbed
-    GPU call (tuned launches then take the direct path); host times come back per launch."""
+    """`--overhead`: every launch of a step goes its real launch path to a stubbed GPU call (the
+    direct path, and Triton's for comparison); host times come back per launch."""
     result = run_kernels(compile_env, "--step", "alexnet-small", "--batch", "4", "--overhead",
                          "--json")
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout)
     assert out["launches"] > 10 and out["op_calls"] >= out["launches"] - 5
-    assert 0 < out["triton_per_launch_us"] < out["per_launch_us"] < out["step_us"]
+    assert 0 < out["launch_path_us"] < out["per_launch_us"] < out["step_us"]
+    assert 0 < out["launcher_us"] < out["per_launch_us"] and out["triton_path_us"] > 0
+
+
+# The GPU's launch call, stubbed (perf/overhead.py), records what it is handed: the grid, stream,
+# function handle, which compiled kernel (its packed metadata's identity) and the arguments.
+RECORD_LAUNCHES = """
+    import json
+    from triton.runtime.jit import JITFunction
+    import torch
+    from tritonalex.kernels import direct, launch
+    from tritonalex.perf import overhead
+
+    calls, through_triton = [], [0]
+
+    def record(*call):
+        gx, gy, gz, stream, function, metadata, _, _, _, *args = call
+        calls.append([gx, gy, gz, stream, repr(function), id(metadata)] + [
+            [list(a.shape), list(a.stride()), str(a.dtype)] if isinstance(a, torch.Tensor)
+            else repr(a) for a in args])
+
+    overhead._no_launch = record
+    triton_run = JITFunction.run
+
+    def counted(self, *args, **kwargs):
+        through_triton[0] += 1
+        return triton_run(self, *args, **kwargs)
+
+    JITFunction.run = counted
+
+    def launches(run):
+        calls.clear()
+        through_triton[0] = 0
+        run()
+        return list(calls), through_triton[0]
+"""
+
+
+def test_direct_launches_pass_what_triton_passes(compile_env):
+    """The direct launch path (kernels/direct.py) hands the GPU's launch call exactly what
+    Triton's own launch path hands it, for every launch of a training step (tl.dot kernels with
+    their tuned configs, and plain ones), without entering Triton's launch path."""
+    out = run_script(compile_env, RECORD_LAUNCHES + """
+    from tritonalex.perf.capture import _State, targeting, training_step
+
+    state = _State()
+    with overhead.stubbed_gpu(90), training_step("alexnet-small", 4, "bf16", "channels_last",
+                                                 None, state) as (step, name):
+        launch.launch_meta = True  # meta tensors go the whole launch path, to the stub
+        with targeting(None, 132, 90):
+            step_once = lambda: overhead._forward_backward(step)
+            launches(step_once), launches(step_once)  # tunes and compiles; fills the direct path
+            direct_run = launches(step_once)
+            direct.ENABLED = False
+            triton_run = launches(step_once)
+    print(json.dumps(dict(direct=direct_run, triton=triton_run)))
+    """)
+    (direct_calls, direct_through), (triton_calls, triton_through) = out["direct"], out["triton"]
+    assert len(triton_calls) > 10 and triton_through == len(triton_calls)
+    assert direct_through == 0
+    assert direct_calls == triton_calls
+
+
+def test_direct_launches_respecialize(compile_env):
+    """A launch whose specialization differs from every earlier one (a tensor off 16-byte
+    alignment, an integer no longer divisible by 16, another dtype) goes through Triton again and
+    gets its own compiled kernel; a repeat goes direct to the same one."""
+    out = run_script(compile_env, RECORD_LAUNCHES + """
+    from tritonalex.kernels.activation import relu_forward
+
+    buffer = torch.zeros(4096)
+    cases = dict(aligned=buffer[:1024], again=buffer[:1024], other_storage=torch.zeros(1024),
+                 misaligned=buffer[1:1025], misaligned_again=buffer[1:1025],
+                 size_1000=buffer[:1000], float64=torch.zeros(1024, dtype=torch.float64))
+    with overhead.stubbed_gpu(90):
+        seen = {name: launches(lambda: relu_forward(x)) for name, x in cases.items()}
+    print(json.dumps({name: [through, run[0][5]] for name, (run, through) in seen.items()}))
+    """)
+    through = {name: n for name, (n, _) in out.items()}
+    kernel = {name: k for name, (_, k) in out.items()}
+    assert through == dict(aligned=1, again=0, other_storage=0, misaligned=1, misaligned_again=0,
+                           size_1000=1, float64=1)
+    assert kernel["aligned"] == kernel["again"] == kernel["other_storage"]
+    assert kernel["misaligned"] == kernel["misaligned_again"]
+    assert len({kernel[name] for name in ("aligned", "misaligned", "size_1000", "float64")}) == 4
 
 
 def test_the_compile_check_finds_every_kernel(compile_env):

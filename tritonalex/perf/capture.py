@@ -174,15 +174,30 @@ DTYPES = ("bf16", "fp16", "tf32", "fp32", "fp64")
 
 
 @contextlib.contextmanager
-def recording(state, sms=132, arch=90):
-    """While inside, every launch is appended to the yielded list (tagged with `state`'s layer and
-    direction) and nothing runs; `sms` and `arch` stand in for the GPU's SM count and compute
-    capability (launchers that choose per architecture read it: launch.target_arch)."""
+def targeting(hook, sms=132, arch=90):
+    """While inside, every launch is handed to `hook` (see `kernels.launch.capture_hook`) and
+    `sms` and `arch` stand in for the GPU's SM count and compute capability (launchers that
+    choose per architecture read them: launch.sm_count, launch.target_arch)."""
     from ..kernels import launch as launch_module
 
     if launch_module.INTERPRETING:
         raise RuntimeError("capturing launches needs TRITON_INTERPRET=0 (it compiles, it does not "
                            "run)")
+    previous = (launch_module.capture_hook, launch_module._sm_count_override,
+                launch_module._arch_override)
+    launch_module.capture_hook, launch_module._sm_count_override = hook, sms
+    launch_module._arch_override = arch
+    try:
+        yield
+    finally:
+        (launch_module.capture_hook, launch_module._sm_count_override,
+         launch_module._arch_override) = previous
+
+
+@contextlib.contextmanager
+def recording(state, sms=132, arch=90):
+    """While inside, every launch is appended to the yielded list (tagged with `state`'s layer and
+    direction) and nothing runs, on a stand-in GPU of `sms` SMs and compute capability `arch`."""
     launches = []
 
     def hook(kernel, grid, args, kwargs, cost, configs):
@@ -190,15 +205,8 @@ def recording(state, sms=132, arch=90):
                                tuple(_pointer(a) for a in args), dict(kwargs), cost, configs))
         return True  # consumed: nothing runs
 
-    previous = (launch_module.capture_hook, launch_module._sm_count_override,
-                launch_module._arch_override)
-    launch_module.capture_hook, launch_module._sm_count_override = hook, sms
-    launch_module._arch_override = arch
-    try:
+    with targeting(hook, sms, arch):
         yield launches
-    finally:
-        (launch_module.capture_hook, launch_module._sm_count_override,
-         launch_module._arch_override) = previous
 
 
 def capture_step(spec="alexnet", batch=128, dtype="bf16", layout="channels_last", passes=None,

@@ -111,9 +111,10 @@ def run_overhead(args, card):
     _emit(out, args, lambda: print(
         f"{out['spec']} training step (batch {out['batch']}, {out['dtype']}), forward + backward, "
         f"measured on this machine's CPU with the GPU calls stubbed:\n"
-        f"  {out['launches']} Triton launches: {out['per_launch_us']:.1f} us of host time per "
-        f"launch (launcher and Triton's launch path), of which Triton's "
-        f"{out['triton_per_launch_us']:.1f} us\n"
+        f"  {out['launches']} Triton launches, host time per launch: {out['per_launch_us']:.1f} us\n"
+        f"    launch path (config lookup to the GPU call): {out['launch_path_us']:.1f} us "
+        f"(Triton's own launch path instead: {out['triton_path_us']:.1f} us)\n"
+        f"    launcher (argument checks, outputs, cost record): {out['launcher_us']:.1f} us\n"
         f"  whole step on meta tensors (an upper bound: torch's meta ops are slower than its "
         f"CUDA host side): {out['step_us']:,.0f} us"))
     return 0

@@ -1,20 +1,27 @@
 """Host time per launch: what the launches of a training step cost the CPU, GPU calls stubbed out.
 
 A step of a compiled spec runs on meta tensors (as the static model's capture runs it, see
-capture.py), but every launch goes all the way through Triton's launch path, the autotuner's
-cache lookup, the argument binder and the compiled-kernel lookup, to the call that would enqueue
-the kernel on a GPU, which here does nothing (Triton's driver is a stand-in for the target card;
-kernels are compiled once, cached, never run). Medians over `repeats` steps after a warm-up
-(forward and backward; the optimizer step, torch's own, is left out):
+capture.py), and every launch is handed on from `kernels.launch.launch` to what it runs on a GPU
+(`launch.run`: the direct path, or Triton's launch path with the autotuner's cache lookup, the
+argument binder and the compiled-kernel lookup) down to the call that would enqueue the kernel,
+which here does nothing (Triton's driver is a stand-in for the target card; kernels are compiled
+once, cached, never run). The least over `repeats` steps, after two warm-up steps (the first tunes
+and compiles, the second fills the direct path), forward and backward (the optimizer step,
+torch's own, is left out; `step_us` is the median). Three ways of running the same step, taking
+turns:
 
-* per launch: the time inside tritonalex's library ops (our launcher: argument reading, output
-  allocation, the cost record, and Triton's launch path) over the number of Triton launches;
-* Triton's share of it: the same with every launch stopped at `kernels.launch.launch`, before
-  Triton, subtracted;
-* op dispatch: the time of each library-op call outside its implementation (torch.library's
-  dispatch and autograd wrapper, our argument checks), per op call;
-* step: the whole forward + backward host time. On meta tensors torch's own ops run Python
-  reference implementations, slower than their host side on a GPU, so this is an upper bound.
+* launches stopped where a launcher hands them to `kernels.launch` (`launch.launch`, or
+  `DotKernel.launch`, whose config lookup is on the launch path): the launchers' own time
+  (argument checks and reading, output allocation, the cost record) per launch: `launcher_us`;
+* launches run as on a GPU (the direct path after the warm-up): `launch_path_us` per launch is
+  this run's time minus the stopped run's, and `per_launch_us` the two together;
+* the direct path turned off (`TRITONALEX_DIRECT_LAUNCH=0`): Triton's own launch path per launch,
+  `triton_path_us`, for comparison.
+
+Times are taken around our ops' implementations (op dispatch, torch.library's autograd wrapper
+and the argument checks before it are outside them: `step_us` holds everything). On meta tensors
+torch's own ops run Python reference implementations, slower than their host side on a GPU, so
+`step_us` is an upper bound; an output allocation is about the same.
 
 Must run with TRITON_INTERPRET=0 (`tritonalex kernels --step --overhead` starts it so).
 """
@@ -24,10 +31,11 @@ import statistics
 import time
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
-from ..ops._library import IMPLEMENTATIONS, NAMESPACE
-from .capture import _State, recording, training_step
+from ..kernels import direct
+from ..kernels import launch as launch_module
+from ..ops._library import IMPLEMENTATIONS
+from .capture import _State, targeting, training_step
 from .sass import _TargetDriver
 
 
@@ -60,52 +68,89 @@ def stubbed_gpu(arch):
          torch.cuda.get_device_capability) = saved
 
 
-class _TimeOps(TorchDispatchMode):
-    """Times tritonalex's library ops: inside their implementations (`inside`) and the whole call
-    as seen from Python (`calls`, by the wrapper in `measure`)."""
+class _TimedImplementations:
+    """While entered, every tritonalex op's implementation is timed (outermost calls only):
+    `seconds` and `calls` since the last `reset`."""
 
-    def __init__(self):
-        super().__init__()
-        self.inside, self.calls = 0.0, 0
+    def __enter__(self):
+        self.saved = dict(IMPLEMENTATIONS)
+        self.depth = 0
+        self.reset()
+        for name, impl in self.saved.items():
+            IMPLEMENTATIONS[name] = self._timed(impl)
+        return self
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func.namespace != NAMESPACE:
-            return func(*args, **(kwargs or {}))
-        began = time.perf_counter()
-        out = IMPLEMENTATIONS[func.overloadpacket.__name__](*args, **(kwargs or {}))
-        self.inside += time.perf_counter() - began
-        self.calls += 1
-        return out
+    def __exit__(self, *exc):
+        IMPLEMENTATIONS.update(self.saved)
+
+    def reset(self):
+        self.seconds, self.calls = 0.0, 0
+
+    def _timed(self, impl):
+        def timed(*args, **kwargs):
+            self.depth += 1
+            began = time.perf_counter()
+            try:
+                return impl(*args, **kwargs)
+            finally:
+                self.depth -= 1
+                if self.depth == 0:
+                    self.seconds += time.perf_counter() - began
+                    self.calls += 1
+        return timed
 
 
 def measure(spec="alexnet", batch=128, dtype="bf16", arch=90, sms=132, repeats=20):
     """Host times of a training step's launches (see the module docstring), in microseconds."""
     state = _State()
-    results = {}
+    modes = ("stopped", "direct", "triton")
+    steps, inside = {mode: [] for mode in modes}, {mode: [] for mode in modes}
+    launches = 0
+
+    def count(*args, **kwargs):
+        nonlocal launches
+        launches += 1
+        return True  # consumed: nothing runs
+
+    @contextlib.contextmanager
+    def running(mode):
+        saved = direct.ENABLED, launch_module.launch_meta, launch_module.DotKernel.launch
+        direct.ENABLED, launch_module.launch_meta = mode == "direct", True
+        if mode == "stopped":  # where a launcher hands a launch to kernels.launch
+            launch_module.DotKernel.launch = count
+        try:
+            with targeting(count if mode == "stopped" else None, sms, arch):
+                yield
+        finally:
+            direct.ENABLED, launch_module.launch_meta, launch_module.DotKernel.launch = saved
+
     with stubbed_gpu(arch), training_step(spec, batch, dtype, "channels_last", None,
-                                          state) as (step, name):
-        for through_triton in (True, False):
-            with recording(state, sms, arch) as launches:
-                if through_triton:  # the recording hands each launch on, to the stub
-                    _hand_on()
-                _forward_backward(step)  # warm-up: compiles, tunes, allocates
-                steps, inside, calls = [], [], 0
-                for _ in range(repeats):
-                    launches.clear()
-                    timer = _TimeOps()
+                                          state) as (step, name), _TimedImplementations() as timer:
+        for mode in modes:  # warm-up: compiles, tunes, allocates, fills the direct path
+            with running(mode):
+                for _ in range(2):
+                    _forward_backward(step)
+        for _ in range(repeats):  # the modes take turns, so a slow spell of the machine hits all
+            for mode in modes:
+                with running(mode):
+                    launches = 0
+                    timer.reset()
                     began = time.perf_counter()
-                    with timer:
-                        _forward_backward(step)
-                    steps.append(time.perf_counter() - began)
-                    inside.append(timer.inside)
-                    calls = timer.calls
-                results[through_triton] = (statistics.median(steps), statistics.median(inside),
-                                           len(launches), calls)
-    (step_s, inside_s, count, calls), (_, stopped_s, _, _) = results[True], results[False]
-    return dict(spec=name, batch=batch, dtype=dtype, launches=count, op_calls=calls,
-                per_launch_us=inside_s * 1e6 / count,
-                triton_per_launch_us=(inside_s - stopped_s) * 1e6 / count,
-                step_us=step_s * 1e6, measured_on="this machine's CPU, GPU calls stubbed")
+                    _forward_backward(step)
+                    steps[mode].append(time.perf_counter() - began)
+                    inside[mode].append(timer.seconds)
+                    if mode == "stopped":
+                        count_per_step, calls = launches, timer.calls
+    # The least of the repeats: each is the cost plus whatever else the machine did meanwhile.
+    direct_s, triton_s, stopped_s = (min(inside[mode]) for mode in ("direct", "triton", "stopped"))
+    per_launch = lambda seconds: seconds * 1e6 / count_per_step
+    return dict(spec=name, batch=batch, dtype=dtype, launches=count_per_step, op_calls=calls,
+                per_launch_us=per_launch(direct_s),
+                launcher_us=per_launch(stopped_s),
+                launch_path_us=per_launch(direct_s - stopped_s),
+                triton_path_us=per_launch(triton_s - stopped_s),
+                step_us=statistics.median(steps["direct"]) * 1e6,
+                measured_on="this machine's CPU, GPU calls stubbed")
 
 
 class _Stop(Exception):
@@ -121,16 +166,3 @@ def _forward_backward(step):
         step(before_optimizer=_stop)
     except _Stop:
         pass
-
-
-def _hand_on():
-    """Make the recording's hook also run each launch through Triton (to the stubbed call)."""
-    from ..kernels import launch as launch_module
-
-    record = launch_module.capture_hook
-
-    def hook(kernel, grid, args, kwargs, cost, configs):
-        record(kernel=kernel, grid=grid, args=args, kwargs=kwargs, cost=cost, configs=configs)
-        kernel[grid](*args, **kwargs)
-        return True
-    launch_module.capture_hook = hook

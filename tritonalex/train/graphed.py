@@ -1,9 +1,9 @@
 """One training step (forward, cross-entropy, backward, SGD update) as a CUDA graph, replayed.
 
-Why: an eager AlexNet step makes about 50 kernel launches from Python, and each Triton launch
-costs the host more than its kernel costs the GPU (`tritonalex kernels --step --overhead`
-measures it), so an eager step on an H100 is bound by the CPU. A CUDA graph replays the whole
-step, optimizer included, with one host call.
+Why: an eager AlexNet step makes 40 kernel launches from Python, and each costs the host about
+as much as its kernel costs the GPU, or more (`tritonalex kernels --step --overhead` measures
+it), so an eager step on an H100 is bound by the CPU. A CUDA graph replays the whole step,
+optimizer included, with one host call.
 
 What a capture needs, and how `GraphedStep` meets it:
 * Static inputs: each batch is copied into buffers the graph reads (the augmentation runs before
