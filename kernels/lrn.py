@@ -79,10 +79,9 @@ def lrn_forward_kernel(
     k, alpha_over_size, beta = lrn_load_params(params_ptr)
     x_base = x_ptr + n * sx_n
     col = s * sx_s
-    scale = lrn_scale(x_base, col, s_ok, c, lo, hi, sx_c, SIZE, k, alpha_over_size, ACC, BLOCK_C,
-                      BLOCK_S)
+    scale, a = lrn_scale(x_base, col, s_ok, c, lo, hi, sx_c, SIZE, k, alpha_over_size, ACC,
+                         BLOCK_C, BLOCK_S)
     mask = c_ok[:, None] & s_ok[None, :]
-    a = tl.load(x_base + (c * sx_c)[:, None] + col[None, :], mask=mask, other=0.0).to(ACC)
     y = a * pow_neg(scale, beta)
     y_off = n * sy_n + (c * sy_c)[:, None] + (s * sy_s)[None, :]
     tl.store(y_ptr + y_off, y.to(y_ptr.dtype.element_ty), mask=mask)

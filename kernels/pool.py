@@ -48,6 +48,8 @@ from .tiles import (
     lrn_params,
     lrn_scale,
     pow_neg,
+    stride_cells,
+    stride_class,
     window_source,
 )
 
@@ -95,12 +97,13 @@ def max_pool2d_forward_kernel(
             tap_ok = h_ok & (iw >= 0) & (iw < W)
             col = ih * sx_h + iw * sx_w
             mask = c_ok[:, None] & tap_ok[None, :]
-            v = tl.load(x_base + (c * sx_c)[:, None] + col[None, :], mask=mask, other=float("-inf"))
-            v = v.to(ACC)
-            if LRN:
-                scale = lrn_scale(x_base, col, tap_ok, c, lo, hi, sx_c, LRN_SIZE, k, alpha_over_size, ACC,
-                                  BLOCK_C, BLOCK_P)
-                v = v * pow_neg(scale, beta)
+            if LRN:  # x is the LRN window's middle channel: loaded once, with the window
+                scale, v = lrn_scale(x_base, col, tap_ok, c, lo, hi, sx_c, LRN_SIZE, k,
+                                     alpha_over_size, ACC, BLOCK_C, BLOCK_P)
+                v = tl.where(mask, v * pow_neg(scale, beta), float("-inf"))
+            else:
+                v = tl.load(x_base + (c * sx_c)[:, None] + col[None, :], mask=mask,
+                            other=float("-inf")).to(ACC)
             # torch's rule: take a larger value or a NaN; the first in-image tap seeds the index.
             take = mask & ((v > best) | (v != v) | (best_idx < 0))
             best = tl.where(take, v, best)
@@ -116,31 +119,37 @@ def max_pool2d_forward_kernel(
 
 
 @triton.jit
-def pool_grad_gather(dy_base, idx_base, ch, ch_ok, ih, iw, pix_ok, W, OH, OW,
-                     pad_h, pad_w, dil_h, dil_w, sdy_c, sdy_h, sdy_w,
-                     KH: tl.constexpr, KW: tl.constexpr, STRIDE_H: tl.constexpr,
-                     STRIDE_W: tl.constexpr, TAP_CODES: tl.constexpr, ACC: tl.constexpr,
-                     BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+def pool_grad_gather(dy_base, idx_base, ch, ch_ok, ih, iw, pix_ok, W, OH, OW, pad_h, pad_w,
+                     sdy_c, sdy_h, sdy_w, KH: tl.constexpr, KW: tl.constexpr,
+                     STRIDE_H: tl.constexpr, STRIDE_W: tl.constexpr, DIL_H: tl.constexpr,
+                     DIL_W: tl.constexpr, CLASS_H: tl.constexpr, CLASS_W: tl.constexpr,
+                     TAP_CODES: tl.constexpr, ACC: tl.constexpr, BLOCK_C: tl.constexpr,
+                     BLOCK_P: tl.constexpr):
     """Gradient reaching input pixels (ih, iw) of channels ch through the max-pool: the sum of dy
     over the output pixels whose window holds the pixel and whose saved argmax is that pixel
-    (TAP_CODES: whose argmax tap is the tap that reaches the pixel, a compile-time constant)."""
+    (TAP_CODES: whose argmax tap is the tap that reaches the pixel, a compile-time constant).
+    CLASS_H, CLASS_W >= 0: every pixel is of that stride class (tiles.stride_class), and only
+    the taps that reach an output from it are gathered; -1: any pixels, every tap."""
     # Compared in the pixels' index type (int32 unless the launch indexes in int64): one compare.
     target = ih * W + iw
     g = tl.zeros((BLOCK_C, BLOCK_P), dtype=ACC)
     for kh in tl.static_range(KH):
-        oh, h_ok = window_source(ih, pad_h, kh, dil_h, STRIDE_H, OH, pix_ok)
-        for kw in tl.static_range(KW):
-            ow, ok = window_source(iw, pad_w, kw, dil_w, STRIDE_W, OW, h_ok)
-            off = (ch * sdy_c)[:, None] + (oh * sdy_h + ow * sdy_w)[None, :]
-            mask = ch_ok[:, None] & ok[None, :]
-            if TAP_CODES:  # one byte per output, compared with a constant
-                hit = tl.load(idx_base + off, mask=mask, other=0) == kh * KW + kw
-            else:
-                hit = tl.load(idx_base + off, mask=mask, other=-1).to(target.dtype) == target[None, :]
-            # dy under the tap's mask (the same for a pixel's channels: the load vectorizes),
-            # then kept where the argmax is this pixel.
-            dy = tl.load(dy_base + off, mask=mask, other=0.0)
-            g += tl.where(hit, dy.to(ACC), 0.0)
+        if CLASS_H < 0 or (CLASS_H - kh * DIL_H) % STRIDE_H == 0:
+            oh, h_ok = window_source(ih, pad_h, kh, DIL_H, STRIDE_H, OH, pix_ok, CLASS_H >= 0)
+            for kw in tl.static_range(KW):
+                if CLASS_W < 0 or (CLASS_W - kw * DIL_W) % STRIDE_W == 0:
+                    ow, ok = window_source(iw, pad_w, kw, DIL_W, STRIDE_W, OW, h_ok, CLASS_W >= 0)
+                    off = (ch * sdy_c)[:, None] + (oh * sdy_h + ow * sdy_w)[None, :]
+                    mask = ch_ok[:, None] & ok[None, :]
+                    if TAP_CODES:  # compared with a constant
+                        hit = tl.load(idx_base + off, mask=mask, other=0) == kh * KW + kw
+                    else:
+                        hit = tl.load(idx_base + off, mask=mask, other=-1).to(target.dtype) \
+                            == target[None, :]
+                    # dy under the tap's mask (the same for a pixel's channels: the load
+                    # vectorizes), then kept where the argmax is this pixel.
+                    dy = tl.load(dy_base + off, mask=mask, other=0.0)
+                    g += tl.where(hit, dy.to(ACC), 0.0)
     return g
 
 
@@ -151,23 +160,53 @@ def max_pool2d_backward_kernel(
     x_ptr,  # forward input with dx's strides (read only when MASK_INPUT)
     dx_ptr,  # input gradient [N, C, H, W], any strides
     C, H, W, OH, OW,  # channels, input and output spatial sizes
-    pad_h, pad_w, dil_h, dil_w,  # pooling geometry
+    CELLS_W, CELLS,  # stride-class cells per row and per image (used only when CLASSES)
+    pad_h, pad_w,  # pooling geometry
     sdy_n, sdy_c, sdy_h, sdy_w,  # output-gradient and index strides
     sdx_n, sdx_c, sdx_h, sdx_w,  # input-gradient strides
     KH: tl.constexpr, KW: tl.constexpr,  # window size (the tap loops unroll)
     STRIDE_H: tl.constexpr, STRIDE_W: tl.constexpr,  # constants: inverting a window divides by them
+    DIL_H: tl.constexpr, DIL_W: tl.constexpr,  # dilation (constants: which taps reach a class)
+    CLASSES: tl.constexpr,  # pixels by stride class (see below), else any pixels and every tap
     TAP_CODES: tl.constexpr,  # idx holds tap codes (see the forward)
     MASK_INPUT: tl.constexpr,  # x is a ReLU's output: zero dx where x <= 0 (its deferred derivative)
     ACC: tl.constexpr,  # compute dtype
     INDEX_64: tl.constexpr,  # compute element offsets in int64
-    BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,  # tile: channels x input pixels
+    BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,  # tile: channels x input pixels (or cells)
 ):
-    n, q, c, q_ok, c_ok = channel_tile(C, H * W, INDEX_64, BLOCK_C, BLOCK_P)  # input pixels
-    ih = q // W
-    iw = q % W
-    g = pool_grad_gather(dy_ptr + n * sdy_n, idx_ptr + n * sdy_n, c, c_ok, ih, iw, q_ok, W, OH, OW,
-                         pad_h, pad_w, dil_h, dil_w, sdy_c, sdy_h, sdy_w, KH, KW, STRIDE_H,
-                         STRIDE_W, TAP_CODES, ACC, BLOCK_C, BLOCK_P)
+    if CLASSES:
+        # BLOCK_P cells, each STRIDE_H x STRIDE_W input pixels, one of each stride class: the
+        # classes run one after another, each gathering only the taps that reach it.
+        n, cell, c, cell_ok, c_ok = channel_tile(C, CELLS, INDEX_64, BLOCK_C, BLOCK_P)
+        for e_h in tl.static_range(STRIDE_H):
+            ih = stride_class(cell // CELLS_W, pad_h, e_h, STRIDE_H)
+            for e_w in tl.static_range(STRIDE_W):
+                iw = stride_class(cell % CELLS_W, pad_w, e_w, STRIDE_W)
+                q_ok = cell_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+                _pool_backward_tile(dy_ptr, idx_ptr, x_ptr, dx_ptr, n, c, c_ok, ih, iw, q_ok, W,
+                                    OH, OW, pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sdx_n,
+                                    sdx_c, sdx_h, sdx_w, KH, KW, STRIDE_H, STRIDE_W, DIL_H, DIL_W,
+                                    e_h, e_w, TAP_CODES, MASK_INPUT, ACC, BLOCK_C, BLOCK_P)
+    else:
+        n, q, c, q_ok, c_ok = channel_tile(C, H * W, INDEX_64, BLOCK_C, BLOCK_P)  # input pixels
+        _pool_backward_tile(dy_ptr, idx_ptr, x_ptr, dx_ptr, n, c, c_ok, q // W, q % W, q_ok, W,
+                            OH, OW, pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sdx_n, sdx_c, sdx_h,
+                            sdx_w, KH, KW, STRIDE_H, STRIDE_W, DIL_H, DIL_W, -1, -1, TAP_CODES,
+                            MASK_INPUT, ACC, BLOCK_C, BLOCK_P)
+
+
+@triton.jit
+def _pool_backward_tile(dy_ptr, idx_ptr, x_ptr, dx_ptr, n, c, c_ok, ih, iw, q_ok, W, OH, OW,
+                        pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sdx_n, sdx_c, sdx_h, sdx_w,
+                        KH: tl.constexpr, KW: tl.constexpr, STRIDE_H: tl.constexpr,
+                        STRIDE_W: tl.constexpr, DIL_H: tl.constexpr, DIL_W: tl.constexpr,
+                        CLASS_H: tl.constexpr, CLASS_W: tl.constexpr, TAP_CODES: tl.constexpr,
+                        MASK_INPUT: tl.constexpr, ACC: tl.constexpr, BLOCK_C: tl.constexpr,
+                        BLOCK_P: tl.constexpr):
+    """dx for channels c x input pixels (ih, iw) of image n: gather, mask, write back."""
+    g = pool_grad_gather(dy_ptr + n * sdy_n, idx_ptr + n * sdy_n, c, c_ok, ih, iw, q_ok, W, OH,
+                         OW, pad_h, pad_w, sdy_c, sdy_h, sdy_w, KH, KW, STRIDE_H, STRIDE_W, DIL_H,
+                         DIL_W, CLASS_H, CLASS_W, TAP_CODES, ACC, BLOCK_C, BLOCK_P)
     dx_off = n * sdx_n + (c * sdx_c)[:, None] + (ih * sdx_h + iw * sdx_w)[None, :]
     dx_mask = c_ok[:, None] & q_ok[None, :]
     if MASK_INPUT:  # the derivative of the ReLU that produced x, deferred to here by its conv
@@ -183,31 +222,63 @@ def lrn_band_max_pool2d_backward_kernel(
     dx_ptr,  # input gradient [N, C, H, W], any strides
     params_ptr,  # LRN [k, alpha/size, beta] in the ACC dtype
     H, W, OH, OW,  # input and output spatial sizes
+    CELLS_W, CELLS,  # stride-class cells per row and per image (used only when CLASSES)
     GROUP,  # LRN channels per group (at most BLOCK_G)
-    pad_h, pad_w, dil_h, dil_w,  # pooling geometry
+    pad_h, pad_w,  # pooling geometry
     sdy_n, sdy_c, sdy_h, sdy_w,  # output-gradient and index strides
     sx_n, sx_c, sx_h, sx_w,  # input strides
     sdx_n, sdx_c, sdx_h, sdx_w,  # input-gradient strides
     KH: tl.constexpr, KW: tl.constexpr,  # window size (the tap loops unroll)
     STRIDE_H: tl.constexpr, STRIDE_W: tl.constexpr,  # constants: inverting a window divides by them
+    DIL_H: tl.constexpr, DIL_W: tl.constexpr,  # dilation (constants: which taps reach a class)
+    CLASSES: tl.constexpr,  # pixels by stride class (as in max_pool2d_backward_kernel)
     TAP_CODES: tl.constexpr,  # idx holds tap codes (see the forward)
     LRN_SIZE: tl.constexpr,  # LRN window in channels
     MASK_INPUT: tl.constexpr,  # x is a ReLU's output: zero dx where x <= 0 (its deferred derivative)
     SPLITS: tl.constexpr,  # bf16 parts per band sum, 0: one ACC dot
     ACC: tl.constexpr,  # compute dtype
     INDEX_64: tl.constexpr,  # compute element offsets in int64
-    BLOCK_G: tl.constexpr, BLOCK_P: tl.constexpr,  # tile: a group's channels x input pixels
+    BLOCK_G: tl.constexpr, BLOCK_P: tl.constexpr,  # tile: a group's channels x pixels (or cells)
 ):
     """The fused LRN -> max-pool's backward in one pass for LRN groups of at most BAND_MAX
     channels: the pooled gradient gathered once per element (the LRN output's gradient, never
     written), then the LRN backward from it and x by band sums."""
-    n, q, c, q_ok, c_ok = group_tile(H * W, GROUP, INDEX_64, BLOCK_G, BLOCK_P)  # input pixels
-    ih = q // W
-    iw = q % W
+    if CLASSES:  # cells of stride classes, as in max_pool2d_backward_kernel
+        n, cell, c, cell_ok, c_ok = group_tile(CELLS, GROUP, INDEX_64, BLOCK_G, BLOCK_P)
+        for e_h in tl.static_range(STRIDE_H):
+            ih = stride_class(cell // CELLS_W, pad_h, e_h, STRIDE_H)
+            for e_w in tl.static_range(STRIDE_W):
+                iw = stride_class(cell % CELLS_W, pad_w, e_w, STRIDE_W)
+                q_ok = cell_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+                _lrn_pool_backward_tile(
+                    dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, c, c_ok, ih, iw, q_ok, W, OH,
+                    OW, pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n, sx_c, sx_h, sx_w, sdx_n,
+                    sdx_c, sdx_h, sdx_w, KH, KW, STRIDE_H, STRIDE_W, DIL_H, DIL_W, e_h, e_w,
+                    TAP_CODES, LRN_SIZE, MASK_INPUT, SPLITS, ACC, BLOCK_G, BLOCK_P)
+    else:
+        n, q, c, q_ok, c_ok = group_tile(H * W, GROUP, INDEX_64, BLOCK_G, BLOCK_P)
+        _lrn_pool_backward_tile(
+            dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, c, c_ok, q // W, q % W, q_ok, W, OH, OW,
+            pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n, sx_c, sx_h, sx_w, sdx_n, sdx_c, sdx_h,
+            sdx_w, KH, KW, STRIDE_H, STRIDE_W, DIL_H, DIL_W, -1, -1, TAP_CODES, LRN_SIZE,
+            MASK_INPUT, SPLITS, ACC, BLOCK_G, BLOCK_P)
+
+
+@triton.jit
+def _lrn_pool_backward_tile(dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, c, c_ok, ih, iw, q_ok,
+                            W, OH, OW, pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n, sx_c, sx_h,
+                            sx_w, sdx_n, sdx_c, sdx_h, sdx_w, KH: tl.constexpr, KW: tl.constexpr,
+                            STRIDE_H: tl.constexpr, STRIDE_W: tl.constexpr, DIL_H: tl.constexpr,
+                            DIL_W: tl.constexpr, CLASS_H: tl.constexpr, CLASS_W: tl.constexpr,
+                            TAP_CODES: tl.constexpr, LRN_SIZE: tl.constexpr,
+                            MASK_INPUT: tl.constexpr, SPLITS: tl.constexpr, ACC: tl.constexpr,
+                            BLOCK_G: tl.constexpr, BLOCK_P: tl.constexpr):
+    """dx for one group's channels c x input pixels (ih, iw) of image n: the pooled gradient
+    gathered, the LRN backward by band sums, written back."""
     k, alpha_over_size, beta = lrn_load_params(params_ptr)
-    g = pool_grad_gather(dy_ptr + n * sdy_n, idx_ptr + n * sdy_n, c, c_ok, ih, iw, q_ok, W, OH, OW,
-                         pad_h, pad_w, dil_h, dil_w, sdy_c, sdy_h, sdy_w, KH, KW, STRIDE_H,
-                         STRIDE_W, TAP_CODES, ACC, BLOCK_G, BLOCK_P)
+    g = pool_grad_gather(dy_ptr + n * sdy_n, idx_ptr + n * sdy_n, c, c_ok, ih, iw, q_ok, W, OH,
+                         OW, pad_h, pad_w, sdy_c, sdy_h, sdy_w, KH, KW, STRIDE_H, STRIDE_W, DIL_H,
+                         DIL_W, CLASS_H, CLASS_W, TAP_CODES, ACC, BLOCK_G, BLOCK_P)
     mask = c_ok[:, None] & q_ok[None, :]
     a = tl.load(x_ptr + n * sx_n + (c * sx_c)[:, None] + (ih * sx_h + iw * sx_w)[None, :],
                 mask=mask, other=0.0).to(ACC)
@@ -273,6 +344,19 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw, lrn=None,
     return y, idx
 
 
+# The backward kernels take input pixels by stride class (tiles.stride_class) where a window has
+# at most this many classes: each class's code is unrolled (the LRN's band math with it).
+MAX_STRIDE_CLASSES = 4
+
+
+def _cells(h, w, stride, padding):
+    """(cells per row, cells per image) of the stride classes, or (0, 0): pixels one by one."""
+    if stride[0] * stride[1] > MAX_STRIDE_CLASSES:
+        return 0, 0
+    cells_w = stride_cells(w, padding[1], stride[1])
+    return cells_w, stride_cells(h, padding[0], stride[0]) * cells_w
+
+
 def max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation, out_dtype=None,
                         mask_input=False):
     """dx of the max-pool above (in `out_dtype`, default dy's); dy is read with idx's strides.
@@ -288,10 +372,12 @@ def max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation, out_dtype
     if idx.numel() == 0:
         return dx.zero_()
     masked_by = with_strides_of(x, dx) if mask_input else dx
-    block_c, block_p, warps = _tile("backward", c, h * w)
-    launch(max_pool2d_backward_kernel, (cdiv(h * w, block_p), cdiv(c, block_c), n),
-           dy, idx, masked_by, dx, c, h, w, oh, ow, *padding, *dilation, *dy.stride(), *dx.stride(),
-           KH=kernel[0], KW=kernel[1], STRIDE_H=stride[0], STRIDE_W=stride[1],
+    cells_w, cells = _cells(h, w, stride, padding)
+    block_c, block_p, warps = _tile("backward", c, cells or h * w)
+    launch(max_pool2d_backward_kernel, (cdiv(cells or h * w, block_p), cdiv(c, block_c), n),
+           dy, idx, masked_by, dx, c, h, w, oh, ow, cells_w, cells, *padding, *dy.stride(),
+           *dx.stride(), KH=kernel[0], KW=kernel[1], STRIDE_H=stride[0], STRIDE_W=stride[1],
+           DIL_H=dilation[0], DIL_W=dilation[1], CLASSES=cells > 0,
            TAP_CODES=idx.dtype != torch.int64, MASK_INPUT=mask_input, ACC=tl_accumulator(x.dtype),
            INDEX_64=needs_int64(dy, idx, dx, masked_by), BLOCK_C=block_c, BLOCK_P=block_p,
            num_warps=warps, cost=Cost(0, nbytes(dy, idx, dx, masked_by if mask_input else None)))
@@ -305,7 +391,8 @@ def lrn_max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation, lrn, 
     n, c, h, w = x.shape
     oh, ow = idx.shape[2:]
     size, alpha, beta, k, groups = lrn
-    band = band_tile(c // groups, h * w, x.dtype, x.device)
+    cells_w, cells = _cells(h, w, stride, padding)
+    band = band_tile(c // groups, cells or h * w, x.dtype, x.device)
     if band is None:
         return None
     dy = with_strides_of(dy, idx)
@@ -313,10 +400,11 @@ def lrn_max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation, lrn, 
     if dx.numel() == 0:
         return dx
     block_g, block_p, warps = band
-    launch(lrn_band_max_pool2d_backward_kernel, (cdiv(h * w, block_p), groups, n),
+    launch(lrn_band_max_pool2d_backward_kernel, (cdiv(cells or h * w, block_p), groups, n),
            dy, idx, x, dx, lrn_params(k, alpha, beta, size, x.dtype, x.device), h, w, oh, ow,
-           c // groups, *padding, *dilation, *dy.stride(), *x.stride(), *dx.stride(),
+           cells_w, cells, c // groups, *padding, *dy.stride(), *x.stride(), *dx.stride(),
            KH=kernel[0], KW=kernel[1], STRIDE_H=stride[0], STRIDE_W=stride[1],
+           DIL_H=dilation[0], DIL_W=dilation[1], CLASSES=cells > 0,
            TAP_CODES=idx.dtype != torch.int64, LRN_SIZE=size,
            MASK_INPUT=mask_input, SPLITS=band_splits(x.dtype), ACC=tl_accumulator(x.dtype),
            INDEX_64=needs_int64(dy, idx, x, dx), BLOCK_G=block_g, BLOCK_P=block_p,

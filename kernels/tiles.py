@@ -44,14 +44,33 @@ def bias_relu_epilogue(acc, b_ptr, cols, cols_ok, HAS_BIAS: tl.constexpr,
 
 
 @triton.jit
-def window_source(i, pad, tap, dil, stride, O, ok):
+def window_source(i, pad, tap, dil, stride, O, ok, DIVISIBLE: tl.constexpr = False):
     """Along one axis, the output position o whose window reads input position i at tap `tap`
     (o*stride = i + pad - tap*dil), and whether there is one: the right side must be a
-    non-negative multiple of the stride below O*stride. The conv input gradient and the
-    max-pool backward invert their windows with it."""
+    non-negative multiple of the stride below O*stride (DIVISIBLE: the caller knows it is a
+    multiple, see `stride_class`). The conv input gradient and the max-pool backward invert
+    their windows with it."""
     t = i + pad - tap * dil
     o = t // stride
+    if DIVISIBLE:
+        return o, ok & (t >= 0) & (o < O)
     return o, ok & (t >= 0) & (t % stride == 0) & (o < O)
+
+
+@triton.jit
+def stride_class(cell, pad, E: tl.constexpr, STRIDE: tl.constexpr):
+    """Input positions by stride class: cell `cell`'s member of class E is the i with
+    (i + pad) % STRIDE == E, i = STRIDE * cell + E - pad % STRIDE. A window tap `tap` (dilation
+    dil) reaches an output from every member of class E, or from none: iff
+    (E - tap * dil) % STRIDE == 0, known when the kernel is compiled, so a gather over a class's
+    positions skips the other taps outright (a 3x3 stride-2 window: 2.25 taps per position, not
+    9)."""
+    return STRIDE * cell + E - pad % STRIDE
+
+
+def stride_cells(size, pad, stride):
+    """How many cells of `stride_class` cover positions 0..size-1."""
+    return (size + pad % stride + stride - 1) // stride
 
 
 # --- channel tiles ------------------------------------------------------------------------------
@@ -97,23 +116,33 @@ def channel_group(c, C, GROUP):
 
 
 @triton.jit
+def channel_values(x_ptr, cc, lo, hi, sx_c, col, col_ok, ACC: tl.constexpr):
+    """x at channels cc (0 outside each row's group lo..hi-1) x columns col, in ACC."""
+    ok = (cc >= lo) & (cc < hi)
+    return tl.load(x_ptr + (cc * sx_c)[:, None] + col[None, :], mask=ok[:, None] & col_ok[None, :],
+                   other=0.0).to(ACC)
+
+
+@triton.jit
 def squares(x_ptr, cc, lo, hi, sx_c, col, col_ok, ACC: tl.constexpr):
     """x^2 at channels cc (0 outside each row's group lo..hi-1) x columns col."""
-    ok = (cc >= lo) & (cc < hi)
-    v = tl.load(x_ptr + (cc * sx_c)[:, None] + col[None, :], mask=ok[:, None] & col_ok[None, :],
-                other=0.0).to(ACC)
+    v = channel_values(x_ptr, cc, lo, hi, sx_c, col, col_ok, ACC)
     return v * v
 
 
 @triton.jit
 def lrn_scale(x_ptr, col, col_ok, c, lo, hi, sx_c, SIZE: tl.constexpr, k, alpha_over_size,
               ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
-    """s = k + alpha/size * (windowed sum of squares) for channels c x columns col (offsets), the
-    window cut at each channel's group bounds lo..hi-1 (see `channel_group`)."""
+    """(s, x): s = k + alpha/size * (windowed sum of squares) for channels c x columns col
+    (offsets), the window cut at each channel's group bounds lo..hi-1 (see `channel_group`), and
+    x itself there (the window's middle load; 0 where masked), so callers load nothing twice."""
     acc = tl.zeros((BLOCK_C, BLOCK_S), dtype=ACC)
     for d in tl.static_range(SIZE):
-        acc += squares(x_ptr, c + d - SIZE // 2, lo, hi, sx_c, col, col_ok, ACC)
-    return k + alpha_over_size * acc
+        v = channel_values(x_ptr, c + d - SIZE // 2, lo, hi, sx_c, col, col_ok, ACC)
+        if d == SIZE // 2:
+            x = v
+        acc += v * v
+    return k + alpha_over_size * acc, x
 
 
 @triton.jit
@@ -182,23 +211,37 @@ def lrn_load_params(params_ptr):
     return tl.load(params_ptr), tl.load(params_ptr + 1), tl.load(params_ptr + 2)
 
 
+# On a GPU, fp32 logarithms are the hardware's approximate lg2 (MUFU.LG2, absolute error about
+# 2^-22 in log2 s: a relative error near 1e-7 in s^-beta), as tl.exp2 already is its ex2: tl.log2
+# compiles to libdevice's exact log2f, ~14 instructions, and the fused LRN -> max-pool forward
+# takes one per tap. fp64 and the interpreter (which cannot run inline PTX) keep tl.log2.
+FAST_LOG2: tl.constexpr = tl.constexpr(not INTERPRETING)
+
+
 @triton.jit
 def pow_neg(s, beta):
     """s ** -beta for s > 0, as exp2(-beta * log2(s))."""
-    return tl.exp2(-beta * tl.log2(s))
+    if FAST_LOG2 and s.dtype == tl.float32:
+        log2_s = tl.inline_asm_elementwise("lg2.approx.f32 $0, $1;", "=r,r", [s],
+                                           dtype=tl.float32, is_pure=True, pack=1)
+    else:
+        log2_s = tl.log2(s)
+    return tl.exp2(-beta * log2_s)
 
 
 # The band LRN kernels (lrn.py, and pool.py's fused LRN -> max-pool): a program holds all channels
-# of one group (at most BAND_MAX, padded to BLOCK_G) x BLOCK_S positions, (BLOCK_S, warps) per
-# BLOCK_G on a GPU. Wider groups run the sliding-window kernels. BAND_MAX depends on the target:
-# Hopper's wgmma reads the band matrix from shared memory, so 128-channel groups (AlexNet's lrn2)
-# fit a tile there (its fused LRN -> max-pool backward: 280 us against 404 for the two sliding
-# kernels by the static model, bf16, sm_90); Ampere's mma.sync holds it in registers, and every
-# 128-channel tile tried spills on sm_80 with Triton 3.6, so there groups stop at 64.
+# of one group (at most BAND_MAX, padded to BLOCK_G) x BLOCK_S positions (the fused backward's
+# positions are cells of 4 pixels, see stride_class), (BLOCK_S, warps) per BLOCK_G on a GPU.
+# Wider groups run the sliding-window kernels. BAND_MAX depends on the target: Hopper's wgmma
+# reads the band matrix from shared memory, so 128-channel groups (AlexNet's lrn2) fit a tile
+# there (its fused LRN -> max-pool backward: 169 us by the static model, bf16, sm_90, against 404
+# for the two sliding kernels); Ampere's mma.sync holds it in registers, and every 128-channel
+# tile tried spills on sm_80 with Triton 3.6, so there groups stop at 64.
 BAND_MAX = {80: 64, 90: 128}
-GPU_BAND_TILES = {16: (32, 4), 32: (32, 4), 64: (16, 4), 128: (32, 8)}
-# fp32 inputs split each sum into 3 bf16 parts, not 2: the 128 x 32 tile spills with Triton 3.6.
-GPU_BAND_TILES_FP32 = {128: (16, 8)}
+GPU_BAND_TILES = {16: (32, 4), 32: (32, 4), 64: (16, 4), 128: (16, 8)}
+# 16-bit inputs on Hopper: lrn1's fused backward with 32 cells of 64 channels, 252 us against 275
+# (250 registers; it spills on sm_80, and with fp32's 3-part sums).
+GPU_BAND_TILES_SM90_16BIT = {64: (32, 4)}
 INTERPRETER_BAND_S = 4096
 
 
@@ -214,8 +257,9 @@ def band_tile(group, positions, dtype, device):
     if group > band_max(device) or (dtype == torch.float64 and not INTERPRETING):
         return None
     block_g = max(16, triton.next_power_of_2(group))
-    tiles = GPU_BAND_TILES_FP32 if dtype == torch.float32 else GPU_BAND_TILES
-    block_s, warps = tile(tiles.get(block_g, GPU_BAND_TILES[block_g]), (INTERPRETER_BAND_S, 1))
+    wider = GPU_BAND_TILES_SM90_16BIT if dtype in (torch.float16, torch.bfloat16) \
+        and target_arch(device) >= 90 else {}
+    block_s, warps = tile(wider.get(block_g, GPU_BAND_TILES[block_g]), (INTERPRETER_BAND_S, 1))
     return block_g, min(block_s, max(16, triton.next_power_of_2(positions))), warps
 
 
