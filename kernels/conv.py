@@ -90,7 +90,9 @@ WEIGHT_GRAD_CONFIGS = {
     "tensor_core": [config(64, 64, 32, 8, 3), config(128, 64, 64, 8, 3, archs=H),
                     config(128, 128, 64, 8, 3, archs=H, when=dict(ALIGNED_C=True))],
     "tf32": [config(64, 64, 32, 8, 3)],
-    "fma": [config(32, 32, 16, 8, 2)],
+    # 4 warps: on 8, fp64's conv1 and conv2 spilled 12 bytes (one 64-bit value) once the pixel
+    # tiles were stepped by a counter (`next_pixel_tile`).
+    "fma": [config(32, 32, 16, 4, 2)],
 }
 
 _SHAPE_KEY = ["C_PER_GROUP", "OC_PER_GROUP", "H", "W", "OH", "OW", "KH", "KW"]
@@ -337,7 +339,8 @@ def conv2d_weight_grad_kernel(
     # flat pixel index needed three per element per step, most of the loop's instructions).
     BH: tl.constexpr = BLOCK_K // PIX_W
     tiles_w = tl.cdiv(OW, PIX_W)
-    per_image = tl.cdiv(OH, BH) * tiles_w
+    tiles_h = tl.cdiv(OH, BH)
+    per_image = tiles_h * tiles_w
     per_split = tl.cdiv(N * per_image, SPLITS)
     t_start = split * per_split
     t_end = tl.minimum(t_start + per_split, N * per_image)
@@ -346,8 +349,9 @@ def conv2d_weight_grad_kernel(
     dj = i % PIX_W
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC)
     if COMPUTE_WEIGHT:
-        for t in range(t_start, t_end):
-            n, oh, ow, p_ok = pixel_tile(t, per_image, tiles_w, BH, PIX_W, di, dj, OH, OW)
+        n, tile_h, tile_w = first_pixel_tile(t_start, per_image, tiles_w)
+        for _ in range(t_start, t_end):
+            oh, ow, p_ok = pixel_tile(tile_h, tile_w, BH, PIX_W, di, dj, OH, OW)
             dz = output_grad_tile(dy_ptr, y_ptr, n, oc, oh, ow, oc_ok, p_ok, sdy_n, sdy_c, sdy_h,
                                   sdy_w, sy_n, sy_c, sy_h, sy_w, APPLY_RELU)
             # B tile: the im2col matrix transposed, gathered from x; the bound on ih is per row.
@@ -362,6 +366,7 @@ def conv2d_weight_grad_kernel(
             x_row = (oh * stride_h - pad_h) * sx_h + iw0 * sx_w
             xt = tl.load(x_ptr + n * sx_n + x_row[:, None] + x_col[None, :], mask=x_mask, other=0.0)
             acc = dot_acc(dz, xt, acc, PRECISION, DOT_FP32, ACC)
+            n, tile_h, tile_w = next_pixel_tile(n, tile_h, tile_w, tiles_h, tiles_w)
 
     # Write back in the weight's layout (OHWI, channels_last, in the compiled net; or OIHW). One
     # split: the result. Several: each program writes its partial sums, and the last of a tile's
@@ -388,11 +393,13 @@ def conv2d_weight_grad_kernel(
     if COMPUTE_BIAS:
         if tl.program_id(1) == 0:
             bias_acc = tl.zeros((BLOCK_M, BLOCK_K), dtype=ACC)  # reduced once, after the loop
-            for t in range(t_start, t_end):
-                n, oh, ow, p_ok = pixel_tile(t, per_image, tiles_w, BH, PIX_W, di, dj, OH, OW)
+            n, tile_h, tile_w = first_pixel_tile(t_start, per_image, tiles_w)
+            for _ in range(t_start, t_end):
+                oh, ow, p_ok = pixel_tile(tile_h, tile_w, BH, PIX_W, di, dj, OH, OW)
                 bias_acc += output_grad_tile(dy_ptr, y_ptr, n, oc, oh, ow, oc_ok, p_ok, sdy_n,
                                              sdy_c, sdy_h, sdy_w, sy_n, sy_c, sy_h, sy_w,
                                              APPLY_RELU).to(ACC)
+                n, tile_h, tile_w = next_pixel_tile(n, tile_h, tile_w, tiles_h, tiles_w)
             bias = tl.sum(bias_acc, axis=1)
             if SPLITS == 1:
                 tl.store(db_ptr + oc, bias.to(db_ptr.dtype.element_ty), mask=b_mask)
@@ -466,14 +473,33 @@ def weight_grad_offsets(oc, oc_ok, c, kw, kh, j, j_ok, CKK, KWC, KH: tl.constexp
 
 
 @triton.jit
-def pixel_tile(t, per_image, tiles_w, BH: tl.constexpr, PIX_W: tl.constexpr, di, dj, OH, OW):
-    """Pixel tile t of the weight gradient's reduction: image n and the tile's (oh, ow) vectors
-    (BH x PIX_W pixels; di, dj their fixed row and column pattern), with their in-bounds mask."""
-    n = t // per_image  # scalars: one division per step, not per element
+def first_pixel_tile(t, per_image, tiles_w):
+    """(image, tile row, tile column) of the weight gradient's pixel tile t: scalars, divided
+    once, before the loop (`next_pixel_tile` steps on without dividing)."""
     r = t % per_image
-    oh = (r // tiles_w) * BH + di
-    ow = (r % tiles_w) * PIX_W + dj
-    return n, oh, ow, (oh < OH) & (ow < OW)
+    return t // per_image, r // tiles_w, r % tiles_w
+
+
+@triton.jit
+def next_pixel_tile(n, tile_h, tile_w, tiles_h, tiles_w):
+    """The pixel tile after (n, tile_h, tile_w) in the reduction's order: a counter with carries
+    (two runtime divisions per step were a tenth of the main loop's instructions)."""
+    tile_w += 1
+    row_done = tile_w == tiles_w
+    tile_w = tl.where(row_done, 0, tile_w)
+    tile_h = tl.where(row_done, tile_h + 1, tile_h)
+    image_done = tile_h == tiles_h
+    tile_h = tl.where(image_done, 0, tile_h)
+    return tl.where(image_done, n + 1, n), tile_h, tile_w
+
+
+@triton.jit
+def pixel_tile(tile_h, tile_w, BH: tl.constexpr, PIX_W: tl.constexpr, di, dj, OH, OW):
+    """The (oh, ow) vectors of pixel tile (tile_h, tile_w) of an image (BH x PIX_W pixels; di, dj
+    their fixed row and column pattern), with their in-bounds mask."""
+    oh = tile_h * BH + di
+    ow = tile_w * PIX_W + dj
+    return oh, ow, (oh < OH) & (ow < OW)
 
 
 @triton.jit

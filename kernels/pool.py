@@ -179,10 +179,9 @@ def max_pool2d_backward_kernel(
         # classes run one after another, each gathering only the taps that reach it.
         n, cell, c, cell_ok, c_ok = channel_tile(C, CELLS, INDEX_64, BLOCK_C, BLOCK_P)
         for e_h in tl.static_range(STRIDE_H):
-            ih = stride_class(cell // CELLS_W, pad_h, e_h, STRIDE_H)
             for e_w in tl.static_range(STRIDE_W):
-                iw = stride_class(cell % CELLS_W, pad_w, e_w, STRIDE_W)
-                q_ok = cell_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+                ih, iw, q_ok = class_pixels(cell, cell_ok, CELLS_W, H, W, pad_h, pad_w, e_h, e_w,
+                                            STRIDE_H, STRIDE_W)
                 _pool_backward_tile(dy_ptr, idx_ptr, x_ptr, dx_ptr, n, c, c_ok, ih, iw, q_ok, W,
                                     OH, OW, pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sdx_n,
                                     sdx_c, sdx_h, sdx_w, KH, KW, STRIDE_H, STRIDE_W, DIL_H, DIL_W,
@@ -193,6 +192,16 @@ def max_pool2d_backward_kernel(
                             OH, OW, pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sdx_n, sdx_c, sdx_h,
                             sdx_w, KH, KW, STRIDE_H, STRIDE_W, DIL_H, DIL_W, -1, -1, TAP_CODES,
                             MASK_INPUT, ACC, BLOCK_C, BLOCK_P)
+
+
+@triton.jit
+def class_pixels(cell, cell_ok, CELLS_W, H, W, pad_h, pad_w, E_H: tl.constexpr, E_W: tl.constexpr,
+                 STRIDE_H: tl.constexpr, STRIDE_W: tl.constexpr):
+    """(ih, iw, in image) of the cells' pixels of stride class (E_H, E_W) (tiles.stride_class;
+    cells numbered row by row, CELLS_W to a row)."""
+    ih = stride_class(cell // CELLS_W, pad_h, E_H, STRIDE_H)
+    iw = stride_class(cell % CELLS_W, pad_w, E_W, STRIDE_W)
+    return ih, iw, cell_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
 
 
 @triton.jit
@@ -246,10 +255,9 @@ def lrn_band_max_pool2d_backward_kernel(
     if CLASSES:  # cells of stride classes, as in max_pool2d_backward_kernel
         n, cell, c, cell_ok, c_ok = group_tile(CELLS, GROUP, INDEX_64, BLOCK_G, BLOCK_P)
         for e_h in tl.static_range(STRIDE_H):
-            ih = stride_class(cell // CELLS_W, pad_h, e_h, STRIDE_H)
             for e_w in tl.static_range(STRIDE_W):
-                iw = stride_class(cell % CELLS_W, pad_w, e_w, STRIDE_W)
-                q_ok = cell_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+                ih, iw, q_ok = class_pixels(cell, cell_ok, CELLS_W, H, W, pad_h, pad_w, e_h, e_w,
+                                            STRIDE_H, STRIDE_W)
                 _lrn_pool_backward_tile(
                     dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, c, c_ok, ih, iw, q_ok, W, OH,
                     OW, pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n, sx_c, sx_h, sx_w, sdx_n,

@@ -158,7 +158,8 @@ def lrn_band(SIZE: tl.constexpr, BLOCK_G: tl.constexpr, TRANSPOSED: tl.constexpr
 
 
 @triton.jit
-def band_sum(band, v, SPLITS: tl.constexpr, ACC: tl.constexpr):
+def band_sum(band, v, SPLITS: tl.constexpr, ACC: tl.constexpr,
+             NONNEG: tl.constexpr = False):
     """band @ v on the tensor cores: each row of v (a channel) summed over the windows band
     selects, exactly as a sum would treat NaN and infinities.
 
@@ -167,7 +168,8 @@ def band_sum(band, v, SPLITS: tl.constexpr, ACC: tl.constexpr):
     each part is one MMA (2 parts carry 16 significant bits, 3 fp32's 24). SPLITS == 0: one dot
     in ACC (fp64, and the interpreter, whose dots are exact numpy). A dot would spread a NaN or
     an infinity to every row (0 * inf = NaN), so those enter as 0 and one more exact dot counts
-    them per window (+inf 1, -inf 256, NaN 65536: at most 128 rows of each, exact in fp32)."""
+    them per window (+inf 1, -inf 256, NaN 65536: at most 128 rows of each, exact in fp32).
+    NONNEG: v is >= 0, +inf or NaN (squares): +inf counts 1 and NaN 256, read by two compares."""
     finite = tl.abs(v) < float("inf")  # false for NaN and +-inf
     w = tl.where(finite, v, 0.0)
     if SPLITS == 0:
@@ -181,11 +183,17 @@ def band_sum(band, v, SPLITS: tl.constexpr, ACC: tl.constexpr):
             part = rest.to(tl.bfloat16)
             total = tl.dot(b, part, total, out_dtype=tl.float32)
             rest = rest - part.to(tl.float32)
-    code = tl.where(finite, 0.0, tl.where(v != v, 65536.0, tl.where(v > 0, 1.0, 256.0)))
+    if NONNEG:
+        code = tl.where(finite, 0.0, tl.where(v != v, 256.0, 1.0))
+    else:
+        code = tl.where(finite, 0.0, tl.where(v != v, 65536.0, tl.where(v > 0, 1.0, 256.0)))
     if SPLITS == 0:
         counts = tl.dot(band.to(ACC), code.to(ACC), input_precision="ieee", out_dtype=ACC)
     else:
         counts = tl.dot(band.to(tl.bfloat16), code.to(tl.bfloat16), out_dtype=tl.float32)
+    if NONNEG:
+        total = tl.where(counts >= 1.0, float("inf"), total)
+        return tl.where(counts >= 256.0, float("nan"), total)
     n = counts.to(tl.int32)
     pos = (n % 256) > 0
     neg = ((n // 256) % 256) > 0
@@ -199,7 +207,8 @@ def lrn_band_backward(a, g, k, alpha_over_size, beta, SIZE: tl.constexpr, BLOCK_
                       SPLITS: tl.constexpr, ACC: tl.constexpr):
     """da = g s^-beta - (2 alpha beta / size) a * sum_{j: c in window(j)} g_j a_j s_j^(-beta-1)
     for a tile holding all channels of one group x positions: two band sums, each input once."""
-    s = k + alpha_over_size * band_sum(lrn_band(SIZE, BLOCK_G, False), a * a, SPLITS, ACC)
+    s = k + alpha_over_size * band_sum(lrn_band(SIZE, BLOCK_G, False), a * a, SPLITS, ACC,
+                                       NONNEG=True)
     s_neg = pow_neg(s, beta + 1.0)  # s^(-beta-1), no division
     cross = band_sum(lrn_band(SIZE, BLOCK_G, True), g * a * s_neg, SPLITS, ACC)
     return g * s_neg * s - 2.0 * alpha_over_size * beta * a * cross
@@ -238,10 +247,12 @@ def pow_neg(s, beta):
 # for the two sliding kernels); Ampere's mma.sync holds it in registers, and every 128-channel
 # tile tried spills on sm_80 with Triton 3.6, so there groups stop at 64.
 BAND_MAX = {80: 64, 90: 128}
+# (32 cells of 64 channels gave lrn1's fused backward 252 us against 275, but spilled with
+# Triton 3.6 on sm_90 and on sm_80.)
 GPU_BAND_TILES = {16: (32, 4), 32: (32, 4), 64: (16, 4), 128: (16, 8)}
-# 16-bit inputs on Hopper: lrn1's fused backward with 32 cells of 64 channels, 252 us against 275
-# (250 registers; it spills on sm_80, and with fp32's 3-part sums).
-GPU_BAND_TILES_SM90_16BIT = {64: (32, 4)}
+# fp32 inputs split each sum into 3 bf16 parts, not 2: 64 channels x 16 cells on 4 warps spilled
+# with Triton 3.6 on sm_80.
+GPU_BAND_TILES_FP32 = {64: (16, 8), 128: (16, 8)}
 INTERPRETER_BAND_S = 4096
 
 
@@ -257,9 +268,8 @@ def band_tile(group, positions, dtype, device):
     if group > band_max(device) or (dtype == torch.float64 and not INTERPRETING):
         return None
     block_g = max(16, triton.next_power_of_2(group))
-    wider = GPU_BAND_TILES_SM90_16BIT if dtype in (torch.float16, torch.bfloat16) \
-        and target_arch(device) >= 90 else {}
-    block_s, warps = tile(wider.get(block_g, GPU_BAND_TILES[block_g]), (INTERPRETER_BAND_S, 1))
+    tiles = GPU_BAND_TILES_FP32 if dtype == torch.float32 else GPU_BAND_TILES
+    block_s, warps = tile(tiles.get(block_g, GPU_BAND_TILES[block_g]), (INTERPRETER_BAND_S, 1))
     return block_g, min(block_s, max(16, triton.next_power_of_2(positions))), warps
 
 

@@ -78,6 +78,29 @@ def test_lrn_nan_and_infinities_stay_in_their_windows(groups, lrn_path):
         assert torch.allclose(y.nan_to_num(), ref.nan_to_num(), rtol=1e-12, atol=0)
 
 
+@pytest.mark.parametrize("groups", [1, 2])
+def test_lrn_backward_nan_follows_torch(groups, lrn_path):
+    """The input gradient with NaNs in x: NaN exactly where torch's is (up to 4 channels away,
+    through every normalizer whose window holds one), equal elsewhere (the band backward's sums
+    count non-finite values apart: a dot would spread them to every channel). Infinities are not
+    compared: near one, the gradient has inf * 0 terms that torch's composite resolves by its
+    order of operations and the closed form does not."""
+    rnd = Inputs()
+    x = rnd.randn(2, 16, 4, 5)
+    x[0, 3, 1, 1], x[0, 11, 2, 2], x[1, 8, 0, 0] = float("nan"), float("nan"), float("nan")
+    dy = rnd.randn(2, 16, 4, 5)
+    lrn = (5, 0.1, 0.75, 2.0)
+    ref_x = x.clone().requires_grad_()
+    (want,) = torch.autograd.grad(_per_group(lambda t: TF.local_response_norm(t, *lrn), groups)(
+        ref_x), ref_x, dy)
+    for op in (lambda t: F.local_response_norm(t, *lrn, groups=groups),
+               lambda t: F.lrn_max_pool2d(t, *lrn, kernel_size=1, stride=1, groups=groups)):
+        ours_x = x.clone().requires_grad_()
+        (got,) = torch.autograd.grad(op(ours_x), ours_x, dy)
+        assert torch.equal(torch.isnan(got), torch.isnan(want))
+        assert torch.allclose(got.nan_to_num(), want.nan_to_num(), rtol=1e-10, atol=0)
+
+
 def test_lrn_groups_wider_than_a_band_tile(monkeypatch):
     """129 channels per group: no band tile holds them, the sliding-window kernels run. The
     widest band tile is per architecture (128 channels on sm_90, what the interpreter takes; 64
