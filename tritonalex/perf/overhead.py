@@ -1,10 +1,10 @@
 """Host time per launch: what the launches of a training step cost the CPU, GPU calls stubbed out.
 
 A step of a compiled spec runs on meta tensors (as the static model's capture runs it, see
-capture.py), and every launch is handed on from `kernels.launch.launch` to what it runs on a GPU
-(`launch.run`: the direct path, or Triton's launch path with the autotuner's cache lookup, the
-argument binder and the compiled-kernel lookup) down to the call that would enqueue the kernel,
-which here does nothing (Triton's driver is a stand-in for the target card; kernels are compiled
+capture.py), and every launch goes the way it goes on a GPU (`kernels.launch`: the direct path
+of kernels/direct.py, or Triton's launch path with the autotuner's cache lookup, the argument
+binder and the compiled-kernel lookup) down to the call that would enqueue the kernel, which here
+does nothing (Triton's driver is a stand-in for the target card; kernels are compiled
 once, cached, never run). The least over `repeats` steps, after two warm-up steps (the first tunes
 and compiles, the second fills the direct path), forward and backward (the optimizer step,
 torch's own, is left out; `step_us` is the median). Three ways of running the same step, taking
