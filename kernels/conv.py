@@ -7,8 +7,8 @@ Forward, per group g (one GEMM each; AlexNet's towers are groups=2):
 
 X is never built in memory: each BLOCK_M x BLOCK_K tile of it is gathered from x straight into
 registers (the "implicit" in implicit GEMM), with the zero padding done by the load mask. The
-reduction is one flat loop over (tap, channel chunk): each step splits its index with two scalar
-divisions, the tile's rows are output pixels at that tap (one bound check per row) and its
+reduction is one flat loop over (tap, channel chunk), stepped by a counter (no division in the
+loop), the tile's rows are output pixels at that tap (one bound check per row) and its
 columns BLOCK_K consecutive channels. With channels_last input and OHWI weights (channels_last
 weights: what the compiled net keeps) both tiles are contiguous along the reduction, so the loads
 vectorize and Triton pipelines them (cp.async stages); any other strides work, slower. With fewer
@@ -163,17 +163,18 @@ def conv2d_forward_kernel(
                             mask=j_ok[:, None] & oc_ok[None, :], other=0.0)
                 acc = dot_acc(a, b, acc, PRECISION, DOT_FP32, ACC)
     else:
-        # One flat loop over (tap, channel chunk), split with two scalar divisions per step (no
-        # per-element division): the loop the pipeliner turns into cp.async stages. A tile's rows
-        # are output pixels at one tap, its columns a run of channels: with channels_last input
-        # (sx_c == 1, specialized by Triton's binder) and channels_last weights (OHWI in memory,
-        # sw_c == 1) both tiles are contiguous along the reduction.
+        # One flat loop over (tap, channel chunk), its (kh, kw, chunk) stepped by a counter with
+        # carries (a runtime division per step was a tenth of the loop's instructions): the loop
+        # the pipeliner turns into cp.async stages. A tile's rows are output pixels at one tap,
+        # its columns a run of channels: with channels_last input (sx_c == 1, specialized by
+        # Triton's binder) and channels_last weights (OHWI in memory, sw_c == 1) both tiles are
+        # contiguous along the reduction.
         chunks = tl.cdiv(C_PER_GROUP, BLOCK_K)
-        for step in range(0, KH * KW * chunks):
-            tap = step // chunks
-            kh = tap // KW
-            kw = tap - kh * KW
-            c = (step - tap * chunks) * BLOCK_K + tl.arange(0, BLOCK_K)
+        kh = tl.full((), 0, tl.int32)
+        kw = tl.full((), 0, tl.int32)
+        chunk = tl.full((), 0, tl.int32)
+        for _ in range(0, KH * KW * chunks):
+            c = chunk * BLOCK_K + tl.arange(0, BLOCK_K)
             c_ok = c < C_PER_GROUP
             ih = ih0 + kh * dil_h
             iw = iw0 + kw * dil_w
@@ -183,6 +184,7 @@ def conv2d_forward_kernel(
             b = tl.load(w_ptr + (c * sw_c + kh * sw_h + kw * sw_w)[:, None] + (oc * sw_o)[None, :],
                         mask=c_ok[:, None] & oc_ok[None, :], other=0.0)
             acc = dot_acc(a, b, acc, PRECISION, DOT_FP32, ACC)
+            chunk, kw, kh = next_tap_chunk(chunk, kw, kh, chunks, KW)
 
     acc = bias_relu_epilogue(acc, b_ptr, oc, oc_ok, HAS_BIAS, APPLY_RELU, ACC)
     y_off = (n * sy_n + oh * sy_h + ow * sy_w)[:, None] + (oc * sy_c)[None, :]
@@ -470,6 +472,19 @@ def weight_grad_offsets(oc, oc_ok, c, kw, kh, j, j_ok, CKK, KWC, KH: tl.constexp
         return (oc * CKK)[:, None] + (kh * KWC + j)[None, :], oc_ok[:, None] & j_ok[None, :]
     return ((oc * CKK)[:, None] + (c * (KH * KW) + kh * KW + kw)[None, :],
             oc_ok[:, None] & j_ok[None, :])
+
+
+@triton.jit
+def next_tap_chunk(chunk, kw, kh, chunks, KW: tl.constexpr):
+    """The forward's reduction step after (kh, kw, chunk): the next channel chunk of the tap, or
+    the next tap's first."""
+    chunk += 1
+    tap_done = chunk == chunks
+    chunk = tl.where(tap_done, 0, chunk)
+    kw = tl.where(tap_done, kw + 1, kw)
+    row_done = kw == KW
+    kw = tl.where(row_done, 0, kw)
+    return chunk, kw, tl.where(row_done, kh + 1, kh)
 
 
 @triton.jit
