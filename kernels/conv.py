@@ -91,7 +91,7 @@ WEIGHT_GRAD_CONFIGS = {
                     config(128, 128, 64, 8, 3, archs=H, when=dict(ALIGNED_C=True))],
     "tf32": [config(64, 64, 32, 8, 3)],
     # 4 warps: on 8, fp64's conv1 and conv2 spilled 12 bytes (one 64-bit value) once the pixel
-    # tiles were stepped by a counter (`next_pixel_tile`).
+    # tiles were stepped by a counter (`count_on`).
     "fma": [config(32, 32, 16, 4, 2)],
 }
 
@@ -184,7 +184,7 @@ def conv2d_forward_kernel(
             b = tl.load(w_ptr + (c * sw_c + kh * sw_h + kw * sw_w)[:, None] + (oc * sw_o)[None, :],
                         mask=c_ok[:, None] & oc_ok[None, :], other=0.0)
             acc = dot_acc(a, b, acc, PRECISION, DOT_FP32, ACC)
-            chunk, kw, kh = next_tap_chunk(chunk, kw, kh, chunks, KW)
+            chunk, kw, kh = count_on(chunk, kw, kh, chunks, KW)
 
     acc = bias_relu_epilogue(acc, b_ptr, oc, oc_ok, HAS_BIAS, APPLY_RELU, ACC)
     y_off = (n * sy_n + oh * sy_h + ow * sy_w)[:, None] + (oc * sy_c)[None, :]
@@ -368,7 +368,7 @@ def conv2d_weight_grad_kernel(
             x_row = (oh * stride_h - pad_h) * sx_h + iw0 * sx_w
             xt = tl.load(x_ptr + n * sx_n + x_row[:, None] + x_col[None, :], mask=x_mask, other=0.0)
             acc = dot_acc(dz, xt, acc, PRECISION, DOT_FP32, ACC)
-            n, tile_h, tile_w = next_pixel_tile(n, tile_h, tile_w, tiles_h, tiles_w)
+            tile_w, tile_h, n = count_on(tile_w, tile_h, n, tiles_w, tiles_h)
 
     # Write back in the weight's layout (OHWI, channels_last, in the compiled net; or OIHW). One
     # split: the result. Several: each program writes its partial sums, and the last of a tile's
@@ -401,7 +401,7 @@ def conv2d_weight_grad_kernel(
                 bias_acc += output_grad_tile(dy_ptr, y_ptr, n, oc, oh, ow, oc_ok, p_ok, sdy_n,
                                              sdy_c, sdy_h, sdy_w, sy_n, sy_c, sy_h, sy_w,
                                              APPLY_RELU).to(ACC)
-                n, tile_h, tile_w = next_pixel_tile(n, tile_h, tile_w, tiles_h, tiles_w)
+                tile_w, tile_h, n = count_on(tile_w, tile_h, n, tiles_w, tiles_h)
             bias = tl.sum(bias_acc, axis=1)
             if SPLITS == 1:
                 tl.store(db_ptr + oc, bias.to(db_ptr.dtype.element_ty), mask=b_mask)
@@ -475,37 +475,25 @@ def weight_grad_offsets(oc, oc_ok, c, kw, kh, j, j_ok, CKK, KWC, KH: tl.constexp
 
 
 @triton.jit
-def next_tap_chunk(chunk, kw, kh, chunks, KW: tl.constexpr):
-    """The forward's reduction step after (kh, kw, chunk): the next channel chunk of the tap, or
-    the next tap's first."""
-    chunk += 1
-    tap_done = chunk == chunks
-    chunk = tl.where(tap_done, 0, chunk)
-    kw = tl.where(tap_done, kw + 1, kw)
-    row_done = kw == KW
-    kw = tl.where(row_done, 0, kw)
-    return chunk, kw, tl.where(row_done, kh + 1, kh)
+def count_on(low, mid, high, LOWS, MIDS):
+    """(low, mid, high) one step on, as a counter whose low digit runs to LOWS and middle one to
+    MIDS: how the reduction loops step their (tap, channel chunk) or (image, pixel tile) position
+    (a runtime division per step was a tenth of a loop's instructions)."""
+    low += 1
+    carry = low == LOWS
+    low = tl.where(carry, 0, low)
+    mid = tl.where(carry, mid + 1, mid)
+    carry = mid == MIDS
+    mid = tl.where(carry, 0, mid)
+    return low, mid, tl.where(carry, high + 1, high)
 
 
 @triton.jit
 def first_pixel_tile(t, per_image, tiles_w):
     """(image, tile row, tile column) of the weight gradient's pixel tile t: scalars, divided
-    once, before the loop (`next_pixel_tile` steps on without dividing)."""
+    once, before the loop (`count_on` steps on without dividing)."""
     r = t % per_image
     return t // per_image, r // tiles_w, r % tiles_w
-
-
-@triton.jit
-def next_pixel_tile(n, tile_h, tile_w, tiles_h, tiles_w):
-    """The pixel tile after (n, tile_h, tile_w) in the reduction's order: a counter with carries
-    (two runtime divisions per step were a tenth of the main loop's instructions)."""
-    tile_w += 1
-    row_done = tile_w == tiles_w
-    tile_w = tl.where(row_done, 0, tile_w)
-    tile_h = tl.where(row_done, tile_h + 1, tile_h)
-    image_done = tile_h == tiles_h
-    tile_h = tl.where(image_done, 0, tile_h)
-    return tl.where(image_done, n + 1, n), tile_h, tile_w
 
 
 @triton.jit
