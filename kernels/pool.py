@@ -358,11 +358,13 @@ MAX_STRIDE_CLASSES = 4
 
 
 def _cells(h, w, stride, padding):
-    """(cells per row, cells per image) of the stride classes, or (0, 0): pixels one by one."""
+    """(cells per row, cells per image, positions a backward program's tile runs over): the
+    stride classes' cells, or (0, 0, h * w) where the pixels go one by one."""
     if stride[0] * stride[1] > MAX_STRIDE_CLASSES:
-        return 0, 0
+        return 0, 0, h * w
     cells_w = stride_cells(w, padding[1], stride[1])
-    return cells_w, stride_cells(h, padding[0], stride[0]) * cells_w
+    cells = stride_cells(h, padding[0], stride[0]) * cells_w
+    return cells_w, cells, cells
 
 
 def max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation, out_dtype=None,
@@ -380,9 +382,9 @@ def max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation, out_dtype
     if idx.numel() == 0:
         return dx.zero_()
     masked_by = with_strides_of(x, dx) if mask_input else dx
-    cells_w, cells = _cells(h, w, stride, padding)
-    block_c, block_p, warps = _tile("backward", c, cells or h * w)
-    launch(max_pool2d_backward_kernel, (cdiv(cells or h * w, block_p), cdiv(c, block_c), n),
+    cells_w, cells, positions = _cells(h, w, stride, padding)
+    block_c, block_p, warps = _tile("backward", c, positions)
+    launch(max_pool2d_backward_kernel, (cdiv(positions, block_p), cdiv(c, block_c), n),
            dy, idx, masked_by, dx, c, h, w, oh, ow, cells_w, cells, *padding, *dy.stride(),
            *dx.stride(), KH=kernel[0], KW=kernel[1], STRIDE_H=stride[0], STRIDE_W=stride[1],
            DIL_H=dilation[0], DIL_W=dilation[1], CLASSES=cells > 0,
@@ -399,8 +401,8 @@ def lrn_max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation, lrn, 
     n, c, h, w = x.shape
     oh, ow = idx.shape[2:]
     size, alpha, beta, k, groups = lrn
-    cells_w, cells = _cells(h, w, stride, padding)
-    band = band_tile(c // groups, cells or h * w, x.dtype, x.device)
+    cells_w, cells, positions = _cells(h, w, stride, padding)
+    band = band_tile(c // groups, positions, x.dtype, x.device)
     if band is None:
         return None
     dy = with_strides_of(dy, idx)
@@ -408,7 +410,7 @@ def lrn_max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation, lrn, 
     if dx.numel() == 0:
         return dx
     block_g, block_p, warps = band
-    launch(lrn_band_max_pool2d_backward_kernel, (cdiv(cells or h * w, block_p), groups, n),
+    launch(lrn_band_max_pool2d_backward_kernel, (cdiv(positions, block_p), groups, n),
            dy, idx, x, dx, lrn_params(k, alpha, beta, size, x.dtype, x.device), h, w, oh, ow,
            cells_w, cells, c // groups, *padding, *dy.stride(), *x.stride(), *dx.stride(),
            KH=kernel[0], KW=kernel[1], STRIDE_H=stride[0], STRIDE_W=stride[1],
