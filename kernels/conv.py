@@ -88,7 +88,8 @@ INPUT_GRAD_CONFIGS = {
 # (conv1 of a net on 3-channel images without space-to-depth) its loads do not vectorize and spill.
 WEIGHT_GRAD_CONFIGS = {
     "tensor_core": [config(64, 64, 32, 8, 3), config(128, 64, 64, 8, 3, archs=H),
-                    config(128, 128, 64, 8, 3, archs=H, when=dict(ALIGNED_C=True))],
+                    config(128, 128, 64, 8, 3, archs=H, when=dict(ALIGNED_C=True)),
+                    config(128, 128, 128, 8, 3, archs=H, when=dict(ALIGNED_C=True))],
     "tf32": [config(64, 64, 32, 8, 3)],
     # 4 warps: on 8, fp64's conv1 and conv2 spilled 12 bytes (one 64-bit value) once the pixel
     # tiles were stepped by a counter (`count_on`).
@@ -275,7 +276,7 @@ def conv2d_weight_grad_kernel(
     part_b_ptr,  # bias-gradient partials [SPLITS, OC], contiguous, ACC dtype
     count_ptr,  # int32 arrival counter per output tile: zero before the launch and after it
     N,  # images: the reduction runs over N * OH * OW output pixels
-    SPLITS,  # programs sharing the reduction of one output tile (each a share of pixel tiles)
+    SPLITS,  # programs sharing the reduction of one output tile (each a share of its BLOCK_K-pixel steps)
     GROUPS, OC,  # number of groups, total output channels
     H, W, OH, OW,  # input and output spatial sizes
     C_PER_GROUP, OC_PER_GROUP,  # input and output channels of one group
@@ -291,9 +292,9 @@ def conv2d_weight_grad_kernel(
     S2D_C: tl.constexpr,
     DW_OHWI: tl.constexpr,  # write dw laid out OHWI (channels_last weights), else OIHW (contiguous)
     ALIGNED_C: tl.constexpr,  # C_PER_GROUP % 16 == 0 (selects configs only: see the config lists)
+    FLAT_DY: tl.constexpr,  # dy (and y) hold pixel (n, oh, ow) at ((n*OH + oh)*OW + ow) * sdy_w
     ALL_TAPS: tl.constexpr,  # every tap of every output pixel lies in the image (no padding read):
     # the columns run over all of (kh, kw, c) and need no bound on ih, iw
-    PIX_W: tl.constexpr,  # width of a pixel tile (a power of two, at most 16 <= BLOCK_K)
     APPLY_RELU: tl.constexpr,  # the forward fused a ReLU: zero dy where y <= 0
     COMPUTE_WEIGHT: tl.constexpr,  # write the weight gradient
     COMPUTE_BIAS: tl.constexpr,  # write the bias gradient (programs with pid 1 == 0)
@@ -335,27 +336,29 @@ def conv2d_weight_grad_kernel(
         kw = j // C_PER_GROUP
         x_col = (g * C_PER_GROUP + c) * sx_c + kh * dil_h * sx_h + kw * dil_w * sx_w
 
-    # The reduction runs over tiles of BH x PIX_W output pixels of one image (PIX_W a power of two
-    # covering the output width, up to 16): a pixel's (oh, ow) is a shift and a mask of its
-    # position in the tile plus the tile's corner, so the loop does no per-element division (a
-    # flat pixel index needed three per element per step, most of the loop's instructions).
-    BH: tl.constexpr = BLOCK_K // PIX_W
-    tiles_w = tl.cdiv(OW, PIX_W)
-    tiles_h = tl.cdiv(OH, BH)
-    per_image = tiles_h * tiles_w
-    per_split = tl.cdiv(N * per_image, SPLITS)
+    # The reduction runs over the N * OH * OW output pixels flattened, BLOCK_K per step, so a
+    # step's tile is full whatever the output size (13 x 13 in 16 x 16 tiles left a third of
+    # conv3-5's MMA work on padding). Each row's (n, oh, ow) is divided out once, before the loop;
+    # the loop steps it by BLOCK_K pixels with two carries (`step_pixels`), no division.
+    P = N * OH * OW
+    per_split = tl.cdiv(tl.cdiv(P, BLOCK_K), SPLITS)
     t_start = split * per_split
-    t_end = tl.minimum(t_start + per_split, N * per_image)
-    i = tl.arange(0, BLOCK_K)
-    di = i // PIX_W
-    dj = i % PIX_W
+    t_end = tl.minimum(t_start + per_split, tl.cdiv(P, BLOCK_K))
+    step_n, step_h, step_w = pixel_step(BLOCK_K, OH, OW)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC)
     if COMPUTE_WEIGHT:
-        n, tile_h, tile_w = first_pixel_tile(t_start, per_image, tiles_w)
+        pix = t_start * BLOCK_K + tl.arange(0, BLOCK_K)
+        n, oh, ow = first_pixels(pix, OH, OW)
         for _ in range(t_start, t_end):
-            oh, ow, p_ok = pixel_tile(tile_h, tile_w, BH, PIX_W, di, dj, OH, OW)
-            dz = output_grad_tile(dy_ptr, y_ptr, n, oc, oh, ow, oc_ok, p_ok, sdy_n, sdy_c, sdy_h,
-                                  sdy_w, sy_n, sy_c, sy_h, sy_w, APPLY_RELU)
+            p_ok = n < N
+            if FLAT_DY:  # dy's pixel offsets are pix * sdy_w: nothing to take apart
+                dz = output_grad_tile(dy_ptr, y_ptr, oc, pix * sdy_w, pix * sy_w, oc_ok, pix < P,
+                                      sdy_c, sy_c, APPLY_RELU)
+                pix += BLOCK_K
+            else:
+                dz = output_grad_tile(dy_ptr, y_ptr, oc, n * sdy_n + oh * sdy_h + ow * sdy_w,
+                                      n * sy_n + oh * sy_h + ow * sy_w, oc_ok, p_ok, sdy_c, sy_c,
+                                      APPLY_RELU)
             # B tile: the im2col matrix transposed, gathered from x; the bound on ih is per row.
             iw0 = ow * stride_w - pad_w
             if ALL_TAPS:
@@ -365,10 +368,10 @@ def conv2d_weight_grad_kernel(
                 iw = iw0[:, None] + (kw * dil_w)[None, :]
                 x_mask = ((p_ok & (ih >= 0) & (ih < H))[:, None] & j_ok[None, :] & (iw >= 0)
                           & (iw < W))
-            x_row = (oh * stride_h - pad_h) * sx_h + iw0 * sx_w
-            xt = tl.load(x_ptr + n * sx_n + x_row[:, None] + x_col[None, :], mask=x_mask, other=0.0)
+            x_row = n * sx_n + (oh * stride_h - pad_h) * sx_h + iw0 * sx_w
+            xt = tl.load(x_ptr + x_row[:, None] + x_col[None, :], mask=x_mask, other=0.0)
             acc = dot_acc(dz, xt, acc, PRECISION, DOT_FP32, ACC)
-            tile_w, tile_h, n = count_on(tile_w, tile_h, n, tiles_w, tiles_h)
+            n, oh, ow = step_pixels(n, oh, ow, step_n, step_h, step_w, OH, OW)
 
     # Write back in the weight's layout (OHWI, channels_last, in the compiled net; or OIHW). One
     # split: the result. Several: each program writes its partial sums, and the last of a tile's
@@ -395,13 +398,12 @@ def conv2d_weight_grad_kernel(
     if COMPUTE_BIAS:
         if tl.program_id(1) == 0:
             bias_acc = tl.zeros((BLOCK_M, BLOCK_K), dtype=ACC)  # reduced once, after the loop
-            n, tile_h, tile_w = first_pixel_tile(t_start, per_image, tiles_w)
+            n, oh, ow = first_pixels(t_start * BLOCK_K + tl.arange(0, BLOCK_K), OH, OW)
             for _ in range(t_start, t_end):
-                oh, ow, p_ok = pixel_tile(tile_h, tile_w, BH, PIX_W, di, dj, OH, OW)
-                bias_acc += output_grad_tile(dy_ptr, y_ptr, n, oc, oh, ow, oc_ok, p_ok, sdy_n,
-                                             sdy_c, sdy_h, sdy_w, sy_n, sy_c, sy_h, sy_w,
-                                             APPLY_RELU).to(ACC)
-                tile_w, tile_h, n = count_on(tile_w, tile_h, n, tiles_w, tiles_h)
+                bias_acc += output_grad_tile(dy_ptr, y_ptr, oc, n * sdy_n + oh * sdy_h + ow * sdy_w,
+                                             n * sy_n + oh * sy_h + ow * sy_w, oc_ok, n < N,
+                                             sdy_c, sy_c, APPLY_RELU).to(ACC)
+                n, oh, ow = step_pixels(n, oh, ow, step_n, step_h, step_w, OH, OW)
             bias = tl.sum(bias_acc, axis=1)
             if SPLITS == 1:
                 tl.store(db_ptr + oc, bias.to(db_ptr.dtype.element_ty), mask=b_mask)
@@ -477,7 +479,7 @@ def weight_grad_offsets(oc, oc_ok, c, kw, kh, j, j_ok, CKK, KWC, KH: tl.constexp
 @triton.jit
 def count_on(low, mid, high, LOWS, MIDS):
     """(low, mid, high) one step on, as a counter whose low digit runs to LOWS and middle one to
-    MIDS: how the reduction loops step their (tap, channel chunk) or (image, pixel tile) position
+    MIDS: how the forward steps its (tap, channel chunk) position
     (a runtime division per step was a tenth of a loop's instructions)."""
     low += 1
     carry = low == LOWS
@@ -489,33 +491,42 @@ def count_on(low, mid, high, LOWS, MIDS):
 
 
 @triton.jit
-def first_pixel_tile(t, per_image, tiles_w):
-    """(image, tile row, tile column) of the weight gradient's pixel tile t: scalars, divided
-    once, before the loop (`count_on` steps on without dividing)."""
-    r = t % per_image
-    return t // per_image, r // tiles_w, r % tiles_w
+def first_pixels(p, OH, OW):
+    """(n, oh, ow) of flat output pixels p: divided once, before a loop that `step_pixels`."""
+    ow = p % OW
+    t = p // OW
+    return t // OH, t % OH, ow
 
 
 @triton.jit
-def pixel_tile(tile_h, tile_w, BH: tl.constexpr, PIX_W: tl.constexpr, di, dj, OH, OW):
-    """The (oh, ow) vectors of pixel tile (tile_h, tile_w) of an image (BH x PIX_W pixels; di, dj
-    their fixed row and column pattern), with their in-bounds mask."""
-    oh = tile_h * BH + di
-    ow = tile_w * PIX_W + dj
-    return oh, ow, (oh < OH) & (ow < OW)
+def pixel_step(STEP: tl.constexpr, OH, OW):
+    """STEP flat pixels as (images, rows, columns): STEP = images*OH*OW + rows*OW + columns with
+    rows < OH and columns < OW (scalars, divided once)."""
+    return STEP // (OH * OW), (STEP // OW) % OH, STEP % OW
 
 
 @triton.jit
-def output_grad_tile(dy_ptr, y_ptr, n, oc, oh, ow, oc_ok, p_ok, sdy_n, sdy_c, sdy_h, sdy_w, sy_n,
-                     sy_c, sy_h, sy_w, APPLY_RELU: tl.constexpr):
-    """dy' for output channels oc x the pixels (n, oh, ow): dy, zeroed where a fused ReLU's
-    saved output is <= 0."""
+def step_pixels(n, oh, ow, step_n, step_h, step_w, OH, OW):
+    """(n, oh, ow) of pixels `pixel_step` further on, by adds with a carry from each digit (the
+    digits stay below 2*OW and 2*OH before their carry, so one subtraction each)."""
+    ow += step_w
+    carry = ow >= OW
+    ow = tl.where(carry, ow - OW, ow)
+    oh += tl.where(carry, step_h + 1, step_h)
+    carry = oh >= OH
+    oh = tl.where(carry, oh - OH, oh)
+    return tl.where(carry, n + step_n + 1, n + step_n), oh, ow
+
+
+@triton.jit
+def output_grad_tile(dy_ptr, y_ptr, oc, dy_pix, y_pix, oc_ok, p_ok, sdy_c, sy_c,
+                     APPLY_RELU: tl.constexpr):
+    """dy' for output channels oc x the pixels at offsets dy_pix in dy (y_pix in y): dy, zeroed
+    where a fused ReLU's saved output is <= 0."""
     mask = oc_ok[:, None] & p_ok[None, :]
-    dy = tl.load(dy_ptr + n * sdy_n + (oc * sdy_c)[:, None] + (oh * sdy_h + ow * sdy_w)[None, :],
-                 mask=mask, other=0.0)
+    dy = tl.load(dy_ptr + (oc * sdy_c)[:, None] + dy_pix[None, :], mask=mask, other=0.0)
     if APPLY_RELU:
-        y = tl.load(y_ptr + n * sy_n + (oc * sy_c)[:, None] + (oh * sy_h + ow * sy_w)[None, :],
-                    mask=mask, other=0.0)
+        y = tl.load(y_ptr + (oc * sy_c)[:, None] + y_pix[None, :], mask=mask, other=0.0)
         dy = tl.where(y > 0, dy, 0.0)
     return dy
 
@@ -664,11 +675,6 @@ def conv2d_weight_bias_grad(dy, y, x, weight_shape, stride, padding, dilation, g
     partial_bytes = 2 * 4 * oc * (ckk + 1)
     splits = _weight_grad_splits(tiles, pixels, dy.device,
                                  most=max(1, nbytes(dy, x) // partial_bytes))
-    pix_w = min(triton.next_power_of_2(ow), 16)  # pixel tiles: pix_w wide (see the kernel)
-
-    def pixel_tiles(meta):
-        return n * cdiv(oh, meta["BLOCK_K"] // pix_w) * cdiv(ow, pix_w)
-
     # Partials only when the pixels are split (one-split launches write the result directly).
     # (a space-to-depth launch writes partials even for one split: its mapping is done there)
     dw_part = (empty((splits, oc, ckk), acc, dy.device)
@@ -676,7 +682,7 @@ def conv2d_weight_bias_grad(dy, y, x, weight_shape, stride, padding, dilation, g
     db_part = empty((splits, oc), acc, dy.device) if need_bias and splits > 1 else None
     cost = Cost(2 * pixels * oc * ckk if need_weight else 0,
                 nbytes(dy, y if relu else None, x if need_weight else None, dw, db),
-                trips=lambda meta: cdiv(pixel_tiles(meta), splits))
+                trips=lambda meta: cdiv(cdiv(pixels, meta["BLOCK_K"]), splits))
     y = y if relu else dy
     grid = lambda meta: (cdiv(oc // groups, meta["BLOCK_M"]),
                          col_tiles(meta["BLOCK_N"]), groups * splits)
@@ -694,10 +700,16 @@ def conv2d_weight_bias_grad(dy, y, x, weight_shape, stride, padding, dilation, g
         cost=cost, INDEX_64=needs_int64(dy, y, x, dw_part), KH=kh, KW=kw, S2D=space_to_depth,
         S2D_C=dw_shape[1] if space_to_depth else 0,
         DW_OHWI=weight_format == torch.channels_last, ALIGNED_C=c_per_group % 16 == 0,
-        ALL_TAPS=all_taps, PIX_W=pix_w,
+        ALL_TAPS=all_taps, FLAT_DY=flat_pixels(dy) and (not relu or flat_pixels(y)),
         APPLY_RELU=relu, COMPUTE_WEIGHT=need_weight, COMPUTE_BIAS=need_bias,
     )
     return dw, db
+
+
+def flat_pixels(t):
+    """Whether 4-D t's pixels (n, h, w) sit at one stride apart in order (NHWC, contiguous)."""
+    n, _, h, w = t.shape
+    return t.stride(2) == w * t.stride(3) and (n == 1 or t.stride(0) == h * t.stride(2))
 
 
 _counters = {}

@@ -354,6 +354,26 @@ def test_compiled_net_rounds_conv_weights_once_and_draws_seeds_once(monkeypatch)
     assert len(seeds) == len(dropouts) >= 2 and seeds[0].data_ptr() != seeds[1].data_ptr()
 
 
+@pytest.mark.parametrize("out_hw, splits", [((3, 3), 1), ((5, 7), 3), ((4, 19), 2)])
+def test_weight_gradient_steps_flat_pixels(out_hw, splits, monkeypatch):
+    """The weight gradient reduces over the flattened output pixels BLOCK_K at a time, stepping
+    each row's (n, oh, ow) with carries: with 16-pixel steps, whole images per step (3 x 3), rows
+    and columns carrying (5 x 7) and rows wider than a step (4 x 19), over split ranges."""
+    from tritonalex.kernels import conv as conv_kernels
+    from tritonalex.kernels import launch
+
+    tile = launch.interpreter_tile
+    monkeypatch.setattr(launch, "interpreter_tile", lambda *dims: {**tile(*dims), "BLOCK_K": 16})
+    monkeypatch.setattr(conv_kernels, "INTERPRETER_SPLITS", splits)
+    oh, ow = out_hw
+    run_case((5, 3, oh + 2, ow), (4, 3, 3, 3), padding=(0, 1), need_input_grad=False)
+    run_case((3, 3, oh + 2, ow + 2), (4, 3, 3, 3), need_input_grad=False)  # ALL_TAPS
+    # NHWC dy and y: their pixels are one flat axis (FLAT_DY), with and without the fused ReLU.
+    for relu in (True, False):
+        run_case((5, 3, oh + 2, ow), (4, 3, 3, 3), padding=(0, 1), layout="channels_last",
+                 grad_layout="channels_last", relu=relu, need_input_grad=False)
+
+
 @pytest.mark.parametrize("splits", [2, 5])
 def test_weight_gradient_split_reduction_in_one_launch(splits, monkeypatch):
     """The GPU splits the weight gradient's pixel reduction across programs; the last to arrive
