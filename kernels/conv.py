@@ -11,9 +11,10 @@ reduction is one flat loop over (tap, channel chunk), stepped by a counter (no d
 loop), the tile's rows are output pixels at that tap (one bound check per row) and its
 columns BLOCK_K consecutive channels. With channels_last input and OHWI weights (channels_last
 weights: what the compiled net keeps) both tiles are contiguous along the reduction, so the loads
-vectorize and Triton pipelines them (cp.async stages); any other strides work, slower. With fewer
-than 16 channels per group (AlexNet's conv1: 3) channel chunks would be mostly padding, so the
-reduction runs over kh and the flattened (kw, c) axis instead (FLAT_KW).
+vectorize and Triton pipelines them (cp.async stages); any other strides work, slower. Where 64
+does not divide the channels per group (AlexNet's conv2 towers and conv1's space-to-depth input:
+48; 3-channel images) channel chunks would be partly padding, so the reduction runs over the
+whole flattened (kh, kw, c) axis instead (FLAT_C).
 
 Backward, from dy and the saved ReLU output y (dy is zeroed where y <= 0 inside the loads):
 * input gradient, a gather GEMM over input pixels: dx[(n, ih, iw), c] = sum over (kh, kw, oc) of
@@ -69,18 +70,18 @@ from .tiles import bias_relu_epilogue, dot_acc, window_source
 # bound on Hopper) spill with Ampere's mma.sync, so they are offered on sm_90 only (archs=(90,));
 # TF32's fp32 tiles need twice the registers and shared memory and keep the small list.
 H = (90,)  # Hopper and later only
-CHUNKED = dict(FLAT_KW=False)  # the channel-chunk loop only (the (kw, c) loop spills at this size)
 FORWARD_CONFIGS = {
     "tensor_core": [config(128, 64, 32, 8, 3), config(64, 128, 64, 8, 3),
-                    config(128, 128, 64, 8, 3, archs=H, when=CHUNKED),
-                    config(256, 64, 16, 8, 3, archs=H, when=CHUNKED)],
+                    config(128, 128, 64, 8, 3, archs=H),
+                    config(256, 64, 16, 8, 3, archs=H), config(256, 64, 64, 8, 3, archs=H)],
     "tf32": [config(128, 64, 32, 8, 3), config(64, 128, 32, 8, 3), config(64, 64, 32, 8, 3)],
     "fma": [config(64, 32, 16, 4, 2), config(32, 32, 16, 4, 2)],
 }
 UNMASKED = dict(MASK_INPUT=False)  # the epilogue's ReLU mask on x makes these spill
 INPUT_GRAD_CONFIGS = {
     "tensor_core": [config(64, 64, 32, 8, 3), config(128, 64, 32, 8, 3),
-                    config(128, 128, 64, 8, 3, archs=H), config(128, 64, 64, 8, 3, archs=H)],
+                    config(128, 128, 64, 8, 3, archs=H), config(128, 64, 64, 8, 3, archs=H),
+                    config(256, 64, 64, 8, 3, archs=H)],
     "tf32": [config(64, 64, 32, 8, 2), config(64, 32, 32, 4, 3, when=UNMASKED)],
     "fma": [config(32, 32, 16, 8, 2)],
 }
@@ -119,7 +120,7 @@ def conv2d_forward_kernel(
     PRECISION: tl.constexpr,  # tl.dot input precision for fp32 inputs: "ieee" or "tf32"
     DOT_FP32: tl.constexpr,  # upcast tiles before tl.dot (bf16 under the interpreter)
     INDEX_64: tl.constexpr,  # compute element offsets in int64
-    FLAT_KW: tl.constexpr,  # reduce over the flattened (kw, c) axis per kh (few input channels)
+    FLAT_C: tl.constexpr,  # 0, or C_PER_GROUP: reduce over the flattened (kh, kw, c) axis
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,  # tile sizes
 ):
     g = tl.program_id(2)
@@ -140,29 +141,34 @@ def conv2d_forward_kernel(
     oc_ok = oc < (g + 1) * OC_PER_GROUP
 
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC)
-    if FLAT_KW:
-        # Few channels (AlexNet's conv1 has 3): kh in an outer loop, the flattened (kw, c) axis in
-        # BLOCK_K chunks, so a chunk is kw*3 wide rather than 3 and the tiles stay mostly full.
-        KWC = KW * C_PER_GROUP
-        for kh in range(KH):
-            ih = ih0 + kh * dil_h
-            row_ok = m_ok & (ih >= 0) & (ih < H)
-            x_row_kh = x_row + kh * dil_h * sx_h
-            for j0 in range(0, KWC, BLOCK_K):
-                j = j0 + tl.arange(0, BLOCK_K)
-                j_ok = j < KWC
-                c = j % C_PER_GROUP
-                kw = j // C_PER_GROUP
-                # A tile: the im2col matrix, gathered; out-of-image taps read the zero padding.
-                iw = iw0[:, None] + (kw * dil_w)[None, :]
-                a_mask = row_ok[:, None] & j_ok[None, :] & (iw >= 0) & (iw < W)
-                a = tl.load(x_ptr + x_row_kh[:, None] + (c * sx_c + kw * dil_w * sx_w)[None, :],
-                            mask=a_mask, other=0.0)
-                # B tile: the weights of tap row kh as a (kw, c) x OC matrix.
-                w_col = c * sw_c + kh * sw_h + kw * sw_w
-                b = tl.load(w_ptr + w_col[:, None] + (oc * sw_o)[None, :],
-                            mask=j_ok[:, None] & oc_ok[None, :], other=0.0)
-                acc = dot_acc(a, b, acc, PRECISION, DOT_FP32, ACC)
+    if FLAT_C:
+        # Channel counts that a BLOCK_K chunk would pad (AlexNet's conv2: 48 per tower; conv1's
+        # space-to-depth input: 48; 3-channel images): the reduction runs over the whole
+        # flattened (kh, kw, c) axis in BLOCK_K steps, a step spanning taps rather than padding
+        # 48 channels to 64. FLAT_C is the channel count as a constant, so a column's tap and
+        # channel are divisions by constants and each run of channels is provably contiguous
+        # (16 of them for 48 channels: the loads still vectorize, mask and address computed once
+        # per vector).
+        KK: tl.constexpr = KH * KW * FLAT_C
+        for j0 in range(0, KK, BLOCK_K):
+            j = j0 + tl.arange(0, BLOCK_K)
+            j_ok = j < KK
+            tap = j // FLAT_C
+            c = j % FLAT_C
+            kh = tap // KW
+            kw = tap % KW
+            # A tile: the im2col matrix, gathered; out-of-image taps read the zero padding.
+            ih = ih0[:, None] + (kh * dil_h)[None, :]
+            iw = iw0[:, None] + (kw * dil_w)[None, :]
+            a_mask = (m_ok[:, None] & j_ok[None, :] & (ih >= 0) & (ih < H) & (iw >= 0)
+                      & (iw < W))
+            a = tl.load(x_ptr + x_row[:, None] + (c * sx_c + kh * dil_h * sx_h
+                                                  + kw * dil_w * sx_w)[None, :],
+                        mask=a_mask, other=0.0)
+            # B tile: the weights of those columns (OHWI weights: the column index itself).
+            b = tl.load(w_ptr + (c * sw_c + kh * sw_h + kw * sw_w)[:, None] + (oc * sw_o)[None, :],
+                        mask=j_ok[:, None] & oc_ok[None, :], other=0.0)
+            acc = dot_acc(a, b, acc, PRECISION, DOT_FP32, ACC)
     else:
         # One flat loop over (tap, channel chunk), its (kh, kw, chunk) stepped by a counter with
         # carries (a runtime division per step was a tenth of the loop's instructions): the loop
@@ -556,10 +562,11 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, relu, all
     if y.numel() == 0:
         return y
     grid = lambda meta: (cdiv(m, meta["BLOCK_M"]), cdiv(oc // groups, meta["BLOCK_N"]), groups)
-    flat_kw = c_per_group < 16  # see the kernel: chunks of (kw, c) rather than of c alone
-    reduction = kw * c_per_group if flat_kw else c_per_group
+    # Channel counts a 64-channel chunk does not divide run the flattened (kh, kw, c) loop.
+    flat = c_per_group % 64 != 0
+    reduction = kh * kw * c_per_group if flat else c_per_group
     cost = Cost(2 * m * oc * c_per_group * kh * kw, nbytes(x, weight, bias, y),
-                trips=lambda meta: (kh if flat_kw else kh * kw) * cdiv(reduction, meta["BLOCK_K"]))
+                trips=lambda meta: (1 if flat else kh * kw) * cdiv(reduction, meta["BLOCK_K"]))
     _forward.launch(
         grid, x, weight, bias if bias is not None else weight, y,
         m, h, w, oh, ow, c_per_group, oc // groups,
@@ -567,7 +574,7 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, relu, all
         *x.stride(), *weight.stride(), *y.stride(),
         dtype=x.dtype, allow_tf32=allow_tf32, tile_dims=(m, oc // groups, reduction), cost=cost,
         INDEX_64=needs_int64(x, weight, y), KH=kh, KW=kw, HAS_BIAS=bias is not None, APPLY_RELU=relu,
-        FLAT_KW=flat_kw,
+        FLAT_C=c_per_group if flat else 0,
     )
     return y
 

@@ -241,7 +241,7 @@ def config(block_m, block_n, block_k, num_warps, num_stages, archs=(80, 90), whe
 
     Where it is offered: `archs`, the GPU architectures (90 covers Hopper and later: some large
     tiles fit Hopper's wgmma but spill with Ampere's mma.sync), and `when`, constexpr values the
-    launch must have (e.g. dict(FLAT_KW=False): a tile that spills on another code path)."""
+    launch must have (e.g. dict(ALIGNED_C=True): a tile that spills on another code path)."""
     cfg = triton.Config(
         {"BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_K": block_k},
         num_warps=num_warps,

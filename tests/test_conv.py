@@ -62,10 +62,13 @@ CASES = [
     ((2, 4, 8, 7), (5, 4, 3, 3), dict(padding="valid")),
     ((1, 2, 6, 6), (3, 2, 1, 1), dict(stride=2)),
     ((2, 16, 5, 5), (16, 16, 3, 3), dict(padding=1)),
-    # 16+ channels per group: the flat (tap, channel chunk) loop; 130 needs two chunks even at
-    # the interpreter's largest BLOCK_K (128).
+    # Channels per group that 64 does not divide: the forward's flattened (kh, kw, c) loop, its
+    # BLOCK_K steps spanning taps (130 x 2 x 2: five steps at the interpreter's largest, 128).
     ((2, 34, 7, 6), (6, 17, 3, 2), dict(groups=2, stride=(2, 1), padding=(1, 2), dilation=(2, 1))),
     ((1, 130, 4, 5), (3, 130, 2, 2), dict(padding=1)),
+    # Multiples of 64: the (tap, channel chunk) loop; 192 takes two chunks per tap.
+    ((2, 128, 5, 4), (6, 64, 3, 3), dict(groups=2, stride=(2, 1), padding=1)),
+    ((1, 192, 4, 3), (4, 192, 2, 2), dict(padding=(1, 0), dilation=(1, 2))),
     # Strided convs on few channels run as space-to-depth (conv1's path): padded, and cropped.
     ((1, 2, 17, 19), (4, 2, 7, 7), dict(stride=3, padding=(1, 3))),
     ((1, 2, 20, 20), (4, 2, 6, 6), dict(stride=3)),
@@ -88,7 +91,7 @@ def test_layouts_and_noncontiguous_grad_output(layout, grad_layout):
         assert grads[0].is_contiguous(memory_format=torch.channels_last)
 
 
-@pytest.mark.parametrize("c", [3, 20])
+@pytest.mark.parametrize("c", [3, 20, 64])
 def test_channels_last_weight_and_input(c):
     """The layout the compiled net keeps its weights in (OHWI in memory), both loop kinds."""
     rnd = Inputs()
