@@ -73,7 +73,8 @@ H = (90,)  # Hopper and later only
 FORWARD_CONFIGS = {
     "tensor_core": [config(128, 64, 32, 8, 3), config(64, 128, 64, 8, 3),
                     config(128, 128, 64, 8, 3, archs=H),
-                    config(256, 64, 16, 8, 3, archs=H), config(256, 64, 64, 8, 3, archs=H)],
+                    config(256, 64, 16, 8, 3, archs=H), config(256, 64, 64, 8, 3, archs=H),
+                    config(256, 128, 64, 8, 3, archs=H)],
     "tf32": [config(128, 64, 32, 8, 3), config(64, 128, 32, 8, 3), config(64, 64, 32, 8, 3)],
     "fma": [config(64, 32, 16, 4, 2), config(32, 32, 16, 4, 2)],
 }
@@ -121,6 +122,7 @@ def conv2d_forward_kernel(
     DOT_FP32: tl.constexpr,  # upcast tiles before tl.dot (bf16 under the interpreter)
     INDEX_64: tl.constexpr,  # compute element offsets in int64
     FLAT_C: tl.constexpr,  # 0, or C_PER_GROUP: reduce over the flattened (kh, kw, c) axis
+    ALL_TAPS: tl.constexpr,  # every tap of every output pixel lies in the image: no bound checks
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,  # tile sizes
 ):
     g = tl.program_id(2)
@@ -158,10 +160,11 @@ def conv2d_forward_kernel(
             kh = tap // KW
             kw = tap % KW
             # A tile: the im2col matrix, gathered; out-of-image taps read the zero padding.
-            ih = ih0[:, None] + (kh * dil_h)[None, :]
-            iw = iw0[:, None] + (kw * dil_w)[None, :]
-            a_mask = (m_ok[:, None] & j_ok[None, :] & (ih >= 0) & (ih < H) & (iw >= 0)
-                      & (iw < W))
+            a_mask = m_ok[:, None] & j_ok[None, :]
+            if not ALL_TAPS:
+                ih = ih0[:, None] + (kh * dil_h)[None, :]
+                iw = iw0[:, None] + (kw * dil_w)[None, :]
+                a_mask &= (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
             a = tl.load(x_ptr + x_row[:, None] + (c * sx_c + kh * dil_h * sx_h
                                                   + kw * dil_w * sx_w)[None, :],
                         mask=a_mask, other=0.0)
@@ -185,7 +188,7 @@ def conv2d_forward_kernel(
             c_ok = c < C_PER_GROUP
             ih = ih0 + kh * dil_h
             iw = iw0 + kw * dil_w
-            row_ok = m_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+            row_ok = m_ok if ALL_TAPS else m_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
             a = tl.load(x_ptr + (x_row + kh * dil_h * sx_h + kw * dil_w * sx_w)[:, None]
                         + (c * sx_c)[None, :], mask=row_ok[:, None] & c_ok[None, :], other=0.0)
             b = tl.load(w_ptr + (c * sw_c + kh * sw_h + kw * sw_w)[:, None] + (oc * sw_o)[None, :],
@@ -549,6 +552,13 @@ def output_size(h, w, kernel, stride, padding, dilation):
     return (out_size(h, kh, sh, pt, dh, padding_after=pb), out_size(w, kw, sw, pl, dw, padding_after=pr))
 
 
+def _all_taps(hw, out_hw, kernel, stride, padding, dilation):
+    """Whether every tap of every output pixel lies in the image (no padding is read)."""
+    return (padding[0][0] == padding[1][0] == 0
+            and all((o - 1) * s + (k - 1) * d < i
+                    for i, o, k, s, d in zip(hw, out_hw, kernel, stride, dilation)))
+
+
 def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, relu, allow_tf32):
     """y = relu?(conv2d(x, weight) + bias) for a 4-D x; padding is ((top, bottom), (left, right)).
 
@@ -575,6 +585,7 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, relu, all
         dtype=x.dtype, allow_tf32=allow_tf32, tile_dims=(m, oc // groups, reduction), cost=cost,
         INDEX_64=needs_int64(x, weight, y), KH=kh, KW=kw, HAS_BIAS=bias is not None, APPLY_RELU=relu,
         FLAT_C=c_per_group if flat else 0,
+        ALL_TAPS=_all_taps((h, w), (oh, ow), (kh, kw), stride, padding, dilation),
     )
     return y
 
@@ -666,9 +677,7 @@ def conv2d_weight_bias_grad(dy, y, x, weight_shape, stride, padding, dilation, g
 
     # Columns per program: one kh row's flattened (kw, c) axis, or all of (kh, kw, c) when no
     # tap of any output pixel leaves the image (no padding read; see the kernel's ALL_TAPS).
-    all_taps = (padding[0][0] == padding[1][0] == 0
-                and (oh - 1) * stride[0] + (kh - 1) * dilation[0] < h
-                and (ow - 1) * stride[1] + (kw - 1) * dilation[1] < w)
+    all_taps = _all_taps((h, w), (oh, ow), (kh, kw), stride, padding, dilation)
     if space_to_depth and not all_taps:
         raise ValueError("a space-to-depth weight gradient reads no padding (stride 1, padding 0)")
     columns = kw * c_per_group

@@ -69,6 +69,10 @@ CASES = [
     # Multiples of 64: the (tap, channel chunk) loop; 192 takes two chunks per tap.
     ((2, 128, 5, 4), (6, 64, 3, 3), dict(groups=2, stride=(2, 1), padding=1)),
     ((1, 192, 4, 3), (4, 192, 2, 2), dict(padding=(1, 0), dilation=(1, 2))),
+    # No tap outside the image (ALL_TAPS: no bound checks), and "same" padding only at the
+    # bottom and right (top-left unpadded, yet the last taps fall outside).
+    ((1, 64, 5, 6), (3, 64, 2, 3), dict(stride=(2, 1))),
+    ((1, 64, 5, 5), (3, 64, 2, 2), dict(padding="same")),
     # Strided convs on few channels run as space-to-depth (conv1's path): padded, and cropped.
     ((1, 2, 17, 19), (4, 2, 7, 7), dict(stride=3, padding=(1, 3))),
     ((1, 2, 20, 20), (4, 2, 6, 6), dict(stride=3)),
