@@ -48,6 +48,7 @@ import triton.language as tl
 from .launch import (
     INTERPRETING,
     Cost,
+    arrival_counters,
     DotKernel,
     accumulator_dtype,
     cdiv,
@@ -56,11 +57,18 @@ from .launch import (
     memory_format_of,
     nbytes,
     needs_int64,
-    sm_count,
+    split_count,
     with_strides_of,
 )
 from .geometry import out_size
-from .tiles import bias_relu_epilogue, dot_acc, window_source
+from .tiles import (
+    bias_relu_epilogue,
+    dot_acc,
+    last_arrival,
+    split_range,
+    sum_partials,
+    window_source,
+)
 
 # GPU tile configs (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages) per dot class, autotuned per layer
 # shape; the first of each list is offered everywhere (TRITONALEX_AUTOTUNE=0 runs it); the
@@ -350,15 +358,13 @@ def conv2d_weight_grad_kernel(
     # conv3-5's MMA work on padding). Each row's (n, oh, ow) is divided out once, before the loop;
     # the loop steps it by BLOCK_K pixels with two carries (`step_pixels`), no division.
     P = N * OH * OW
-    per_split = tl.cdiv(tl.cdiv(P, BLOCK_K), SPLITS)
-    t_start = split * per_split
-    t_end = tl.minimum(t_start + per_split, tl.cdiv(P, BLOCK_K))
+    p_start, p_end = split_range(split, P, BLOCK_K, SPLITS)
     step_n, step_h, step_w = pixel_step(BLOCK_K, OH, OW)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC)
     if COMPUTE_WEIGHT:
-        pix = t_start * BLOCK_K + tl.arange(0, BLOCK_K)
+        pix = p_start + tl.arange(0, BLOCK_K)
         n, oh, ow = first_pixels(pix, OH, OW)
-        for _ in range(t_start, t_end):
+        for _ in range(p_start, p_end, BLOCK_K):
             p_ok = n < N
             if FLAT_DY:  # dy's pixel offsets are pix * sdy_w: nothing to take apart
                 dz = output_grad_tile(dy_ptr, y_ptr, oc, pix * sdy_w, pix * sy_w, oc_ok, pix < P,
@@ -407,8 +413,8 @@ def conv2d_weight_grad_kernel(
     if COMPUTE_BIAS:
         if tl.program_id(1) == 0:
             bias_acc = tl.zeros((BLOCK_M, BLOCK_K), dtype=ACC)  # reduced once, after the loop
-            n, oh, ow = first_pixels(t_start * BLOCK_K + tl.arange(0, BLOCK_K), OH, OW)
-            for _ in range(t_start, t_end):
+            n, oh, ow = first_pixels(p_start + tl.arange(0, BLOCK_K), OH, OW)
+            for _ in range(p_start, p_end, BLOCK_K):
                 bias_acc += output_grad_tile(dy_ptr, y_ptr, oc, n * sdy_n + oh * sdy_h + ow * sdy_w,
                                              n * sy_n + oh * sy_h + ow * sy_w, oc_ok, n < N,
                                              sdy_c, sy_c, APPLY_RELU).to(ACC)
@@ -420,12 +426,10 @@ def conv2d_weight_grad_kernel(
                 tl.store(part_b_ptr + split * OC + oc, bias, mask=b_mask)
 
     if SPLITS > 1 or S2D:
-        # Every thread's partial stores happen before the arrival is counted (release); the last
-        # arrival's loads happen after (acquire), from L2 (.cg: another SM wrote them).
-        tl.debug_barrier()
+        # The last of the tile's programs to arrive sums the partials (its loads .cg: from L2,
+        # where the other SMs' stores are).
         tile = (g * tl.num_programs(0) + tl.program_id(0)) * tl.num_programs(1) + tl.program_id(1)
-        arrived = tl.atomic_add(count_ptr + tile, 1, sem="acq_rel", scope="gpu")
-        if arrived == SPLITS - 1:
+        if last_arrival(count_ptr, tile, SPLITS):
             if COMPUTE_WEIGHT:
                 if S2D:  # in halves of the rows for 128-row tiles: the mapped offsets beside a
                     # whole-tile sum spilled (Triton 3.6)
@@ -437,19 +441,15 @@ def conv2d_weight_grad_kernel(
                         half_off, half_mask = weight_grad_offsets(
                             rows, rows_ok, c, kw, kh, j, j_ok, CKK, KWC, KH, KW, S2D_C, KH0, KW0,
                             0, True)
-                        total = tl.zeros((BLOCK_M // HALVES, BLOCK_N), dtype=ACC)
-                        for s in range(SPLITS):
-                            total += tl.load(part_w_ptr + s * OC * CKK + half_off, mask=half_mask,
-                                             other=0.0, cache_modifier=".cg")
+                        total = sum_partials(part_w_ptr, half_off, half_mask, OC * CKK, SPLITS,
+                                             ACC, BLOCK_M // HALVES, BLOCK_N)
                         dw_off, dw_mask = weight_grad_offsets(
                             rows, rows_ok, c, kw, kh, j, j_ok, CKK, KWC, KH, KW, S2D_C, KH0, KW0,
                             S2D, DW_OHWI)
                         tl.store(dw_ptr + dw_off, total.to(dw_ptr.dtype.element_ty), mask=dw_mask)
                 else:
-                    total = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC)
-                    for s in range(SPLITS):
-                        total += tl.load(part_w_ptr + s * OC * CKK + part_off, mask=w_mask,
-                                         other=0.0, cache_modifier=".cg")
+                    total = sum_partials(part_w_ptr, part_off, w_mask, OC * CKK, SPLITS, ACC,
+                                         BLOCK_M, BLOCK_N)
                     tl.store(dw_ptr + part_off, total.to(dw_ptr.dtype.element_ty), mask=w_mask)
             if COMPUTE_BIAS and SPLITS > 1:  # (one split stored it above)
                 total_b = tl.zeros((BLOCK_M,), dtype=ACC)
@@ -627,29 +627,6 @@ def conv2d_input_grad(dy, y, weight, x_like, stride, padding, dilation, groups, 
 INTERPRETER_SPLITS = 1  # the tests raise it to run the multi-split reduction on the CPU
 
 
-MAX_SPLITS = 24  # the last program of a tile adds up to this many partial tiles: a serial tail
-
-
-def _weight_grad_splits(tiles, pixels, device, most):
-    """How many programs share the pixel reduction of the weight gradient.
-
-    On a GPU: the fewest splits whose (tile, split) programs fill the SMs' waves within 5% as well
-    as any count up to MAX_SPLITS (and `most`) does (rounds of programs per unit of work: a last,
-    partly empty wave is idle SMs), each split still reducing at least 512 pixels. The static
-    model does not count the partials' traffic or the last program's serial sum of them, hence
-    the caps. `tiles` counts the output tiles of the largest tile config (what sm_90 chooses);
-    smaller tiles make more programs. Under the interpreter: one (INTERPRETER_SPLITS), since every
-    program costs time there.
-    """
-    if INTERPRETING:
-        return INTERPRETER_SPLITS
-    sms = sm_count(device)
-    most = max(1, min(MAX_SPLITS, most, cdiv(pixels, 512)))
-    rounds_per_work = {s: cdiv(tiles * s, sms) / s for s in range(1, most + 1)}
-    best = min(rounds_per_work.values())
-    return min(s for s, r in rounds_per_work.items() if r <= 1.05 * best)
-
-
 def conv2d_weight_bias_grad(dy, y, x, weight_shape, stride, padding, dilation, groups, relu,
                             need_weight, need_bias, allow_tf32, param_dtype=None,
                             weight_format=torch.contiguous_format, space_to_depth=0):
@@ -689,8 +666,9 @@ def conv2d_weight_bias_grad(dy, y, x, weight_shape, stride, padding, dilation, g
     # Each split beyond one writes and re-reads an fp32 partial of dw (and db): at most as many
     # bytes as the launch must move anyway (dy and x once).
     partial_bytes = 2 * 4 * oc * (ckk + 1)
-    splits = _weight_grad_splits(tiles, pixels, dy.device,
-                                 most=max(1, nbytes(dy, x) // partial_bytes))
+    splits = (INTERPRETER_SPLITS if INTERPRETING else
+              split_count(tiles, dy.device, most=min(nbytes(dy, x) // partial_bytes,
+                                                     cdiv(pixels, 512))))
     # Partials only when the pixels are split (one-split launches write the result directly).
     # (a space-to-depth launch writes partials even for one split: its mapping is done there)
     dw_part = (empty((splits, oc, ckk), acc, dy.device)
@@ -703,7 +681,7 @@ def conv2d_weight_bias_grad(dy, y, x, weight_shape, stride, padding, dilation, g
     grid = lambda meta: (cdiv(oc // groups, meta["BLOCK_M"]),
                          col_tiles(meta["BLOCK_N"]), groups * splits)
     # One counter per output tile of the smallest tile any config uses (more than enough).
-    counters = _arrival_counters(cdiv(oc // groups, 32) * col_tiles(32) * groups,
+    counters = arrival_counters(cdiv(oc // groups, 32) * col_tiles(32) * groups,
                                  dy.device) if splits > 1 or space_to_depth else dy
     _weight_grad.launch(
         grid, dy, y, x, dw if need_weight else dy, db if need_bias else dy,
@@ -726,15 +704,3 @@ def flat_pixels(t):
     """Whether 4-D t's pixels (n, h, w) sit at one stride apart in order (NHWC, contiguous)."""
     n, _, h, w = t.shape
     return t.stride(2) == w * t.stride(3) and (n == 1 or t.stride(0) == h * t.stride(2))
-
-
-_counters = {}
-
-
-def _arrival_counters(count, device):
-    """A zeroed int32 workspace of at least `count` counters on `device`, kept between launches:
-    each launch leaves it zeroed again. Launches that use it run in one stream's order."""
-    have = _counters.get(device)
-    if have is None or have.numel() < count:
-        have = _counters[device] = torch.zeros(max(count, 4096), dtype=torch.int32, device=device)
-    return have

@@ -17,8 +17,20 @@ No atomics: every output element belongs to one program.
 import triton
 import triton.language as tl
 
-from .launch import Cost, DotKernel, cdiv, config, empty, nbytes
-from .tiles import bias_relu_epilogue, dot_acc
+from .launch import (
+    INTERPRETING,
+    Cost,
+    DotKernel,
+    accumulator_dtype,
+    arrival_counters,
+    cdiv,
+    config,
+    empty,
+    nbytes,
+    sm_count,
+    split_count,
+)
+from .tiles import bias_relu_epilogue, dot_acc, last_arrival, split_range, sum_partials
 
 # Tile configs per kernel and dot class (see launch.dot_class), best general choice first: the
 # candidates that compile for sm_80 and sm_90 without spills (`tritonalex kernels`). 128x128
@@ -52,7 +64,10 @@ def linear_forward_kernel(
     w_ptr,  # weight [N, K], any strides
     b_ptr,  # bias [N] (not read when HAS_BIAS is False)
     y_ptr,  # output [M, N], any strides
+    part_ptr,  # partial sums [SPLITS, M, N], contiguous, ACC dtype (used only when SPLITS > 1)
+    count_ptr,  # int32 arrival counter per output tile (launch.arrival_counters)
     M, N, K,  # GEMM sizes
+    SPLITS,  # programs sharing the reduction over K of one output tile (grid axis 2)
     sx_m, sx_k, sw_n, sw_k, sy_m, sy_n,  # strides
     seed_ptr,  # dropout Philox seed: a one-element tensor (read only when DROPOUT)
     p,  # dropout probability
@@ -70,7 +85,8 @@ def linear_forward_kernel(
     m_ok = rm < M
     n_ok = rn < N
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC)
-    for k0 in range(0, K, BLOCK_K):
+    k_start, k_end = split_range(tl.program_id(2), K, BLOCK_K, SPLITS)  # split-K, as below
+    for k0 in range(k_start, k_end, BLOCK_K):
         rk = k0 + tl.arange(0, BLOCK_K)
         k_ok = rk < K
         a = tl.load(x_ptr + rm[:, None] * sx_m + rk[None, :] * sx_k,
@@ -78,11 +94,31 @@ def linear_forward_kernel(
         b = tl.load(w_ptr + rk[:, None] * sw_k + rn[None, :] * sw_n,  # w^T tile, K x N
                     mask=k_ok[:, None] & n_ok[None, :], other=0.0)
         acc = dot_acc(a, b, acc, PRECISION, DOT_FP32, ACC)
+    mask = m_ok[:, None] & n_ok[None, :]
+    if SPLITS == 1:
+        _forward_epilogue(acc, b_ptr, y_ptr, rm, rn, n_ok, mask, N, sy_m, sy_n, seed_ptr, p, scale,
+                          HAS_BIAS, APPLY_RELU, DROPOUT, ACC)
+    else:  # each split stores its partial; the last to arrive adds them, then the epilogue
+        part_off = rm[:, None] * N + rn[None, :]
+        tl.store(part_ptr + tl.program_id(2) * M * N + part_off, acc, mask=mask)
+        tile = tl.program_id(0) * tl.num_programs(1) + tl.program_id(1)
+        if last_arrival(count_ptr, tile, SPLITS):
+            total = sum_partials(part_ptr, part_off, mask, M * N, SPLITS, ACC, BLOCK_M, BLOCK_N)
+            _forward_epilogue(total, b_ptr, y_ptr, rm, rn, n_ok, mask, N, sy_m, sy_n, seed_ptr, p,
+                              scale, HAS_BIAS, APPLY_RELU, DROPOUT, ACC)
+            tl.store(count_ptr + tile, 0)  # zero again for the next launch (stream-ordered)
+
+
+@triton.jit
+def _forward_epilogue(acc, b_ptr, y_ptr, rm, rn, n_ok, mask, N, sy_m, sy_n, seed_ptr, p, scale,
+                      HAS_BIAS: tl.constexpr, APPLY_RELU: tl.constexpr, DROPOUT: tl.constexpr,
+                      ACC: tl.constexpr):
+    """Bias, ReLU and dropout on the summed tile, rounded once to y's dtype and stored."""
     acc = bias_relu_epilogue(acc, b_ptr, rn, n_ok, HAS_BIAS, APPLY_RELU, ACC)
     if DROPOUT:
         acc = tl.where(dropout_keep(tl.load(seed_ptr), rm, rn, N, p), acc * scale, 0.0)
     tl.store(y_ptr + rm[:, None] * sy_m + rn[None, :] * sy_n, acc.to(y_ptr.dtype.element_ty),
-             mask=m_ok[:, None] & n_ok[None, :])
+             mask=mask)
 
 
 @triton.jit
@@ -111,7 +147,10 @@ def linear_input_grad_kernel(
     y_ptr,  # saved output [M, N] (read only when APPLY_RELU)
     w_ptr,  # weight [N, K], any strides
     dx_ptr,  # input gradient [M, K], any strides
+    part_ptr,  # partial sums [SPLITS, M, K], contiguous, ACC dtype (used only when SPLITS > 1)
+    count_ptr,  # int32 arrival counter per output tile (launch.arrival_counters)
     M, N, K,  # GEMM sizes of the forward
+    SPLITS,  # programs sharing the reduction over N of one output tile (grid axis 2)
     sdy_m, sdy_n, sy_m, sy_n, sw_n, sw_k, sdx_m, sdx_k,  # strides
     seed_ptr, p, scale,  # dropout of the forward (seed_ptr read only when DROPOUT)
     APPLY_RELU: tl.constexpr, DROPOUT: tl.constexpr,  # what the forward fused
@@ -123,7 +162,10 @@ def linear_input_grad_kernel(
     m_ok = rm < M
     k_ok = rk < K
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC)
-    for n0 in range(0, N, BLOCK_K):
+    # Split-K: this program's share of the reduction, whole BLOCK_K steps (fc7's and fc8's
+    # input gradients are 32 output tiles at batch 128: a quarter of an H100 without splits).
+    n_start, n_end = split_range(tl.program_id(2), N, BLOCK_K, SPLITS)
+    for n0 in range(n_start, n_end, BLOCK_K):
         rn = n0 + tl.arange(0, BLOCK_K)
         n_ok = rn < N
         dz = output_grad_tile(dy_ptr, y_ptr, rm, rn, m_ok, n_ok, N, sdy_m, sdy_n, sy_m, sy_n,
@@ -132,8 +174,18 @@ def linear_input_grad_kernel(
                      mask=n_ok[:, None] & k_ok[None, :], other=0.0)
         dz = dz.to(dx_ptr.dtype.element_ty)  # in the activations' dtype, for the tensor cores
         acc = dot_acc(dz, wt, acc, PRECISION, DOT_FP32, ACC)
-    tl.store(dx_ptr + rm[:, None] * sdx_m + rk[None, :] * sdx_k, acc.to(dx_ptr.dtype.element_ty),
-             mask=m_ok[:, None] & k_ok[None, :])
+    mask = m_ok[:, None] & k_ok[None, :]
+    dx_ptrs = dx_ptr + rm[:, None] * sdx_m + rk[None, :] * sdx_k
+    if SPLITS == 1:
+        tl.store(dx_ptrs, acc.to(dx_ptr.dtype.element_ty), mask=mask)
+    else:  # each split stores its partial; the last to arrive adds them in split order
+        part_off = rm[:, None] * K + rk[None, :]
+        tl.store(part_ptr + tl.program_id(2) * M * K + part_off, acc, mask=mask)
+        tile = tl.program_id(0) * tl.num_programs(1) + tl.program_id(1)
+        if last_arrival(count_ptr, tile, SPLITS):
+            total = sum_partials(part_ptr, part_off, mask, M * K, SPLITS, ACC, BLOCK_M, BLOCK_N)
+            tl.store(dx_ptrs, total.to(dx_ptr.dtype.element_ty), mask=mask)
+            tl.store(count_ptr + tile, 0)  # zero again for the next launch (stream-ordered)
 
 
 @triton.jit
@@ -184,9 +236,28 @@ for _configs in (FORWARD_CONFIGS, INPUT_GRAD_CONFIGS, WEIGHT_GRAD_CONFIGS):
     _configs["tf32"] = _configs["tensor_core"]
 
 _KEY = ["M", "N", "K"]
-_forward = DotKernel(linear_forward_kernel, FORWARD_CONFIGS, key=_KEY)
-_input_grad = DotKernel(linear_input_grad_kernel, INPUT_GRAD_CONFIGS, key=_KEY)
+_forward = DotKernel(linear_forward_kernel, FORWARD_CONFIGS, key=_KEY + ["SPLITS"])
+_input_grad = DotKernel(linear_input_grad_kernel, INPUT_GRAD_CONFIGS, key=_KEY + ["SPLITS"])
 _weight_grad = DotKernel(linear_weight_grad_kernel, WEIGHT_GRAD_CONFIGS, key=_KEY)
+
+
+INTERPRETER_SPLITS = 1  # the tests raise it to run the split reduction on the CPU
+
+
+def _splits(rows, cols, reduction, moved_bytes, device, tile=(128, 128)):
+    """Programs sharing the reduction of each rows x cols output tile (split-K, see
+    launch.split_count), so that a batch-128 GEMM fills the GPU, and no more: these GEMMs are
+    bound by their weight's bytes, so splits stop at one wave of programs (fc6's 72 tiles stay
+    whole). The fp32 partials (written, then read back by the tile's last program) add at most
+    the bytes the launch moves anyway (as the conv weight gradient's), each split reduces at
+    least 256, and they index in int32. `tile`: the largest tile of the kernel's configs."""
+    if INTERPRETING:
+        return INTERPRETER_SPLITS
+    tiles = cdiv(rows, tile[0]) * cdiv(cols, tile[1])
+    partial = 2 * 4 * rows * cols
+    most = min(moved_bytes // partial if partial else 1, reduction // 256,
+               (2**31 - 1) // max(rows * cols, 1), cdiv(sm_count(device), tiles))
+    return split_count(tiles, device, most=most)
 
 
 def _seed_or(seed, stand_in):
@@ -206,10 +277,14 @@ def linear_forward(x, weight, bias, relu, p, seed, allow_tf32, out_dtype=None):
     y = empty((m, n), out_dtype or x.dtype, x.device)
     if y.numel() == 0:
         return y
-    grid = lambda meta: (cdiv(m, meta["BLOCK_M"]), cdiv(n, meta["BLOCK_N"]))
-    cost = Cost(2 * m * n * k, nbytes(x, weight, bias, y), trips=lambda meta: cdiv(k, meta["BLOCK_K"]))
-    _forward.launch(grid, x, weight, bias if bias is not None else weight, y, m, n, k,
-                    *x.stride(), *weight.stride(), *y.stride(), _seed_or(seed, x), p,
+    splits = _splits(m, n, k, nbytes(x, weight, y), x.device, tile=(128, 64))
+    grid = lambda meta: (cdiv(m, meta["BLOCK_M"]), cdiv(n, meta["BLOCK_N"]), splits)
+    cost = Cost(2 * m * n * k, nbytes(x, weight, bias, y),
+                trips=lambda meta: cdiv(cdiv(k, meta["BLOCK_K"]), splits))
+    partials = empty((splits, m, n), accumulator_dtype(x.dtype), x.device) if splits > 1 else y
+    counters = arrival_counters(cdiv(m, 16) * cdiv(n, 16), x.device) if splits > 1 else y
+    _forward.launch(grid, x, weight, bias if bias is not None else weight, y, partials, counters,
+                    m, n, k, splits, *x.stride(), *weight.stride(), *y.stride(), _seed_or(seed, x), p,
                     dropout_scale(p),
                     dtype=x.dtype, allow_tf32=allow_tf32, tile_dims=(m, n, k), cost=cost,
                     HAS_BIAS=bias is not None, APPLY_RELU=relu, DROPOUT=p > 0)
@@ -225,13 +300,16 @@ def linear_input_grad(dy, y, weight, relu, p, seed, allow_tf32, dtype=None):
     dx = empty((m, k), dtype, dy.device)
     if dx.numel() == 0:
         return dx
+    splits = _splits(m, k, n, nbytes(dy, weight, dx), dy.device)
     cost = Cost(2 * m * n * k, nbytes(dy, y if relu else None, weight, dx),
-                trips=lambda meta: cdiv(n, meta["BLOCK_K"]))
+                trips=lambda meta: cdiv(cdiv(n, meta["BLOCK_K"]), splits))
     y = y if relu else dy
-    grid = lambda meta: (cdiv(m, meta["BLOCK_M"]), cdiv(k, meta["BLOCK_N"]))
-    _input_grad.launch(grid, dy, y, weight, dx, m, n, k, *dy.stride(), *y.stride(),
-                       *weight.stride(), *dx.stride(), _seed_or(seed, dy), p, dropout_scale(p),
-                       dtype=dtype,
+    grid = lambda meta: (cdiv(m, meta["BLOCK_M"]), cdiv(k, meta["BLOCK_N"]), splits)
+    partials = empty((splits, m, k), accumulator_dtype(dtype), dy.device) if splits > 1 else dx
+    counters = arrival_counters(cdiv(m, 16) * cdiv(k, 16), dy.device) if splits > 1 else dx
+    _input_grad.launch(grid, dy, y, weight, dx, partials, counters, m, n, k, splits,
+                       *dy.stride(), *y.stride(), *weight.stride(), *dx.stride(),
+                       _seed_or(seed, dy), p, dropout_scale(p), dtype=dtype,
                        allow_tf32=allow_tf32, tile_dims=(m, k, n), cost=cost, APPLY_RELU=relu,
                        DROPOUT=p > 0)
     return dx

@@ -141,6 +141,38 @@ def sm_count(device):
     return torch.cuda.get_device_properties(device).multi_processor_count
 
 
+# Split reductions (a GEMM's reduction shared by several programs per output tile, each writing
+# a partial sum; the last to arrive adds them in split order: deterministic, one launch).
+MAX_SPLITS = 24  # the last program of a tile adds up to this many partial tiles: a serial tail
+
+
+def split_count(tiles, device, most):
+    """How many programs share the reduction of each of `tiles` output tiles: the fewest whose
+    programs fill the SMs' waves within 5% as well as any count up to MAX_SPLITS and `most` does
+    (rounds of programs per unit of work: a last, partly empty wave is idle SMs). The static
+    model counts neither the partials' traffic nor the last program's serial sum, hence the caps
+    (callers bound `most` by the bytes the partials may add). `tiles` counts the output tiles of
+    the largest tile config (what sm_90 chooses); smaller tiles make more programs."""
+    sms = sm_count(device)
+    most = max(1, min(MAX_SPLITS, most))
+    rounds_per_work = {s: cdiv(tiles * s, sms) / s for s in range(1, most + 1)}
+    best = min(rounds_per_work.values())
+    return min(s for s, r in rounds_per_work.items() if r <= 1.05 * best)
+
+
+_counters = {}
+
+
+def arrival_counters(count, device):
+    """A zeroed int32 workspace of at least `count` counters on `device` (one per output tile of a
+    split reduction, see tiles.last_arrival), kept between launches: each launch leaves it zeroed
+    again. Launches that use it run in one stream's order."""
+    have = _counters.get(device)
+    if have is None or have.numel() < count:
+        have = _counters[device] = torch.zeros(max(count, 4096), dtype=torch.int32, device=device)
+    return have
+
+
 def target_arch(device):
     """The compute capability a launch on `device` compiles for, as 80, 86, 90...: a launcher that
     chooses its kernel or tile per architecture asks here. The static model substitutes its

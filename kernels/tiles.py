@@ -44,6 +44,36 @@ def bias_relu_epilogue(acc, b_ptr, cols, cols_ok, HAS_BIAS: tl.constexpr,
 
 
 @triton.jit
+def last_arrival(count_ptr, tile, SPLITS):
+    """After this program stored its partial sums of output tile `tile`: whether it is the last of
+    the tile's SPLITS programs to arrive (launch.arrival_counters), which then adds the partials
+    (loaded .cg, from L2, where the other SMs' stores are) and stores 0 at count_ptr + tile for
+    the next launch. Every thread's stores happen before the count (release), the last
+    arrival's loads after it (acquire)."""
+    tl.debug_barrier()
+    return tl.atomic_add(count_ptr + tile, 1, sem="acq_rel", scope="gpu") == SPLITS - 1
+
+
+@triton.jit
+def split_range(split, N, STEP: tl.constexpr, SPLITS):
+    """[start, end) of a reduction over N that split `split` of SPLITS takes: whole STEPs."""
+    per = tl.cdiv(tl.cdiv(N, STEP), SPLITS) * STEP
+    start = split * per
+    return start, tl.minimum(start + per, N)
+
+
+@triton.jit
+def sum_partials(part_ptr, off, mask, stride, SPLITS, ACC: tl.constexpr, BLOCK_M: tl.constexpr,
+                 BLOCK_N: tl.constexpr):
+    """The sum, in split order, of SPLITS partial tiles stored `stride` apart at offsets `off`
+    (by the last program to arrive: `last_arrival`)."""
+    total = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC)
+    for s in range(SPLITS):
+        total += tl.load(part_ptr + s * stride + off, mask=mask, other=0.0, cache_modifier=".cg")
+    return total
+
+
+@triton.jit
 def window_source(i, pad, tap, dil, stride, O, ok, DIVISIBLE: tl.constexpr = False):
     """Along one axis, the output position o whose window reads input position i at tap `tap`
     (o*stride = i + pad - tap*dil), and whether there is one: the right side must be a

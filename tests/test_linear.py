@@ -39,6 +39,35 @@ def test_linear_noncontiguous_operands():
     run_linear((6, 10), 9, x_layout="strided", w_layout="strided", relu=True)
 
 
+@pytest.mark.parametrize("splits", [2, 3, 5])
+def test_linear_split_k(splits, monkeypatch):
+    """On a GPU the forward's and the input gradient's reductions are shared by several programs
+    per output tile (split-K), the last to arrive adding the partials in split order (then the
+    forward's bias, ReLU and dropout). Forced here, with splits left empty at 5 (3 steps of 128):
+    equal to torch, dropout's mask the same in both directions, bitwise reproducible, and the
+    arrival counters left at zero."""
+    from tritonalex.kernels import gemm, launch
+
+    monkeypatch.setattr(gemm, "INTERPRETER_SPLITS", splits)
+    run_linear((3, 37), 260, relu=True)  # the input gradient's 260 outputs: 3 steps
+    run_linear((3, 300), 20, relu=True)  # the forward's 300 inputs: 3 steps
+    rnd = Inputs()
+    x = rnd.randn(4, 300, requires_grad=True)
+    w, b, dy = rnd.randn(260, 300), rnd.randn(260), rnd.randn(4, 260)
+    seed = torch.tensor([7])
+    ys = [F.linear(x, w, b, dropout=0.3, seed=seed) for _ in range(2)]
+    grads = [torch.autograd.grad(y, x, dy)[0] for y in ys]
+    ref = TF.linear(x.detach().double(), w.double(), b.double())
+    kept = ys[0] != 0  # no output of a dense fp64 product is exactly 0 here
+    assert 0.5 < kept.double().mean() < 0.9
+    assert_close(ys[0], torch.where(kept, ref / 0.7, 0.0), TOLERANCE[torch.float64], "forward",
+                 rnd.seed)
+    assert_close(grads[0], (dy.double() * kept / 0.7) @ w.double(), TOLERANCE[torch.float64],
+                 "grad input", rnd.seed)
+    assert torch.equal(ys[0], ys[1]) and torch.equal(grads[0], grads[1])
+    assert all(int(t.abs().sum()) == 0 for t in launch._counters.values())
+
+
 @pytest.mark.parametrize("k,n", [pytest.param(9216, 4096, marks=pytest.mark.slow), (4096, 4096),
                                  (4096, 1000)])
 def test_linear_alexnet_fc_shapes(k, n):
