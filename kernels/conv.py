@@ -78,11 +78,13 @@ from .tiles import (
 # bound on Hopper) spill with Ampere's mma.sync, so they are offered on sm_90 only (archs=(90,));
 # TF32's fp32 tiles need twice the registers and shared memory and keep the small list.
 H = (90,)  # Hopper and later only
+# (256 x 128 forward tiles need 16-channel runs to vectorize their gathers: on 3-channel images
+# and zfnet's 12-channel space-to-depth input they spilled, hence ALIGNED_C.)
 FORWARD_CONFIGS = {
     "tensor_core": [config(128, 64, 32, 8, 3), config(64, 128, 64, 8, 3),
                     config(128, 128, 64, 8, 3, archs=H),
                     config(256, 64, 16, 8, 3, archs=H), config(256, 64, 64, 8, 3, archs=H),
-                    config(256, 128, 64, 8, 3, archs=H)],
+                    config(256, 128, 64, 8, 3, archs=H, when=dict(ALIGNED_C=True))],
     "tf32": [config(128, 64, 32, 8, 3), config(64, 128, 32, 8, 3), config(64, 64, 32, 8, 3)],
     "fma": [config(64, 32, 16, 4, 2), config(32, 32, 16, 4, 2)],
 }
@@ -102,8 +104,9 @@ WEIGHT_GRAD_CONFIGS = {
                     config(128, 128, 128, 8, 3, archs=H, when=dict(ALIGNED_C=True))],
     "tf32": [config(64, 64, 32, 8, 3)],
     # 4 warps: on 8, fp64's conv1 and conv2 spilled 12 bytes (one 64-bit value) once the pixel
-    # tiles were stepped by a counter (`count_on`).
-    "fma": [config(32, 32, 16, 4, 2)],
+    # tiles were stepped by a counter; 16 rows: with 32, fp64 spilled 12 bytes on sm_90 once the
+    # pixels were flattened (`step_pixels`), and fp32 8 with one stage instead of two.
+    "fma": [config(16, 32, 16, 4, 2)],
 }
 
 _SHAPE_KEY = ["C_PER_GROUP", "OC_PER_GROUP", "H", "W", "OH", "OW", "KH", "KW"]
@@ -131,6 +134,7 @@ def conv2d_forward_kernel(
     INDEX_64: tl.constexpr,  # compute element offsets in int64
     FLAT_C: tl.constexpr,  # 0, or C_PER_GROUP: reduce over the flattened (kh, kw, c) axis
     ALL_TAPS: tl.constexpr,  # every tap of every output pixel lies in the image: no bound checks
+    ALIGNED_C: tl.constexpr,  # C_PER_GROUP % 16 == 0 (selects configs only: see the config lists)
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,  # tile sizes
 ):
     g = tl.program_id(2)
@@ -586,6 +590,7 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, relu, all
         INDEX_64=needs_int64(x, weight, y), KH=kh, KW=kw, HAS_BIAS=bias is not None, APPLY_RELU=relu,
         FLAT_C=c_per_group if flat else 0,
         ALL_TAPS=_all_taps((h, w), (oh, ow), (kh, kw), stride, padding, dilation),
+        ALIGNED_C=c_per_group % 16 == 0,
     )
     return y
 

@@ -11,7 +11,11 @@ Backward, with dz = dy * mask * scale formed inside the loads:
 * input gradient  dx [M, K] = dz @ w        (reduction over N)
 * weight gradient dw [N, K] = dz^T @ x      (reduction over M, the batch), and the bias gradient
   db = sum_m dz from the same dz tiles, written by the programs of the first K tile.
-No atomics: every output element belongs to one program.
+No float atomics, deterministic: every output element belongs to one program, or with split-K
+(the forward's and the input gradient's reductions shared by several programs where a batch-128
+GEMM's tiles would fill a fraction of the GPU: `_splits`) to one tile's programs, each storing
+an fp32 partial; the last of them to arrive (an int32 arrival counter) adds the partials in split
+order and applies the epilogue, in the same launch.
 """
 
 import triton
@@ -175,16 +179,17 @@ def linear_input_grad_kernel(
         dz = dz.to(dx_ptr.dtype.element_ty)  # in the activations' dtype, for the tensor cores
         acc = dot_acc(dz, wt, acc, PRECISION, DOT_FP32, ACC)
     mask = m_ok[:, None] & k_ok[None, :]
-    dx_ptrs = dx_ptr + rm[:, None] * sdx_m + rk[None, :] * sdx_k
     if SPLITS == 1:
-        tl.store(dx_ptrs, acc.to(dx_ptr.dtype.element_ty), mask=mask)
+        tl.store(dx_ptr + rm[:, None] * sdx_m + rk[None, :] * sdx_k,
+                 acc.to(dx_ptr.dtype.element_ty), mask=mask)
     else:  # each split stores its partial; the last to arrive adds them in split order
         part_off = rm[:, None] * K + rk[None, :]
         tl.store(part_ptr + tl.program_id(2) * M * K + part_off, acc, mask=mask)
         tile = tl.program_id(0) * tl.num_programs(1) + tl.program_id(1)
         if last_arrival(count_ptr, tile, SPLITS):
             total = sum_partials(part_ptr, part_off, mask, M * K, SPLITS, ACC, BLOCK_M, BLOCK_N)
-            tl.store(dx_ptrs, total.to(dx_ptr.dtype.element_ty), mask=mask)
+            tl.store(dx_ptr + rm[:, None] * sdx_m + rk[None, :] * sdx_k,
+                     total.to(dx_ptr.dtype.element_ty), mask=mask)
             tl.store(count_ptr + tile, 0)  # zero again for the next launch (stream-ordered)
 
 
