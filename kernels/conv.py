@@ -681,7 +681,8 @@ def conv2d_weight_bias_grad(dy, y, x, weight_shape, stride, padding, dilation, g
     db_part = empty((splits, oc), acc, dy.device) if need_bias and splits > 1 else None
     cost = Cost(2 * pixels * oc * ckk if need_weight else 0,
                 nbytes(dy, y if relu else None, x if need_weight else None, dw, db),
-                trips=lambda meta: cdiv(cdiv(pixels, meta["BLOCK_K"]), splits))
+                trips=lambda meta: cdiv(cdiv(pixels, meta["BLOCK_K"]), splits),
+                workspace_bytes=2 * nbytes(dw_part, db_part))
     y = y if relu else dy
     grid = lambda meta: (cdiv(oc // groups, meta["BLOCK_M"]),
                          col_tiles(meta["BLOCK_N"]), groups * splits)

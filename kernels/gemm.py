@@ -251,14 +251,18 @@ INTERPRETER_SPLITS = 1  # the tests raise it to run the split reduction on the C
 
 def _splits(rows, cols, reduction, moved_bytes, device, tile=(128, 128)):
     """Programs sharing the reduction of each rows x cols output tile (split-K, see
-    launch.split_count), so that a batch-128 GEMM fills the GPU, and no more: these GEMMs are
-    bound by their weight's bytes, so splits stop at one wave of programs (fc6's 72 tiles stay
-    whole). The fp32 partials (written, then read back by the tile's last program) add at most
+    launch.split_count) where a batch-128 GEMM's tiles would fill under a quarter of the SMs
+    (fc7's and fc8's input gradients, fc8's forward), up to one wave of programs. These GEMMs are
+    bound by their weight's bytes, and the fp32 partials (written, then read back by the tile's
+    last program) are bytes too: the static model counts them (Cost.workspace_bytes), and with
+    them splitting fc6's and fc7's 64-tile forwards came out slower. The partials add at most
     the bytes the launch moves anyway (as the conv weight gradient's), each split reduces at
     least 256, and they index in int32. `tile`: the largest tile of the kernel's configs."""
     if INTERPRETING:
         return INTERPRETER_SPLITS
     tiles = cdiv(rows, tile[0]) * cdiv(cols, tile[1])
+    if 4 * tiles >= sm_count(device):
+        return 1
     partial = 2 * 4 * rows * cols
     most = min(moved_bytes // partial if partial else 1, reduction // 256,
                (2**31 - 1) // max(rows * cols, 1), cdiv(sm_count(device), tiles))
@@ -284,9 +288,10 @@ def linear_forward(x, weight, bias, relu, p, seed, allow_tf32, out_dtype=None):
         return y
     splits = _splits(m, n, k, nbytes(x, weight, y), x.device, tile=(128, 64))
     grid = lambda meta: (cdiv(m, meta["BLOCK_M"]), cdiv(n, meta["BLOCK_N"]), splits)
-    cost = Cost(2 * m * n * k, nbytes(x, weight, bias, y),
-                trips=lambda meta: cdiv(cdiv(k, meta["BLOCK_K"]), splits))
     partials = empty((splits, m, n), accumulator_dtype(x.dtype), x.device) if splits > 1 else y
+    cost = Cost(2 * m * n * k, nbytes(x, weight, bias, y),
+                trips=lambda meta: cdiv(cdiv(k, meta["BLOCK_K"]), splits),
+                workspace_bytes=2 * nbytes(partials) if splits > 1 else 0)
     counters = arrival_counters(cdiv(m, 16) * cdiv(n, 16), x.device) if splits > 1 else y
     _forward.launch(grid, x, weight, bias if bias is not None else weight, y, partials, counters,
                     m, n, k, splits, *x.stride(), *weight.stride(), *y.stride(), _seed_or(seed, x), p,
@@ -306,11 +311,12 @@ def linear_input_grad(dy, y, weight, relu, p, seed, allow_tf32, dtype=None):
     if dx.numel() == 0:
         return dx
     splits = _splits(m, k, n, nbytes(dy, weight, dx), dy.device)
+    partials = empty((splits, m, k), accumulator_dtype(dtype), dy.device) if splits > 1 else dx
     cost = Cost(2 * m * n * k, nbytes(dy, y if relu else None, weight, dx),
-                trips=lambda meta: cdiv(cdiv(n, meta["BLOCK_K"]), splits))
+                trips=lambda meta: cdiv(cdiv(n, meta["BLOCK_K"]), splits),
+                workspace_bytes=2 * nbytes(partials) if splits > 1 else 0)
     y = y if relu else dy
     grid = lambda meta: (cdiv(m, meta["BLOCK_M"]), cdiv(k, meta["BLOCK_N"]), splits)
-    partials = empty((splits, m, k), accumulator_dtype(dtype), dy.device) if splits > 1 else dx
     counters = arrival_counters(cdiv(m, 16) * cdiv(k, 16), dy.device) if splits > 1 else dx
     _input_grad.launch(grid, dy, y, weight, dx, partials, counters, m, n, k, splits,
                        *dy.stride(), *y.stride(), *weight.stride(), *dx.stride(),

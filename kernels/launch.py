@@ -56,14 +56,17 @@ class Cost:
     flops: useful floating-point operations (2 per multiply-add of a GEMM, 0 for data movement);
     min_bytes: bytes that must cross DRAM at least (each input read once, each output written once);
     trips: per config (a dict of its constexprs), how many times one program runs the kernel's
-    main loop (the one holding the ``tl.dot``, else the longest); 1 for loop-free kernels.
+    main loop (the one holding the ``tl.dot``, else the longest); 1 for loop-free kernels;
+    workspace_bytes: scratch the launch writes and reads back beyond that (a split reduction's
+    partial sums, counted twice: not part of the floor, but of the model's memory time).
     """
 
-    __slots__ = ("flops", "min_bytes", "trips")
+    __slots__ = ("flops", "min_bytes", "trips", "workspace_bytes")
 
-    def __init__(self, flops, min_bytes, trips=None):
+    def __init__(self, flops, min_bytes, trips=None, workspace_bytes=0):
         self.flops, self.min_bytes = int(flops), int(min_bytes)
         self.trips = trips or (lambda meta: 1)
+        self.workspace_bytes = int(workspace_bytes)
 
 
 def nbytes(*tensors):

@@ -12,7 +12,9 @@ bytes, main-loop trips per program):
                 (HGMMA m x n x k per warpgroup, HMMA/DMMA per warp): padding and waste included
     tensor    = per SM * mma flops / (tensor FLOPs per clock per SM * clock)
     issue     = per SM * instr / (4 warp-instructions per clock * ISSUE_EFFICIENCY * clock)
-    memory    = min bytes / (bandwidth * MEMORY_EFFICIENCY)
+    memory    = (min bytes + workspace bytes) / (bandwidth * MEMORY_EFFICIENCY); workspace: what
+                a split reduction's partial sums write and read back (counted as DRAM traffic,
+                though much of it stays in L2)
     latency   = rounds * trips * LOAD_LATENCY / (clock * in flight), in flight = the stages - 1
                 a pipelined loop keeps ahead (1 when its loads are synchronous)
     estimate  = max(tensor, issue, memory, latency) + LAUNCH_US;  bound = the largest term
@@ -133,8 +135,10 @@ def floor_us(card, flops, min_bytes, precision):
                      min_bytes / card.bandwidth)
 
 
-def estimate(card, facts, ctas, warps, trips, flops, min_bytes, precision):
-    """The model's time (us) for one launch, its binding limit and the terms (a dict)."""
+def estimate(card, facts, ctas, warps, trips, flops, min_bytes, precision, workspace_bytes=0):
+    """The model's time (us) for one launch, its binding limit and the terms (a dict);
+    `workspace_bytes` (a split reduction's partials, written and read back) add to the memory
+    term, not to the floor."""
     occ = occupancy(card, warps, facts["registers"], facts["shared_bytes"])
     if occ == 0:
         return dict(estimate_us=math.inf, bound="does not fit", ctas_per_sm=0, waves=math.inf)
@@ -150,7 +154,7 @@ def estimate(card, facts, ctas, warps, trips, flops, min_bytes, precision):
         "tensor": per_sm * per_program_mma / (tc_rate * TENSOR_EFFICIENCY * card.clock_hz)
         if per_program_mma and tc_rate else 0.0,
         "issue": per_sm * instr / (ISSUE_PER_CLOCK * ISSUE_EFFICIENCY * card.clock_hz),
-        "memory": min_bytes / (card.bandwidth * MEMORY_EFFICIENCY),
+        "memory": (min_bytes + workspace_bytes) / (card.bandwidth * MEMORY_EFFICIENCY),
         "latency": rounds * max(trips, 1) * LOAD_LATENCY
         / (card.clock_hz * (max(facts["stages"] - 1, 1) if facts["async_loads"] else 1)),
     }

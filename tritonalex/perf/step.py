@@ -97,13 +97,14 @@ def estimate_launch(launch, compiled, card, precision):
         trips = launch.cost.trips(kwargs)
         row = dict(layer=launch.layer, direction=launch.direction, kernel=launch.name,
                    config=label, grid=list(grid), flops=launch.cost.flops,
-                   min_bytes=launch.cost.min_bytes,
+                   min_bytes=launch.cost.min_bytes, workspace_bytes=launch.cost.workspace_bytes,
                    floor_us=model.floor_us(card, launch.cost.flops, launch.cost.min_bytes, precision))
         if facts is None:
             row.update(ok=False, error=error, estimate_us=math.inf, bound="compile failed")
         else:
             est = model.estimate(card, facts, ctas, kwargs["num_warps"], trips, launch.cost.flops,
-                                 launch.cost.min_bytes, precision)
+                                 launch.cost.min_bytes, precision,
+                                 workspace_bytes=launch.cost.workspace_bytes)
             row.update(registers=facts["registers"], spill_bytes=facts["spill_bytes"],
                        shared_bytes=facts["shared_bytes"], async_loads=facts["async_loads"],
                        tma=facts["tma"], stages=facts["stages"],
