@@ -29,6 +29,8 @@ from .launch import (
     arrival_counters,
     cdiv,
     config,
+    dot_class,
+    dot_precision,
     empty,
     nbytes,
     sm_count,
@@ -249,7 +251,7 @@ _weight_grad = DotKernel(linear_weight_grad_kernel, WEIGHT_GRAD_CONFIGS, key=_KE
 INTERPRETER_SPLITS = 1  # the tests raise it to run the split reduction on the CPU
 
 
-def _splits(rows, cols, reduction, moved_bytes, device, tile=(128, 128)):
+def _splits(rows, cols, reduction, moved_bytes, dtype, allow_tf32, device, tile=(128, 128)):
     """Programs sharing the reduction of each rows x cols output tile (split-K, see
     launch.split_count) where a batch-128 GEMM's tiles would fill under a quarter of the SMs
     (fc7's and fc8's input gradients, fc8's forward), up to one wave of programs. These GEMMs are
@@ -257,9 +259,13 @@ def _splits(rows, cols, reduction, moved_bytes, device, tile=(128, 128)):
     last program) are bytes too: the static model counts them (Cost.workspace_bytes), and with
     them splitting fc6's and fc7's 64-tile forwards came out slower. The partials add at most
     the bytes the launch moves anyway (as the conv weight gradient's), each split reduces at
-    least 256, and they index in int32. `tile`: the largest tile of the kernel's configs."""
+    least 256, and they index in int32. `tile`: the largest tile of the kernel's tensor-core
+    configs. The FMA tiles (IEEE fp32, fp64) are small enough to fill the GPU unsplit (and split,
+    fp64's spilled with Triton 3.6)."""
     if INTERPRETING:
         return INTERPRETER_SPLITS
+    if dot_class(dtype, dot_precision(dtype, allow_tf32)) == "fma":
+        return 1
     tiles = cdiv(rows, tile[0]) * cdiv(cols, tile[1])
     if 4 * tiles >= sm_count(device):
         return 1
@@ -286,7 +292,7 @@ def linear_forward(x, weight, bias, relu, p, seed, allow_tf32, out_dtype=None):
     y = empty((m, n), out_dtype or x.dtype, x.device)
     if y.numel() == 0:
         return y
-    splits = _splits(m, n, k, nbytes(x, weight, y), x.device, tile=(128, 64))
+    splits = _splits(m, n, k, nbytes(x, weight, y), x.dtype, allow_tf32, x.device, tile=(128, 64))
     grid = lambda meta: (cdiv(m, meta["BLOCK_M"]), cdiv(n, meta["BLOCK_N"]), splits)
     partials = empty((splits, m, n), accumulator_dtype(x.dtype), x.device) if splits > 1 else y
     cost = Cost(2 * m * n * k, nbytes(x, weight, bias, y),
@@ -310,7 +316,7 @@ def linear_input_grad(dy, y, weight, relu, p, seed, allow_tf32, dtype=None):
     dx = empty((m, k), dtype, dy.device)
     if dx.numel() == 0:
         return dx
-    splits = _splits(m, k, n, nbytes(dy, weight, dx), dy.device)
+    splits = _splits(m, k, n, nbytes(dy, weight, dx), dtype, allow_tf32, dy.device)
     partials = empty((splits, m, k), accumulator_dtype(dtype), dy.device) if splits > 1 else dx
     cost = Cost(2 * m * n * k, nbytes(dy, y if relu else None, weight, dx),
                 trips=lambda meta: cdiv(cdiv(n, meta["BLOCK_K"]), splits),

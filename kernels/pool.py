@@ -66,56 +66,112 @@ def max_pool2d_forward_kernel(
     y_ptr,  # output [N, C, OH, OW], any strides
     idx_ptr,  # argmax per output, same strides as y: int64 ih*W + iw, or a tap code
     params_ptr,  # LRN [k, alpha/size, beta] in the ACC dtype (read only when LRN)
-    C, H, W, OH, OW,  # channels, input and output spatial sizes
+    N, C, H, W, OH, OW,  # images, channels, input and output spatial sizes
+    BANDS, ROWS,  # output rows in bands of ROWS (BANDS per image), a program's slots walk them
     LRN_GROUP,  # LRN channels per group: no window crosses a group's edge (used only when LRN)
     stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,  # pooling geometry
     sx_n, sx_c, sx_h, sx_w,  # input strides
     sy_n, sy_c, sy_h, sy_w,  # output (and index) strides
     KH: tl.constexpr, KW: tl.constexpr,  # window size (the tap loops unroll)
+    CARRY: tl.constexpr,  # (KH - 1) * dil_h == stride_h: a window's last row is the next one's first
     LRN_SIZE: tl.constexpr,  # LRN window in channels (used only when LRN)
     LRN: tl.constexpr,  # normalize across channels before pooling (the fused LRN -> max-pool)
     ACC: tl.constexpr,  # compute dtype: fp32, or fp64 for fp64 inputs
     INDEX_64: tl.constexpr,  # compute element offsets in int64
     TAP_CODES: tl.constexpr,  # write the argmax as its tap kh*KW + kw, not ih*W + iw
-    BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,  # tile: channels x output pixels
+    BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,  # tile: channels x slots (n, band, ow)
 ):
-    n, p, c, p_ok, c_ok = channel_tile(C, OH * OW, INDEX_64, BLOCK_C, BLOCK_P)  # output pixels
-    oh = p // OW
-    ow = p % OW
-    x_base = x_ptr + n * sx_n
+    # Map program ids: each of BLOCK_P slots is one output column ow of one band of ROWS output
+    # rows of one image (slots numbered image by image, band by band, so a tile is full whatever
+    # OW is), and walks that band's rows top to bottom.
+    v = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    if INDEX_64:
+        v = v.to(tl.int64)
+    ow = v % OW
+    band = (v // OW) % BANDS
+    n = v // (OW * BANDS)
+    p_ok = n < N
+    c_ok = c < C
+    x_n = n * sx_n
+    iw0 = ow * stride_w - pad_w
     if LRN:
         k, alpha_over_size, beta = lrn_load_params(params_ptr)
         lo, hi = channel_group(c, C, LRN_GROUP)
+    else:
+        k, alpha_over_size, beta, lo, hi = 0.0, 0.0, 0.0, c, c
 
+    # Iterate: the window's rows one at a time, each reduced over its KW taps by `row_max`, then
+    # the rows in order (the same first maximum in row-major tap order, and the same last NaN,
+    # as a walk over all taps). With CARRY the last row of one output's window is the first of
+    # the next's (AlexNet's 3x3 stride-2 pools): each output normalizes and compares 6 taps,
+    # not 9, and only a band's first output computes its first row.
+    oh = band * ROWS
+    ih0 = oh * stride_h - pad_h
+    if CARRY:
+        top, top_tap = row_max(x_ptr, x_n, ih0, iw0, p_ok, c, c_ok, lo, hi, H, W, sx_c, sx_h, sx_w,
+                               dil_w, k, alpha_over_size, beta, KW, LRN_SIZE, LRN, ACC, BLOCK_C,
+                               BLOCK_P)
+    for _ in range(ROWS):
+        if CARRY:
+            best, best_tap = top, top_tap
+        else:
+            best = tl.full((BLOCK_C, BLOCK_P), float("-inf"), dtype=ACC)
+            best_tap = tl.full((BLOCK_C, BLOCK_P), -1, dtype=tl.int32)
+        for kh in tl.static_range(1 if CARRY else 0, KH):
+            row, tap = row_max(x_ptr, x_n, ih0 + kh * dil_h, iw0, p_ok, c, c_ok, lo, hi, H, W, sx_c,
+                               sx_h, sx_w, dil_w, k, alpha_over_size, beta, KW, LRN_SIZE, LRN,
+                               ACC, BLOCK_C, BLOCK_P)
+            # torch's rule, row by row: a larger row maximum or a NaN, or the first row in the
+            # image (a row with no tap in it has tap -1 and never wins).
+            take = (tap >= 0) & ((row > best) | (row != row) | (best_tap < 0))
+            best = tl.where(take, row, best)
+            best_tap = tl.where(take, kh * KW + tap, best_tap)
+            if CARRY:
+                top, top_tap = row, tap  # the last row (kh = KH - 1): the next window's first
+
+        # Write back this output row of the band.
+        out_mask = c_ok[:, None] & (p_ok & (oh < OH))[None, :]
+        y_off = n * sy_n + oh * sy_h + ow * sy_w
+        y_off = (c * sy_c)[:, None] + y_off[None, :]
+        tl.store(y_ptr + y_off, best.to(y_ptr.dtype.element_ty), mask=out_mask)
+        if TAP_CODES:
+            tl.store(idx_ptr + y_off, best_tap.to(idx_ptr.dtype.element_ty), mask=out_mask)
+        else:
+            ih = ih0 + (best_tap // KW) * dil_h
+            iw = iw0[None, :] + (best_tap % KW) * dil_w
+            tl.store(idx_ptr + y_off, (ih * W + iw).to(tl.int64), mask=out_mask)
+        oh += 1
+        ih0 += stride_h
+
+
+@triton.jit
+def row_max(x_ptr, x_n, ih, iw0, p_ok, c, c_ok, lo, hi, H, W, sx_c, sx_h, sx_w, dil_w, k,
+            alpha_over_size, beta, KW: tl.constexpr, LRN_SIZE: tl.constexpr, LRN: tl.constexpr,
+            ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+    """(max, tap) over one window row, input row ih, of channels c x the slots' windows (image
+    offset x_n, first column iw0): torch's rule over its KW taps (a larger value or a NaN wins;
+    the first tap in the image seeds), tap -1 where none is in the image. LRN: each tap
+    normalized on the fly (the window's middle channel is x itself, loaded once with it)."""
     best = tl.full((BLOCK_C, BLOCK_P), float("-inf"), dtype=ACC)
-    best_idx = tl.full((BLOCK_C, BLOCK_P), -1, dtype=tl.int32 if TAP_CODES else tl.int64)
-    for kh in tl.static_range(KH):
-        ih = oh * stride_h - pad_h + kh * dil_h
-        h_ok = p_ok & (ih >= 0) & (ih < H)
-        for kw in tl.static_range(KW):
-            iw = ow * stride_w - pad_w + kw * dil_w
-            tap_ok = h_ok & (iw >= 0) & (iw < W)
-            col = ih * sx_h + iw * sx_w
-            mask = c_ok[:, None] & tap_ok[None, :]
-            if LRN:  # x is the LRN window's middle channel: loaded once, with the window
-                scale, v = lrn_scale(x_base, col, tap_ok, c, lo, hi, sx_c, LRN_SIZE, k,
-                                     alpha_over_size, ACC, BLOCK_C, BLOCK_P)
-                v = tl.where(mask, v * pow_neg(scale, beta), float("-inf"))
-            else:
-                v = tl.load(x_base + (c * sx_c)[:, None] + col[None, :], mask=mask,
-                            other=float("-inf")).to(ACC)
-            # torch's rule: take a larger value or a NaN; the first in-image tap seeds the index.
-            take = mask & ((v > best) | (v != v) | (best_idx < 0))
-            best = tl.where(take, v, best)
-            if TAP_CODES:
-                best_idx = tl.where(take, kh * KW + kw, best_idx)
-            else:
-                best_idx = tl.where(take, (ih * W + iw).to(tl.int64)[None, :], best_idx)
-
-    out_mask = c_ok[:, None] & p_ok[None, :]
-    y_off = n * sy_n + (c * sy_c)[:, None] + (oh * sy_h + ow * sy_w)[None, :]
-    tl.store(y_ptr + y_off, best.to(y_ptr.dtype.element_ty), mask=out_mask)
-    tl.store(idx_ptr + y_off, best_idx.to(idx_ptr.dtype.element_ty), mask=out_mask)
+    best_tap = tl.full((BLOCK_C, BLOCK_P), -1, dtype=tl.int32)
+    h_ok = p_ok & (ih >= 0) & (ih < H)
+    for kw in tl.static_range(KW):
+        iw = iw0 + kw * dil_w
+        tap_ok = h_ok & (iw >= 0) & (iw < W)
+        col = x_n + ih * sx_h + iw * sx_w
+        mask = c_ok[:, None] & tap_ok[None, :]
+        if LRN:
+            scale, v = lrn_scale(x_ptr, col, tap_ok, c, lo, hi, sx_c, LRN_SIZE, k,
+                                 alpha_over_size, ACC, BLOCK_C, BLOCK_P)
+            v = tl.where(mask, v * pow_neg(scale, beta), float("-inf"))
+        else:
+            v = tl.load(x_ptr + (c * sx_c)[:, None] + col[None, :], mask=mask,
+                        other=float("-inf")).to(ACC)
+        take = mask & ((v > best) | (v != v) | (best_tap < 0))
+        best = tl.where(take, v, best)
+        best_tap = tl.where(take, kw, best_tap)
+    return best, best_tap
 
 
 @triton.jit
@@ -323,6 +379,15 @@ def _tile(kernel, channels, pixels):
     return tile(GPU_TILES[kernel], INTERPRETER_TILE, fit=(channels, pixels))
 
 
+def _bands(oh):
+    """(bands, rows): the forward's output rows in bands of `rows`, each walked by its slots
+    (carrying a row from window to window): 6 to 12 rows where the image has them, the split
+    that leaves the fewest idle rows (AlexNet: 27 = 3 x 9, 13 -> 2 x 7, 6 = 1 x 6)."""
+    choices = range(max(1, cdiv(oh, 12)), max(1, cdiv(oh, 6)) + 1)
+    bands = min(choices, key=lambda b: b * cdiv(oh, b))
+    return bands, cdiv(oh, bands)
+
+
 def max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw, lrn=None,
                        flat_indices=True):
     """(y, indices) of a max-pool of 4-D x; `lrn` = (size, alpha, beta, k, groups) fuses an LRN
@@ -341,14 +406,16 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw, lrn=None,
     if y.numel() == 0:
         return y, idx
     params = lrn_params(lrn[3], lrn[1], lrn[2], lrn[0], x.dtype, x.device) if lrn else x
-    block_c, block_p, warps = _tile("forward", c, oh * ow)
-    launch(max_pool2d_forward_kernel, (cdiv(oh * ow, block_p), cdiv(c, block_c), n),
-           x, y, idx, params, c, h, w, oh, ow, c // lrn[4] if lrn else c, *stride, *padding,
-           *dilation,
-           *x.stride(), *y.stride(), KH=kernel[0], KW=kernel[1], LRN_SIZE=lrn[0] if lrn else 0,
+    bands, rows = _bands(oh)
+    slots = n * bands * ow
+    block_c, block_p, warps = _tile("forward", c, slots)
+    launch(max_pool2d_forward_kernel, (cdiv(slots, block_p), cdiv(c, block_c)),
+           x, y, idx, params, n, c, h, w, oh, ow, bands, rows, c // lrn[4] if lrn else c, *stride,
+           *padding, *dilation, *x.stride(), *y.stride(), KH=kernel[0], KW=kernel[1],
+           CARRY=(kernel[0] - 1) * dilation[0] == stride[0], LRN_SIZE=lrn[0] if lrn else 0,
            LRN=lrn is not None, ACC=tl_accumulator(x.dtype), INDEX_64=needs_int64(x, idx),
            TAP_CODES=not flat_indices, BLOCK_C=block_c, BLOCK_P=block_p, num_warps=warps,
-           cost=Cost(0, nbytes(x, y, idx)))
+           cost=Cost(0, nbytes(x, y, idx), trips=lambda meta: rows))
     return y, idx
 
 

@@ -204,6 +204,38 @@ def test_max_pool_ties_nan_and_neg_inf_follow_torch():
             assert torch.allclose(ga.nan_to_num(), gb.nan_to_num(), rtol=1e-12, atol=0)
 
 
+@pytest.mark.parametrize("kwargs", [dict(kernel_size=3, stride=2),
+                                    dict(kernel_size=3, stride=2, padding=1),
+                                    dict(kernel_size=(3, 2), stride=(1, 2), dilation=(2, 1))])
+def test_max_pool_forward_walks_row_bands(kwargs):
+    """The forward walks bands of output rows, carrying the window row two outputs share (3x3
+    stride 2: 13 output rows are 2 bands of 7, the last row of the second idle; a dilated
+    window carries nothing). Integer values make ties, and NaN and -inf sit on the shared rows:
+    values, int64 indices and the tap codes' gradients equal torch's, fused LRN -> pool too."""
+    rnd = Inputs()
+    x = torch.randint(-2, 3, (2, 3, 27, 7), generator=rnd.generator, dtype=torch.float64).to(DEVICE)
+    x[0, 0, 2, 3] = x[0, 0, 4, 1] = float("nan")
+    x[1, 1, 6] = float("-inf")
+    x[1, 2, 8:11] = float("inf")
+    dy = rnd.randn(*TF.max_pool2d(x, **kwargs).shape)
+    y, idx = F.max_pool2d(x, return_indices=True, **kwargs)
+    ref, ref_idx = TF.max_pool2d(x, return_indices=True, **kwargs)
+    assert torch.equal(y.nan_to_num(), ref.nan_to_num()) and torch.equal(idx, ref_idx)
+    lrn = (3, 0.1, 0.75, 2.0)
+    for ours, theirs in ((lambda t: F.max_pool2d(t, **kwargs),
+                          lambda t: TF.max_pool2d(t, **kwargs)),
+                         (lambda t: F.lrn_max_pool2d(t, *lrn, **kwargs),
+                          lambda t: TF.max_pool2d(TF.local_response_norm(t, *lrn), **kwargs))):
+        xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+        ya, yb = ours(xa), theirs(xb)
+        assert torch.equal(torch.isnan(ya), torch.isnan(yb))
+        assert torch.allclose(ya.nan_to_num(), yb.nan_to_num(), rtol=1e-12, atol=0)
+        (ga,) = torch.autograd.grad(ya, xa, dy)
+        (gb,) = torch.autograd.grad(yb, xb, dy)
+        assert torch.equal(torch.isnan(ga), torch.isnan(gb))
+        assert torch.allclose(ga.nan_to_num(), gb.nan_to_num(), rtol=1e-12, atol=0)
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_fused_lrn_pool_saves_tap_codes_for_64_channel_bands(dtype, monkeypatch):
     """16-bit inputs whose LRN groups take a 64-channel band tile (AlexNet's lrn1: 48 per
