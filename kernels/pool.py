@@ -25,6 +25,7 @@ import triton
 import triton.language as tl
 
 from .launch import (
+    INTERPRETING,
     Cost,
     cdiv,
     empty,
@@ -32,6 +33,7 @@ from .launch import (
     memory_format_of,
     nbytes,
     needs_int64,
+    sm_count,
     target_arch,
     tile,
     tl_accumulator,
@@ -379,12 +381,25 @@ def _tile(kernel, channels, pixels):
     return tile(GPU_TILES[kernel], INTERPRETER_TILE, fit=(channels, pixels))
 
 
-def _bands(oh):
-    """(bands, rows): the forward's output rows in bands of `rows`, each walked by its slots
-    (carrying a row from window to window): 6 to 12 rows where the image has them, the split
-    that leaves the fewest idle rows (AlexNet: 27 = 3 x 9, 13 -> 2 x 7, 6 = 1 x 6)."""
-    choices = range(max(1, cdiv(oh, 12)), max(1, cdiv(oh, 6)) + 1)
-    bands = min(choices, key=lambda b: b * cdiv(oh, b))
+INTERPRETER_BANDS = 1  # the tests raise it to walk several bands on the CPU
+
+
+def _bands(n, c, oh, ow, block_c, block_p, device):
+    """(bands, rows): the forward's output rows in bands of `rows`, each walked top to bottom by
+    its slots, carrying a row from window to window. Long walks pay the band's first row once:
+    the fewest bands that still give the GPU 4 programs per SM, among up to twice that many the
+    split with the fewest idle rows (AlexNet: lrn1 and lrn2 one band per image, 27 and 13 rows;
+    pool5 2 of 3). Under the interpreter, INTERPRETER_BANDS (every program costs time there)."""
+    def programs(bands):
+        return cdiv(n * bands * ow, block_p) * cdiv(c, block_c)
+
+    if INTERPRETING:
+        bands = min(INTERPRETER_BANDS, oh)
+        return bands, cdiv(oh, bands)
+    fewest, enough = 1, 4 * sm_count(device)
+    while fewest < oh and programs(fewest) < enough:
+        fewest += 1
+    bands = min(range(fewest, min(oh, 2 * fewest) + 1), key=lambda b: b * cdiv(oh, b) - oh)
     return bands, cdiv(oh, bands)
 
 
@@ -406,9 +421,9 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw, lrn=None,
     if y.numel() == 0:
         return y, idx
     params = lrn_params(lrn[3], lrn[1], lrn[2], lrn[0], x.dtype, x.device) if lrn else x
-    bands, rows = _bands(oh)
+    block_c, block_p, warps = _tile("forward", c, n * oh * ow)
+    bands, rows = _bands(n, c, oh, ow, block_c, block_p, x.device)
     slots = n * bands * ow
-    block_c, block_p, warps = _tile("forward", c, slots)
     launch(max_pool2d_forward_kernel, (cdiv(slots, block_p), cdiv(c, block_c)),
            x, y, idx, params, n, c, h, w, oh, ow, bands, rows, c // lrn[4] if lrn else c, *stride,
            *padding, *dilation, *x.stride(), *y.stride(), KH=kernel[0], KW=kernel[1],

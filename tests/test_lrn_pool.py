@@ -207,11 +207,12 @@ def test_max_pool_ties_nan_and_neg_inf_follow_torch():
 @pytest.mark.parametrize("kwargs", [dict(kernel_size=3, stride=2),
                                     dict(kernel_size=3, stride=2, padding=1),
                                     dict(kernel_size=(3, 2), stride=(1, 2), dilation=(2, 1))])
-def test_max_pool_forward_walks_row_bands(kwargs):
+def test_max_pool_forward_walks_row_bands(kwargs, monkeypatch):
     """The forward walks bands of output rows, carrying the window row two outputs share (3x3
-    stride 2: 13 output rows are 2 bands of 7, the last row of the second idle; a dilated
-    window carries nothing). Integer values make ties, and NaN and -inf sit on the shared rows:
-    values, int64 indices and the tap codes' gradients equal torch's, fused LRN -> pool too."""
+    stride 2: 13 output rows in 2 bands of 7, the last row of the second idle; a dilated window
+    carries nothing). Integer values make ties, and NaN and -inf sit on the shared rows: values,
+    int64 indices and the tap codes' gradients equal torch's, fused LRN -> pool too."""
+    monkeypatch.setattr(pool_kernels, "INTERPRETER_BANDS", 2)
     rnd = Inputs()
     x = torch.randint(-2, 3, (2, 3, 27, 7), generator=rnd.generator, dtype=torch.float64).to(DEVICE)
     x[0, 0, 2, 3] = x[0, 0, 4, 1] = float("nan")
