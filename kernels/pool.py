@@ -1,10 +1,15 @@
 """Max-pool 2-D (torch.nn.functional.max_pool2d semantics), and the fused LRN -> max-pool.
 
-Forward: each program owns BLOCK_C channels x BLOCK_P output pixels of one image and walks the
-KH x KW taps, keeping the running max and its flat index ih*W + iw, exactly as torch does: the
-first maximum in row-major tap order wins, a NaN always wins (the last NaN, as in torch's
-`val > max || isnan(val)`), and a window of -inf reports its first in-image tap. When nobody
-asked for torch's int64 indices it keeps the winning tap kh*KW + kw instead (TAP_CODES, see
+Forward: each program owns BLOCK_C channels x BLOCK_P slots, a slot being one output column of
+one band of output rows of one image, and each slot walks its band's rows. Per output it takes
+torch's argmax exactly: the first maximum in row-major tap order wins, a NaN always wins (the
+last NaN, as in torch's `val > max || isnan(val)`), and a window of -inf reports its first
+in-image tap. It gets there row by row: each window row is reduced over its KW taps by that
+rule (`row_max`), then the rows in order by the same rule (a later row wins only with a larger
+maximum or a NaN, so the first maximum and the last NaN of the whole window survive). That lets
+a window's last row be carried as the next window's first where they coincide (CARRY: 3x3
+stride 2 reads 6 taps per output, not 9). The argmax is written as its flat index ih*W + iw,
+or, when nobody asked for torch's int64 indices, as the winning tap kh*KW + kw (TAP_CODES, see
 `tap_code_dtype`): a backward only needs to know which tap won.
 
 Backward (atomic-free, deterministic): each program owns BLOCK_C channels x BLOCK_P *input*
