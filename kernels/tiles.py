@@ -1,6 +1,7 @@
 """Triton helpers shared by several kernel files (each op's file imports these, never another
-op's file): the accumulate-dot, the bias+ReLU epilogue, window inversion, channel tiles, and the
-LRN's window math (the LRN kernels and the fused LRN -> max-pool kernels both compute it).
+op's file): the accumulate-dot, the bias+ReLU epilogue, split reductions (the conv weight
+gradient's and the FC GEMMs' split-K), window inversion, channel tiles, and the LRN's window
+math (the LRN kernels and the fused LRN -> max-pool kernels both compute it).
 
 The LRN's scalar parameters (k, alpha/size, beta) are read from a small tensor in the accumulator
 dtype (`lrn_params`, through `launch.scalars`). Powers are exp2(-beta * log2(s)), which works in
