@@ -408,4 +408,5 @@ def test_weight_gradient_split_reduction_in_one_launch(splits, monkeypatch):
     first = torch.autograd.grad(F.conv2d(x, w, b), (w, b), dy)
     second = torch.autograd.grad(F.conv2d(x, w, b), (w, b), dy)
     assert all(torch.equal(a, c) for a, c in zip(first, second))
-    assert all(int(t.abs().sum()) == 0 for t in launch._counters.values())
+    used = [t for t in launch._counters.values() if not t.is_meta]  # (other tests: meta ones)
+    assert used and all(int(t.abs().sum()) == 0 for t in used)

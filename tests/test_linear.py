@@ -65,7 +65,8 @@ def test_linear_split_k(splits, monkeypatch):
     assert_close(grads[0], (dy.double() * kept / 0.7) @ w.double(), TOLERANCE[torch.float64],
                  "grad input", rnd.seed)
     assert torch.equal(ys[0], ys[1]) and torch.equal(grads[0], grads[1])
-    assert all(int(t.abs().sum()) == 0 for t in launch._counters.values())
+    used = [t for t in launch._counters.values() if not t.is_meta]  # (other tests: meta ones)
+    assert used and all(int(t.abs().sum()) == 0 for t in used)
 
 
 @pytest.mark.parametrize("k,n", [pytest.param(9216, 4096, marks=pytest.mark.slow), (4096, 4096),
