@@ -48,9 +48,9 @@ import triton.language as tl
 from .launch import (
     INTERPRETING,
     Cost,
-    arrival_counters,
     DotKernel,
     accumulator_dtype,
+    arrival_counters,
     cdiv,
     config,
     empty,

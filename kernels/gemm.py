@@ -275,6 +275,17 @@ def _splits(rows, cols, reduction, moved_bytes, dtype, allow_tf32, device, tile=
     return split_count(tiles, device, most=most)
 
 
+def _split_workspace(splits, rows, cols, dtype, device, stand_in):
+    """(partials, counters, workspace bytes) of a split-K launch: the fp32 partial sums [splits,
+    rows, cols], one arrival counter per output tile of the smallest config (16 x 16 is more
+    than enough), and the bytes the partials write and read back (the model's Cost). One split:
+    `stand_in` for both tensors (the kernel reads neither) and no workspace."""
+    if splits == 1:
+        return stand_in, stand_in, 0
+    partials = empty((splits, rows, cols), accumulator_dtype(dtype), device)
+    return partials, arrival_counters(cdiv(rows, 16) * cdiv(cols, 16), device), 2 * nbytes(partials)
+
+
 def _seed_or(seed, stand_in):
     """The seed tensor, or without dropout any tensor for the pointer the kernel then never reads."""
     return seed if seed is not None else stand_in
@@ -294,11 +305,9 @@ def linear_forward(x, weight, bias, relu, p, seed, allow_tf32, out_dtype=None):
         return y
     splits = _splits(m, n, k, nbytes(x, weight, y), x.dtype, allow_tf32, x.device, tile=(128, 64))
     grid = lambda meta: (cdiv(m, meta["BLOCK_M"]), cdiv(n, meta["BLOCK_N"]), splits)
-    partials = empty((splits, m, n), accumulator_dtype(x.dtype), x.device) if splits > 1 else y
+    partials, counters, workspace = _split_workspace(splits, m, n, x.dtype, x.device, y)
     cost = Cost(2 * m * n * k, nbytes(x, weight, bias, y),
-                trips=lambda meta: cdiv(cdiv(k, meta["BLOCK_K"]), splits),
-                workspace_bytes=2 * nbytes(partials) if splits > 1 else 0)
-    counters = arrival_counters(cdiv(m, 16) * cdiv(n, 16), x.device) if splits > 1 else y
+                trips=lambda meta: cdiv(cdiv(k, meta["BLOCK_K"]), splits), workspace_bytes=workspace)
     _forward.launch(grid, x, weight, bias if bias is not None else weight, y, partials, counters,
                     m, n, k, splits, *x.stride(), *weight.stride(), *y.stride(), _seed_or(seed, x), p,
                     dropout_scale(p),
@@ -317,13 +326,11 @@ def linear_input_grad(dy, y, weight, relu, p, seed, allow_tf32, dtype=None):
     if dx.numel() == 0:
         return dx
     splits = _splits(m, k, n, nbytes(dy, weight, dx), dtype, allow_tf32, dy.device)
-    partials = empty((splits, m, k), accumulator_dtype(dtype), dy.device) if splits > 1 else dx
+    partials, counters, workspace = _split_workspace(splits, m, k, dtype, dy.device, dx)
     cost = Cost(2 * m * n * k, nbytes(dy, y if relu else None, weight, dx),
-                trips=lambda meta: cdiv(cdiv(n, meta["BLOCK_K"]), splits),
-                workspace_bytes=2 * nbytes(partials) if splits > 1 else 0)
+                trips=lambda meta: cdiv(cdiv(n, meta["BLOCK_K"]), splits), workspace_bytes=workspace)
     y = y if relu else dy
     grid = lambda meta: (cdiv(m, meta["BLOCK_M"]), cdiv(k, meta["BLOCK_N"]), splits)
-    counters = arrival_counters(cdiv(m, 16) * cdiv(k, 16), dy.device) if splits > 1 else dx
     _input_grad.launch(grid, dy, y, weight, dx, partials, counters, m, n, k, splits,
                        *dy.stride(), *y.stride(), *weight.stride(), *dx.stride(),
                        _seed_or(seed, dy), p, dropout_scale(p), dtype=dtype,

@@ -153,9 +153,10 @@ def split_count(tiles, device, most):
     """How many programs share the reduction of each of `tiles` output tiles: the fewest whose
     programs fill the SMs' waves within 5% as well as any count up to MAX_SPLITS and `most` does
     (rounds of programs per unit of work: a last, partly empty wave is idle SMs). The static
-    model counts neither the partials' traffic nor the last program's serial sum, hence the caps
-    (callers bound `most` by the bytes the partials may add). `tiles` counts the output tiles of
-    the largest tile config (what sm_90 chooses); smaller tiles make more programs."""
+    model counts the partials' bytes (`Cost.workspace_bytes`) but not the last program's serial
+    sum of them, hence the cap (callers also bound `most` by the bytes the partials may add).
+    `tiles` counts the output tiles of the largest tile config (what sm_90 chooses); smaller
+    tiles make more programs."""
     sms = sm_count(device)
     most = max(1, min(MAX_SPLITS, most))
     rounds_per_work = {s: cdiv(tiles * s, sms) / s for s in range(1, most + 1)}

@@ -139,8 +139,7 @@ def max_pool2d_forward_kernel(
 
         # Write back this output row of the band.
         out_mask = c_ok[:, None] & (p_ok & (oh < OH))[None, :]
-        y_off = n * sy_n + oh * sy_h + ow * sy_w
-        y_off = (c * sy_c)[:, None] + y_off[None, :]
+        y_off = (c * sy_c)[:, None] + (n * sy_n + oh * sy_h + ow * sy_w)[None, :]
         tl.store(y_ptr + y_off, best.to(y_ptr.dtype.element_ty), mask=out_mask)
         if TAP_CODES:
             tl.store(idx_ptr + y_off, best_tap.to(idx_ptr.dtype.element_ty), mask=out_mask)
