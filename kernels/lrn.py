@@ -18,9 +18,10 @@ the band kernel instead: a
 program holds all of the group's channels x BLOCK_S positions (no halo: no window leaves its
 group), loads x and dy once, and forms both sums over the channel axis as a 0/1 band matrix times
 the tile on the tensor cores (tiles.band_sum: the summands split into bf16 parts so the sums keep
-fp32's precision for fp32 inputs, NaN and infinities counted apart as a sum would spread them).
-The static model puts AlexNet's lrn1 backward at 284 us against 431 for the sliding kernel
-(bf16, sm_90); lrn2's 128-channel groups take it on sm_90 only (their tiles spill on sm_80,
+fp32's precision for fp32 inputs). A dot spreads a NaN or an infinity to every channel of its
+position, so a tile whose dx comes out non-finite anywhere is redone with sums that count them
+apart, as a sum would spread them (tiles.lrn_band_backward; a call finite data never makes).
+lrn2's 128-channel groups take the band kernels on sm_90 only (their tiles spill on sm_80,
 tiles.py). The same band sum made the forward slower (183 against 108 us: one sum does not pay
 for the tile's trips through shared memory), so the forward always slides.
 The window math (`lrn_scale`, `squares`, `pow_neg`, the band sums, the parameter tensor) lives in
@@ -50,6 +51,7 @@ from .tiles import (
     lrn_load_params,
     lrn_params,
     lrn_scale,
+    needs_counting,
     pow_neg,
     squares,
 )
@@ -157,10 +159,31 @@ def lrn_band_backward_kernel(
     SIZE: tl.constexpr,  # window length in channels
     MASK_INPUT: tl.constexpr,  # x is a ReLU's output: zero dx where x <= 0 (its deferred derivative)
     SPLITS: tl.constexpr,  # bf16 parts per band sum, 0: one ACC dot
+    REDO_NONFINITE: tl.constexpr,  # redo tiles where a NaN or inf spread (False: the model only)
     ACC: tl.constexpr,  # compute dtype
     INDEX_64: tl.constexpr,  # compute element offsets in int64
     BLOCK_G: tl.constexpr, BLOCK_S: tl.constexpr,  # tile: a group's channels x positions
 ):
+    spread = _lrn_band_backward_tile(
+        x_ptr, dy_ptr, dx_ptr, params_ptr, S, GROUP, sx_n, sx_c, sx_s, sdy_n, sdy_c, sdy_s, sdx_n,
+        sdx_c, sdx_s, SIZE, MASK_INPUT, SPLITS, False, ACC, INDEX_64, BLOCK_G, BLOCK_S)
+    if REDO_NONFINITE:
+        if tl.sum(spread) != 0:  # the cold path: a NaN or infinity may have spread
+            tl.debug_barrier()  # every thread's first stores land before any second one
+            _lrn_band_backward_redo(
+                x_ptr, dy_ptr, dx_ptr, params_ptr, S, GROUP, sx_n, sx_c, sx_s, sdy_n, sdy_c,
+                sdy_s, sdx_n, sdx_c, sdx_s, SIZE, MASK_INPUT, SPLITS, ACC, INDEX_64, BLOCK_G,
+                BLOCK_S)
+
+
+@triton.jit
+def _lrn_band_backward_tile(x_ptr, dy_ptr, dx_ptr, params_ptr, S, GROUP, sx_n, sx_c, sx_s, sdy_n,
+                            sdy_c, sdy_s, sdx_n, sdx_c, sdx_s, SIZE: tl.constexpr,
+                            MASK_INPUT: tl.constexpr, SPLITS: tl.constexpr,
+                            COUNTED: tl.constexpr, ACC: tl.constexpr, INDEX_64: tl.constexpr,
+                            BLOCK_G: tl.constexpr, BLOCK_S: tl.constexpr):
+    """The program's tile, dx written; returns `needs_counting`'s tile. COUNTED: with counted
+    band sums."""
     n, s, c, s_ok, c_ok = group_tile(S, GROUP, INDEX_64, BLOCK_G, BLOCK_S)
     mask = c_ok[:, None] & s_ok[None, :]
     k, alpha_over_size, beta = lrn_load_params(params_ptr)
@@ -169,11 +192,25 @@ def lrn_band_backward_kernel(
                 other=0.0).to(ACC)
     g = tl.load(dy_ptr + n * sdy_n + (c * sdy_c)[:, None] + (s * sdy_s)[None, :], mask=mask,
                 other=0.0).to(ACC)
-    dx = lrn_band_backward(a, g, k, alpha_over_size, beta, SIZE, BLOCK_G, SPLITS, ACC)
+    dx = lrn_band_backward(a, g, k, alpha_over_size, beta, SIZE, BLOCK_G, SPLITS, ACC, COUNTED)
     if MASK_INPUT:  # the derivative of the ReLU that produced x, deferred to here by its conv
         dx = tl.where(a > 0, dx, 0.0)
     dx_off = n * sdx_n + (c * sdx_c)[:, None] + (s * sdx_s)[None, :]
     tl.store(dx_ptr + dx_off, dx.to(dx_ptr.dtype.element_ty), mask=mask)
+    return needs_counting(dx)
+
+
+@triton.jit(noinline=True)
+def _lrn_band_backward_redo(x_ptr, dy_ptr, dx_ptr, params_ptr, S, GROUP, sx_n, sx_c, sx_s, sdy_n,
+                            sdy_c, sdy_s, sdx_n, sdx_c, sdx_s, SIZE: tl.constexpr,
+                            MASK_INPUT: tl.constexpr, SPLITS: tl.constexpr, ACC: tl.constexpr,
+                            INDEX_64: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_S: tl.constexpr):
+    """The program's tile again with counted band sums. A function of its own (not inlined), so
+    the cold path's code and registers stay out of the fast path's; it takes scalars only and
+    recomputes the tile from the program ids."""
+    _lrn_band_backward_tile(x_ptr, dy_ptr, dx_ptr, params_ptr, S, GROUP, sx_n, sx_c, sx_s, sdy_n,
+                            sdy_c, sdy_s, sdx_n, sdx_c, sdx_s, SIZE, MASK_INPUT, SPLITS, True, ACC,
+                            INDEX_64, BLOCK_G, BLOCK_S)
 
 
 def _tile(dtype, channels, positions):
@@ -213,9 +250,10 @@ def lrn_backward(x, dy, dx, size, alpha, beta, k, groups=1, mask_input=False):
         block_g, block_s, warps = band
         launch(lrn_band_backward_kernel, (cdiv(s, block_s), groups, n),
                x, dy, dx, params, s, c // groups, *x.stride(), *dy.stride(), *dx.stride(),
-               SIZE=size, MASK_INPUT=mask_input, SPLITS=band_splits(x.dtype),
+               SIZE=size, MASK_INPUT=mask_input, SPLITS=band_splits(x.dtype), REDO_NONFINITE=True,
                ACC=tl_accumulator(x.dtype), INDEX_64=needs_int64(x, dy, dx), BLOCK_G=block_g,
-               BLOCK_S=block_s, num_warps=warps, cost=Cost(0, nbytes(x, dy, dx)))
+               BLOCK_S=block_s, num_warps=warps,
+               cost=Cost(0, nbytes(x, dy, dx), common_path=dict(REDO_NONFINITE=False)))
         return dx
     block_c, block_s, warps = _tile(x.dtype, c, s)
     launch(lrn_backward_kernel, (cdiv(s, block_s), cdiv(c, block_c), n),

@@ -47,13 +47,14 @@ from .launch import (
 from .tiles import (
     band_splits,
     band_tile,
-    group_tile,
-    lrn_band_backward,
     channel_group,
     channel_tile,
+    group_tile,
+    lrn_band_backward,
     lrn_load_params,
     lrn_params,
     lrn_scale,
+    needs_counting,
     pow_neg,
     stride_cells,
     stride_class,
@@ -307,31 +308,83 @@ def lrn_band_max_pool2d_backward_kernel(
     LRN_SIZE: tl.constexpr,  # LRN window in channels
     MASK_INPUT: tl.constexpr,  # x is a ReLU's output: zero dx where x <= 0 (its deferred derivative)
     SPLITS: tl.constexpr,  # bf16 parts per band sum, 0: one ACC dot
+    REDO_NONFINITE: tl.constexpr,  # redo tiles where a NaN or inf spread (False: the model only)
     ACC: tl.constexpr,  # compute dtype
     INDEX_64: tl.constexpr,  # compute element offsets in int64
     BLOCK_G: tl.constexpr, BLOCK_P: tl.constexpr,  # tile: a group's channels x pixels (or cells)
 ):
     """The fused LRN -> max-pool's backward in one pass for LRN groups of at most BAND_MAX
     channels: the pooled gradient gathered once per element (the LRN output's gradient, never
-    written), then the LRN backward from it and x by band sums."""
+    written), then the LRN backward from it and x by band sums; tiles where a NaN or an infinity
+    may have spread through the fast sums are redone with counted ones (tiles.lrn_band_backward:
+    a loop of 0 or 1 trips, never taken on finite data)."""
+    spread = _lrn_pool_backward_program(
+        dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, H, W, OH, OW, CELLS_W, CELLS, GROUP, pad_h,
+        pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n, sx_c, sx_h, sx_w, sdx_n, sdx_c, sdx_h, sdx_w, KH,
+        KW, STRIDE_H, STRIDE_W, DIL_H, DIL_W, CLASSES, TAP_CODES, LRN_SIZE, MASK_INPUT, SPLITS,
+        False, ACC, INDEX_64, BLOCK_G, BLOCK_P)
+    if REDO_NONFINITE:
+        if tl.sum(spread) != 0:  # the cold path: a NaN or infinity may have spread
+            tl.debug_barrier()  # every thread's first stores land before any second one
+            _lrn_pool_backward_redo(
+                dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, H, W, OH, OW, CELLS_W, CELLS, GROUP,
+                pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n, sx_c, sx_h, sx_w, sdx_n, sdx_c,
+                sdx_h, sdx_w, KH, KW, STRIDE_H, STRIDE_W, DIL_H, DIL_W, CLASSES, TAP_CODES,
+                LRN_SIZE, MASK_INPUT, SPLITS, ACC, INDEX_64, BLOCK_G, BLOCK_P)
+
+
+@triton.jit
+def _lrn_pool_backward_program(dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, H, W, OH, OW, CELLS_W,
+                               CELLS, GROUP, pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n, sx_c,
+                               sx_h, sx_w, sdx_n, sdx_c, sdx_h, sdx_w, KH: tl.constexpr,
+                               KW: tl.constexpr, STRIDE_H: tl.constexpr, STRIDE_W: tl.constexpr,
+                               DIL_H: tl.constexpr, DIL_W: tl.constexpr, CLASSES: tl.constexpr,
+                               TAP_CODES: tl.constexpr, LRN_SIZE: tl.constexpr,
+                               MASK_INPUT: tl.constexpr, SPLITS: tl.constexpr,
+                               COUNTED: tl.constexpr, ACC: tl.constexpr, INDEX_64: tl.constexpr,
+                               BLOCK_G: tl.constexpr, BLOCK_P: tl.constexpr):
+    """The program's tile, every dx written: one group's channels x BLOCK_P cells of stride
+    classes (each class one after another) or pixels of one image; returns `needs_counting`'s
+    tile, summed over the classes. COUNTED: with counted band sums."""
     if CLASSES:  # cells of stride classes, as in max_pool2d_backward_kernel
         n, cell, c, cell_ok, c_ok = group_tile(CELLS, GROUP, INDEX_64, BLOCK_G, BLOCK_P)
+        spread = tl.zeros((BLOCK_G, BLOCK_P), dtype=ACC)
         for e_h in tl.static_range(STRIDE_H):
             for e_w in tl.static_range(STRIDE_W):
                 ih, iw, q_ok = class_pixels(cell, cell_ok, CELLS_W, H, W, pad_h, pad_w, e_h, e_w,
                                             STRIDE_H, STRIDE_W)
-                _lrn_pool_backward_tile(
+                spread += _lrn_pool_backward_tile(
                     dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, c, c_ok, ih, iw, q_ok, W, OH,
                     OW, pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n, sx_c, sx_h, sx_w, sdx_n,
                     sdx_c, sdx_h, sdx_w, KH, KW, STRIDE_H, STRIDE_W, DIL_H, DIL_W, e_h, e_w,
-                    TAP_CODES, LRN_SIZE, MASK_INPUT, SPLITS, ACC, BLOCK_G, BLOCK_P)
+                    TAP_CODES, LRN_SIZE, MASK_INPUT, SPLITS, COUNTED, ACC, BLOCK_G, BLOCK_P)
     else:
         n, q, c, q_ok, c_ok = group_tile(H * W, GROUP, INDEX_64, BLOCK_G, BLOCK_P)
-        _lrn_pool_backward_tile(
+        spread = _lrn_pool_backward_tile(
             dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, c, c_ok, q // W, q % W, q_ok, W, OH, OW,
             pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n, sx_c, sx_h, sx_w, sdx_n, sdx_c, sdx_h,
             sdx_w, KH, KW, STRIDE_H, STRIDE_W, DIL_H, DIL_W, -1, -1, TAP_CODES, LRN_SIZE,
-            MASK_INPUT, SPLITS, ACC, BLOCK_G, BLOCK_P)
+            MASK_INPUT, SPLITS, COUNTED, ACC, BLOCK_G, BLOCK_P)
+    return spread
+
+
+@triton.jit(noinline=True)
+def _lrn_pool_backward_redo(dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, H, W, OH, OW, CELLS_W,
+                            CELLS, GROUP, pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n, sx_c,
+                            sx_h, sx_w, sdx_n, sdx_c, sdx_h, sdx_w, KH: tl.constexpr,
+                            KW: tl.constexpr, STRIDE_H: tl.constexpr, STRIDE_W: tl.constexpr,
+                            DIL_H: tl.constexpr, DIL_W: tl.constexpr, CLASSES: tl.constexpr,
+                            TAP_CODES: tl.constexpr, LRN_SIZE: tl.constexpr,
+                            MASK_INPUT: tl.constexpr, SPLITS: tl.constexpr, ACC: tl.constexpr,
+                            INDEX_64: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_P: tl.constexpr):
+    """The program's tile again with counted band sums. A function of its own (not inlined), so
+    the cold path's code and registers stay out of the fast path's; it takes scalars only and
+    recomputes the tile from the program ids."""
+    _lrn_pool_backward_program(
+        dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, H, W, OH, OW, CELLS_W, CELLS, GROUP, pad_h,
+        pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n, sx_c, sx_h, sx_w, sdx_n, sdx_c, sdx_h, sdx_w, KH,
+        KW, STRIDE_H, STRIDE_W, DIL_H, DIL_W, CLASSES, TAP_CODES, LRN_SIZE, MASK_INPUT, SPLITS,
+        True, ACC, INDEX_64, BLOCK_G, BLOCK_P)
 
 
 @triton.jit
@@ -341,10 +394,10 @@ def _lrn_pool_backward_tile(dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, c, c_
                             STRIDE_H: tl.constexpr, STRIDE_W: tl.constexpr, DIL_H: tl.constexpr,
                             DIL_W: tl.constexpr, CLASS_H: tl.constexpr, CLASS_W: tl.constexpr,
                             TAP_CODES: tl.constexpr, LRN_SIZE: tl.constexpr,
-                            MASK_INPUT: tl.constexpr, SPLITS: tl.constexpr, ACC: tl.constexpr,
-                            BLOCK_G: tl.constexpr, BLOCK_P: tl.constexpr):
+                            MASK_INPUT: tl.constexpr, SPLITS: tl.constexpr, COUNTED: tl.constexpr,
+                            ACC: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_P: tl.constexpr):
     """dx for one group's channels c x input pixels (ih, iw) of image n: the pooled gradient
-    gathered, the LRN backward by band sums, written back."""
+    gathered, the LRN backward by band sums, written back; returns `needs_counting`'s tile."""
     k, alpha_over_size, beta = lrn_load_params(params_ptr)
     g = pool_grad_gather(dy_ptr + n * sdy_n, idx_ptr + n * sdy_n, c, c_ok, ih, iw, q_ok, W, OH,
                          OW, pad_h, pad_w, sdy_c, sdy_h, sdy_w, KH, KW, STRIDE_H, STRIDE_W, DIL_H,
@@ -352,11 +405,13 @@ def _lrn_pool_backward_tile(dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, c, c_
     mask = c_ok[:, None] & q_ok[None, :]
     a = tl.load(x_ptr + n * sx_n + (c * sx_c)[:, None] + (ih * sx_h + iw * sx_w)[None, :],
                 mask=mask, other=0.0).to(ACC)
-    dx = lrn_band_backward(a, g, k, alpha_over_size, beta, LRN_SIZE, BLOCK_G, SPLITS, ACC)
+    dx = lrn_band_backward(a, g, k, alpha_over_size, beta, LRN_SIZE, BLOCK_G, SPLITS, ACC,
+                           COUNTED)
     if MASK_INPUT:  # the derivative of the ReLU that produced x, deferred to here by its conv
         dx = tl.where(a > 0, dx, 0.0)
     dx_off = n * sdx_n + (c * sdx_c)[:, None] + (ih * sdx_h + iw * sdx_w)[None, :]
     tl.store(dx_ptr + dx_off, dx.to(dx_ptr.dtype.element_ty), mask=mask)
+    return needs_counting(dx)
 
 
 def keeps_flat_indices(x, lrn):
@@ -502,7 +557,8 @@ def lrn_max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation, lrn, 
            KH=kernel[0], KW=kernel[1], STRIDE_H=stride[0], STRIDE_W=stride[1],
            DIL_H=dilation[0], DIL_W=dilation[1], CLASSES=cells > 0,
            TAP_CODES=idx.dtype != torch.int64, LRN_SIZE=size,
-           MASK_INPUT=mask_input, SPLITS=band_splits(x.dtype), ACC=tl_accumulator(x.dtype),
-           INDEX_64=needs_int64(dy, idx, x, dx), BLOCK_G=block_g, BLOCK_P=block_p,
-           num_warps=warps, cost=Cost(0, nbytes(dy, idx, x, dx)))
+           MASK_INPUT=mask_input, SPLITS=band_splits(x.dtype), REDO_NONFINITE=True,
+           ACC=tl_accumulator(x.dtype), INDEX_64=needs_int64(dy, idx, x, dx), BLOCK_G=block_g,
+           BLOCK_P=block_p, num_warps=warps,
+           cost=Cost(0, nbytes(dy, idx, x, dx), common_path=dict(REDO_NONFINITE=False)))
     return dx

@@ -196,20 +196,22 @@ def lrn_band(SIZE: tl.constexpr, BLOCK_G: tl.constexpr, TRANSPOSED: tl.constexpr
 
 
 @triton.jit
-def band_sum(band, v, SPLITS: tl.constexpr, ACC: tl.constexpr,
+def band_sum(band, v, SPLITS: tl.constexpr, ACC: tl.constexpr, COUNTED: tl.constexpr,
              NONNEG: tl.constexpr = False):
-    """band @ v on the tensor cores: each row of v (a channel) summed over the windows band
-    selects, exactly as a sum would treat NaN and infinities.
+    """band @ v on the tensor cores: each row of v (a channel) summed over the windows band selects.
 
     band is 0/1, exact in bf16, so the finite sum's only error is v's rounding to the MMA's input:
     v is split into SPLITS bf16 parts, each the rounding of what the parts before it left, and
     each part is one MMA (2 parts carry 16 significant bits, 3 fp32's 24). SPLITS == 0: one dot
-    in ACC (fp64, and the interpreter, whose dots are exact numpy). A dot would spread a NaN or
-    an infinity to every row (0 * inf = NaN), so those enter as 0 and one more exact dot counts
-    them per window (+inf 1, -inf 256, NaN 65536: at most 128 rows of each, exact in fp32).
-    NONNEG: v is >= 0, +inf or NaN (squares): +inf counts 1 and NaN 256, read by two compares."""
-    finite = tl.abs(v) < float("inf")  # false for NaN and +-inf
-    w = tl.where(finite, v, 0.0)
+    in ACC (fp64, and the interpreter, whose dots are exact numpy).
+
+    A NaN or an infinity in v reaches every row of its column through the dot (0 * inf = NaN).
+    COUNTED: exactly as a sum would treat them instead: they enter as 0 and one more exact dot
+    counts them per window (+inf 1, -inf 256, NaN 65536: at most 128 rows of each, exact in fp32).
+    NONNEG: v is >= 0, +inf or NaN (squares): +inf counts 1 and NaN 256, read by two compares.
+    Uncounted, the sum is the same bits wherever v is finite (see `lrn_band_backward`)."""
+    finite = tl.abs(v) < float("inf")  # false for NaN and +-inf (unused uncounted)
+    w = tl.where(finite, v, 0.0) if COUNTED else v
     if SPLITS == 0:
         total = tl.dot(band.to(ACC), w, input_precision="ieee", out_dtype=ACC)
     else:
@@ -221,6 +223,15 @@ def band_sum(band, v, SPLITS: tl.constexpr, ACC: tl.constexpr,
             part = rest.to(tl.bfloat16)
             total = tl.dot(b, part, total, out_dtype=tl.float32)
             rest = rest - part.to(tl.float32)
+    if COUNTED:
+        total = with_nonfinite(total, band, v, finite, SPLITS, ACC, NONNEG)
+    return total
+
+
+@triton.jit
+def with_nonfinite(total, band, v, finite, SPLITS: tl.constexpr, ACC: tl.constexpr,
+                   NONNEG: tl.constexpr):
+    """`band_sum`'s finite total with v's NaNs and infinities put back per window, counted."""
     if NONNEG:
         code = tl.where(finite, 0.0, tl.where(v != v, 256.0, 1.0))
     else:
@@ -231,25 +242,44 @@ def band_sum(band, v, SPLITS: tl.constexpr, ACC: tl.constexpr,
         counts = tl.dot(band.to(tl.bfloat16), code.to(tl.bfloat16), out_dtype=tl.float32)
     if NONNEG:
         total = tl.where(counts >= 1.0, float("inf"), total)
-        return tl.where(counts >= 256.0, float("nan"), total)
-    n = counts.to(tl.int32)
-    pos = (n % 256) > 0
-    neg = ((n // 256) % 256) > 0
-    nan = (n >= 65536) | (pos & neg)
-    total = tl.where(pos, float("inf"), tl.where(neg, float("-inf"), total))
-    return tl.where(nan, float("nan"), total)
+        total = tl.where(counts >= 256.0, float("nan"), total)
+    else:
+        n = counts.to(tl.int32)
+        pos = (n % 256) > 0
+        neg = ((n // 256) % 256) > 0
+        nan = (n >= 65536) | (pos & neg)
+        total = tl.where(pos, float("inf"), tl.where(neg, float("-inf"), total))
+        total = tl.where(nan, float("nan"), total)
+    return total
 
 
 @triton.jit
 def lrn_band_backward(a, g, k, alpha_over_size, beta, SIZE: tl.constexpr, BLOCK_G: tl.constexpr,
-                      SPLITS: tl.constexpr, ACC: tl.constexpr):
+                      SPLITS: tl.constexpr, ACC: tl.constexpr, COUNTED: tl.constexpr):
     """da = g s^-beta - (2 alpha beta / size) a * sum_{j: c in window(j)} g_j a_j s_j^(-beta-1)
-    for a tile holding all channels of one group x positions: two band sums, each input once."""
+    for a tile holding all channels of one group x positions: two band sums, each input once.
+
+    Uncounted (the fast path), a NaN or infinity among the sums' inputs spreads to every channel
+    of its position: every row of that column of a sum is then NaN or infinite (with two or more
+    parts the second part is inf - inf = NaN; with one, the rows outside the window get 0 * inf),
+    and so is every row of da there (a non-finite s gives g * 0 * inf, a non-finite cross term
+    a * NaN or a * inf). So a tile whose da is all finite (where a ReLU mask keeps it) had finite
+    inputs to both sums, and equals the counted result bit for bit; `needs_counting` tells the
+    kernels which tiles to redo COUNTED."""
     s = k + alpha_over_size * band_sum(lrn_band(SIZE, BLOCK_G, False), a * a, SPLITS, ACC,
-                                       NONNEG=True)
+                                       COUNTED, NONNEG=True)
     s_neg = pow_neg(s, beta + 1.0)  # s^(-beta-1), no division
-    cross = band_sum(lrn_band(SIZE, BLOCK_G, True), g * a * s_neg, SPLITS, ACC)
+    cross = band_sum(lrn_band(SIZE, BLOCK_G, True), g * a * s_neg, SPLITS, ACC, COUNTED)
     return g * s_neg * s - 2.0 * alpha_over_size * beta * a * cross
+
+
+@triton.jit
+def needs_counting(dx):
+    """0 where `lrn_band_backward`'s uncounted dx is finite, NaN where not: a tile whose sum of
+    these is not 0 must be redone counted (a NaN or an infinity may have spread). One multiply-
+    add per element; rows and positions a tile masks hold 0 unless k == 0 (then an all-zero window
+    is 0 * inf: a harmless redo)."""
+    return dx * 0.0
 
 
 @triton.jit
@@ -281,7 +311,7 @@ def pow_neg(s, beta):
 # positions are cells of 4 pixels, see stride_class), (BLOCK_S, warps) per BLOCK_G on a GPU.
 # Wider groups run the sliding-window kernels. BAND_MAX depends on the target: Hopper's wgmma
 # reads the band matrix from shared memory, so 128-channel groups (AlexNet's lrn2) fit a tile
-# there (its fused LRN -> max-pool backward: 169 us by the static model, bf16, sm_90, against 404
+# there (its fused LRN -> max-pool backward: 127 us by the static model, bf16, sm_90, against 404
 # for the two sliding kernels); Ampere's mma.sync holds it in registers, and every 128-channel
 # tile tried spills on sm_80 with Triton 3.6, so there groups stop at 64.
 BAND_MAX = {80: 64, 90: 128}

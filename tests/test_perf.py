@@ -125,6 +125,33 @@ def test_an_unpipelined_variant_estimates_worse(compile_env):
     assert serial["estimate_us"] > 1.2 * pipelined["estimate_us"]
 
 
+def test_rare_code_counts_from_the_common_path_build(compile_env):
+    """The LRN band backwards redo a tile that held a NaN or an infinity; the model counts the
+    instructions of the build without that redo (`Cost.common_path`) and the registers of the real
+    one, and the real build still carries the redo (a call to its own function)."""
+    result = run_script(compile_env, """
+        import json
+        from tritonalex.perf import model
+        from tritonalex.perf.capture import capture_step
+        from tritonalex.perf.step import _common_path, compile_all, estimate_launch, job_key
+        card = model.CARDS["h100"]
+        step = capture_step("alexnet", batch=128, dtype="bf16")
+        band = next(l for l in step.launches if l.name == "lrn_band_max_pool2d_backward_kernel")
+        compiled = compile_all([band], [90], processes=1)
+        kwargs = dict(band.kwargs, num_warps=band.kwargs["num_warps"], num_stages=3)
+        real = compiled[job_key(band, kwargs, 90)][0]
+        common = compiled[job_key(band, _common_path(band, kwargs), 90)][0]
+        row = estimate_launch(band, compiled, card, "bf16")
+        print(json.dumps(dict(real=real, common=common, row=row,
+                              cold=band.cost.common_path)))
+    """)
+    real, common, row = result["real"], result["common"], result["row"]
+    assert result["cold"] == {"REDO_NONFINITE": False}
+    assert common["instructions"] < real["instructions"]
+    assert row["instructions"] == common["instructions"]
+    assert row["registers"] == real["registers"] and row["spill_bytes"] == real["spill_bytes"]
+
+
 def test_model_on_a_published_figure(compile_env):
     """A tutorial-style Triton matmul against a published H100 GEMM time (see calibration.py)."""
     result = run_script(compile_env, """

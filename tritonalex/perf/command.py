@@ -248,7 +248,8 @@ def run_check(args):
         os.environ["TRITONALEX_CACHE_DIR"] = os.path.join(cache, "perf")
         compiled = {}
         for arch in archs:
-            compiled.update(compile_all([l for _, l, a in labelled if a == arch], [arch]))
+            compiled.update(compile_all([l for _, l, a in labelled if a == arch], [arch],
+                                        common_paths=False))
     rows = OrderedDict()
     for label, launch, arch in labelled:
         for config, kwargs in config_variants(launch, arch):

@@ -39,8 +39,11 @@ Assumptions (to be calibrated against a GPU when one is lent; `bench/gpu_check.s
   MEMORY_EFFICIENCY 0.9 (~3.0 TB/s device-to-device copy on the lent H100, measured),
   ISSUE_EFFICIENCY 0.75, LOAD_LATENCY 600 clocks (global load round trip under load), LAUNCH_US
   2 us per launch (GPU-side gap between back-to-back launches; host cost is not modelled).
+Code only rare inputs run (the LRN band backwards' redo of a tile holding a NaN or an infinity)
+is left out where the launch says how to compile it out (`Cost.common_path`): instructions are
+counted on that build, registers and shared memory (occupancy, spills) read from the real one.
 What it ignores: caches (bytes beyond the minimum, L2 hits that make re-reads cheap), branch
-divergence and code a program skips (all SASS outside the main loop is counted once), outer
+divergence and other code a program skips (all SASS outside the main loop is counted once), outer
 loops around the main loop (their own instructions counted once), bank conflicts, instruction
 latencies other than global loads, power and clock throttling, overlap between launches.
 

@@ -65,16 +65,19 @@ def _compile_job(index):
         return index, None, f"{type(exc).__name__}: {message}"
 
 
-def compile_all(launches, archs, processes=None):
-    """Compile every (launch, config, arch); returns {job key: (facts or None, error or None)}."""
+def compile_all(launches, archs, processes=None, common_paths=True):
+    """Compile every (launch, config, arch), and with `common_paths` the builds the model counts
+    instructions of (`Cost.common_path`); returns {job key: (facts or None, error or None)}."""
     global _JOBS
     jobs = OrderedDict()
     for launch in launches:
         for arch in archs:
             for _, kwargs in config_variants(launch, arch):
-                key = job_key(launch, kwargs, arch)
-                if key not in jobs:
-                    jobs[key] = (launch.kernel, launch.args, kwargs, arch)
+                builds = (kwargs, _common_path(launch, kwargs)) if common_paths else (kwargs,)
+                for build in builds:
+                    key = job_key(launch, build, arch)
+                    if key not in jobs:
+                        jobs[key] = (launch.kernel, launch.args, build, arch)
     keys, _JOBS = list(jobs), list(jobs.values())
     processes = min(processes or os.cpu_count() or 1, len(_JOBS))
     if processes <= 1:
@@ -85,13 +88,32 @@ def compile_all(launches, archs, processes=None):
                 for i, facts, err in pool.map(_compile_job, range(len(_JOBS)))}
 
 
+def _common_path(launch, kwargs):
+    """The build the model counts instructions of: `kwargs` with the launch's `Cost.common_path`
+    overrides (the rare inputs' code compiled out); `kwargs` itself when it has none."""
+    return {**kwargs, **launch.cost.common_path}
+
+
+def _facts(launch, kwargs, compiled, arch):
+    """(facts, error) the model reads for one config: the real build's, with the instruction
+    counts of its common-path build where the launch has one."""
+    facts, error = compiled[job_key(launch, kwargs, arch)]
+    if facts is None or not launch.cost.common_path:
+        return facts, error
+    common, error = compiled[job_key(launch, _common_path(launch, kwargs), arch)]
+    if common is None:
+        return None, error
+    occupancy = ("registers", "spill_bytes", "shared_bytes", "shared_ok")
+    return {**common, **{k: facts[k] for k in occupancy}}, None
+
+
 def estimate_launch(launch, compiled, card, precision):
     """The row for one launch: every config estimated, the fastest clean one kept (standing for
     the autotuner's pick). The row is not `ok` when any offered config fails to compile, spills or
     overflows shared memory: the autotuner could pick it."""
     best, bad = None, []
     for label, kwargs in config_variants(launch, card.arch):
-        facts, error = compiled[job_key(launch, kwargs, card.arch)]
+        facts, error = _facts(launch, kwargs, compiled, card.arch)
         grid = launch.grid(kwargs) if callable(launch.grid) else launch.grid
         ctas = math.prod(grid)
         trips = launch.cost.trips(kwargs)
