@@ -416,16 +416,15 @@ def _lrn_pool_backward_tile(dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, c, c_
 
 def keeps_flat_indices(x, lrn):
     """Whether a max-pool of x (`lrn`: fused after an LRN) saves torch's int64 positions rather
-    than tap codes. Codes are used where they compile clean and pay: the fused LRN -> max-pool
-    whose backward runs a 64-channel band tile on 16-bit inputs on sm_90 (groups of 33-64
-    channels, AlexNet's lrn1: its backward 585 -> 554 us, its forward 252 -> 245 by the static
-    model). Elsewhere the codes' loads, cheaper in instructions, raised the register pressure
-    into spills in the compile check: 128- and 32-channel band tiles, the 64-channel one on
-    sm_80 with Triton 3.6, fp32's 3-part sums on sm_80, zfnet's padded pools' backward."""
-    if lrn is None or x.dtype not in (torch.float16, torch.bfloat16) or target_arch(x.device) < 90:
-        return True
+    than tap codes (`tap_code_dtype`: a quarter of the bytes for 16-bit inputs, half for fp32).
+    Codes everywhere but one place they spill in the compile check: the fused LRN -> max-pool's
+    backward on a 32-channel band tile with Triton 3.6 on sm_90 (its 16-bit codes' loads beside
+    the band sums). AlexNet's lrn2 with codes: forward 78 -> 71 us, backward 127 -> 120 by the
+    static model (bf16, sm_90)."""
+    if lrn is None:
+        return False
     band = band_tile(x.shape[1] // lrn[4], x.shape[2] * x.shape[3], x.dtype, x.device)
-    return band is None or band[0] != 64
+    return band is not None and band[0] == 32
 
 
 def tap_code_dtype(dtype):
