@@ -95,6 +95,30 @@ def test_layouts_and_noncontiguous_grad_output(layout, grad_layout):
         assert grads[0].is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.parametrize("layout", ["channels_last", "contiguous", "strided"])
+@pytest.mark.parametrize("shape,s,pad,out", [
+    ((2, 3, 23, 23), 4, (0, 0), (6, 6)),  # conv1's shape, small: cropped past 4*6 = 24 > 23
+    ((1, 3, 9, 11), 4, (1, 3), (3, 3)),  # padded top and left: runs start mid-pixel
+    ((2, 5, 7, 6), 3, (2, 1), (2, 3)),  # a run of 15 in a 16-wide tile, rows past the input
+    ((1, 1, 5, 8), 2, (0, 1), (2, 4)),  # one channel
+])
+def test_space_to_depth_matches_a_reshape(shape, s, pad, out, layout):
+    """The space-to-depth copy against torch's pad, crop and reshape: channels_last inputs copy
+    whole runs of s*C elements, other layouts gather; the output is channels_last."""
+    from tritonalex.kernels.space_to_depth import space_to_depth
+
+    x = as_layout(Inputs().randn(*shape), layout)
+    n, c, h, w = shape
+    (u, v), (ph, pw) = out, pad
+    padded = torch.zeros(n, c, s * u, s * v, dtype=x.dtype)
+    rows, cols = min(h, s * u - ph), min(w, s * v - pw)
+    padded[:, :, ph:ph + rows, pw:pw + cols] = x[:, :, :rows, :cols]
+    want = (padded.reshape(n, c, u, s, v, s).permute(0, 3, 5, 1, 2, 4).reshape(n, s * s * c, u, v))
+    got = space_to_depth(x, s, ph, pw, u, v)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(got, want)
+
+
 @pytest.mark.parametrize("c", [3, 20, 64])
 def test_channels_last_weight_and_input(c):
     """The layout the compiled net keeps its weights in (OHWI in memory), both loop kinds."""
