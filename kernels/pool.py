@@ -39,7 +39,6 @@ from .launch import (
     nbytes,
     needs_int64,
     sm_count,
-    target_arch,
     tile,
     tl_accumulator,
     with_strides_of,
