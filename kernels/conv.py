@@ -89,10 +89,16 @@ FORWARD_CONFIGS = {
     "fma": [config(64, 32, 16, 4, 2), config(32, 32, 16, 4, 2)],
 }
 UNMASKED = dict(MASK_INPUT=False)  # the epilogue's ReLU mask on x makes these spill
+ONE_TILE = dict(REST_N=0)  # the configs for one column tile (see conv2d_input_grad_kernel)
 INPUT_GRAD_CONFIGS = {
-    "tensor_core": [config(64, 64, 32, 8, 3), config(128, 64, 32, 8, 3),
-                    config(128, 128, 64, 8, 3, archs=H), config(128, 64, 64, 8, 3, archs=H),
-                    config(256, 64, 64, 8, 3, archs=H)],
+    "tensor_core": [config(64, 64, 32, 8, 3), config(128, 64, 32, 8, 3, when=ONE_TILE),
+                    config(128, 128, 64, 8, 3, archs=H, when=ONE_TILE),
+                    config(128, 64, 64, 8, 3, archs=H, when=ONE_TILE),
+                    config(256, 64, 64, 8, 3, archs=H, when=ONE_TILE),
+                    # 32 + 16 columns (REST_N = 16: channel counts of 48s)
+                    config(128, 32, 64, 8, 3, when=dict(REST_N=16)),
+                    config(256, 32, 64, 8, 3, archs=H, when=dict(REST_N=16)),
+                    config(256, 32, 128, 8, 2, archs=H, when=dict(REST_N=16))],
     "tf32": [config(64, 64, 32, 8, 2), config(64, 32, 32, 4, 3, when=UNMASKED)],
     "fma": [config(32, 32, 16, 8, 2)],
 }
@@ -236,6 +242,7 @@ def conv2d_input_grad_kernel(
     PRECISION: tl.constexpr,  # tl.dot input precision for fp32
     DOT_FP32: tl.constexpr,  # upcast tiles before tl.dot
     INDEX_64: tl.constexpr,  # compute element offsets in int64
+    REST_N: tl.constexpr,  # 0, or a second column tile of REST_N after the BLOCK_N (48 = 32 + 16)
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,  # tile sizes
 ):
     g = tl.program_id(2)
@@ -248,10 +255,14 @@ def conv2d_input_grad_kernel(
     ih = (m // W) % H
     n = m // (W * H)
     m_ok = m < M
-    # Columns: input channels of group g.
-    c = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    # Columns: input channels of group g, BLOCK_N + REST_N per program: channel counts no power
+    # of two fits (48: 32 + 16, two MMAs on one A tile) take no padding columns.
+    c = tl.program_id(1) * (BLOCK_N + REST_N) + tl.arange(0, BLOCK_N)
     c_ok = c < C_PER_GROUP
-    c_g = g * C_PER_GROUP + c
+    if REST_N > 0:
+        c_rest = tl.program_id(1) * (BLOCK_N + REST_N) + BLOCK_N + tl.arange(0, REST_N)
+        c_rest_ok = c_rest < C_PER_GROUP
+        acc_rest = tl.zeros((BLOCK_M, REST_N), dtype=ACC)
 
     # Reduction over taps (kh, kw) in outer loops and output channels in BLOCK_K chunks. For a
     # fixed tap, input pixel (ih, iw) received from at most one output pixel: the one with
@@ -277,8 +288,24 @@ def conv2d_input_grad_kernel(
                 wt = tl.load(w_ptr + (oc * sw_o + w_tap)[:, None] + (c * sw_c)[None, :],
                              mask=k_ok[:, None] & c_ok[None, :], other=0.0)
                 acc = dot_acc(dy, wt, acc, PRECISION, DOT_FP32, ACC)
+                if REST_N > 0:
+                    wt = tl.load(w_ptr + (oc * sw_o + w_tap)[:, None] + (c_rest * sw_c)[None, :],
+                                 mask=k_ok[:, None] & c_rest_ok[None, :], other=0.0)
+                    acc_rest = dot_acc(dy, wt, acc_rest, PRECISION, DOT_FP32, ACC)
 
-    dx_off = (n * sdx_n + ih * sdx_h + iw * sdx_w)[:, None] + (c_g * sdx_c)[None, :]
+    # Write back (each column tile).
+    dx_row = n * sdx_n + ih * sdx_h + iw * sdx_w
+    input_grad_store(acc, x_ptr, dx_ptr, dx_row, m_ok, g * C_PER_GROUP + c, c_ok, sdx_c,
+                     MASK_INPUT)
+    if REST_N > 0:
+        input_grad_store(acc_rest, x_ptr, dx_ptr, dx_row, m_ok, g * C_PER_GROUP + c_rest,
+                         c_rest_ok, sdx_c, MASK_INPUT)
+
+
+@triton.jit
+def input_grad_store(acc, x_ptr, dx_ptr, dx_row, m_ok, c_g, c_ok, sdx_c, MASK_INPUT: tl.constexpr):
+    """dx[rows dx_row, channels c_g] = acc, zero where x <= 0 when MASK_INPUT."""
+    dx_off = dx_row[:, None] + (c_g * sdx_c)[None, :]
     dx_mask = m_ok[:, None] & c_ok[None, :]
     if MASK_INPUT:  # the derivative of the ReLU that produced x, deferred to here by its conv
         x = tl.load(x_ptr + dx_off, mask=dx_mask, other=0.0)
@@ -613,7 +640,9 @@ def conv2d_input_grad(dy, y, weight, x_like, stride, padding, dilation, groups, 
         return dx.zero_()
     y = y if relu else dy
     x = with_strides_of(x_like, dx) if mask_input else dx
-    grid = lambda meta: (cdiv(m, meta["BLOCK_M"]), cdiv(c_per_group, meta["BLOCK_N"]), groups)
+    rest_n = _rest_columns(c_per_group, dy.dtype)
+    grid = lambda meta: (cdiv(m, meta["BLOCK_M"]), cdiv(c_per_group, meta["BLOCK_N"] + rest_n),
+                         groups)
     cost = Cost(2 * n * oh * ow * oc * c_per_group * kh * kw,
                 nbytes(dy, y if relu else None, weight, dx, x if mask_input else None),
                 trips=lambda meta: kh * kw * cdiv(oc // groups, meta["BLOCK_K"]))
@@ -622,11 +651,20 @@ def conv2d_input_grad(dy, y, weight, x_like, stride, padding, dilation, groups, 
         m, h, w, oh, ow, c_per_group, oc // groups,
         padding[0][0], padding[1][0], dilation[0], dilation[1],
         *dy.stride(), *y.stride(), *weight.stride(), *dx.stride(),
-        dtype=dy.dtype, allow_tf32=allow_tf32, tile_dims=(m, c_per_group, oc // groups), cost=cost,
+        dtype=dy.dtype, allow_tf32=allow_tf32, tile_dims=(m, c_per_group - rest_n, oc // groups),
+        cost=cost,
         INDEX_64=needs_int64(dy, y, weight, dx, x), STRIDE_H=stride[0], STRIDE_W=stride[1], KH=kh,
-        KW=kw, APPLY_RELU=relu, MASK_INPUT=mask_input,
+        KW=kw, APPLY_RELU=relu, MASK_INPUT=mask_input, REST_N=rest_n,
     )
     return dx
+
+
+def _rest_columns(c_per_group, dtype):
+    """The input gradient's REST_N: 16 where a group's channels are multiples of 48 but not of 64
+    on the tensor cores (conv2's: the 48 of conv1's towers, 32 + 16 columns per program instead
+    of 48 in a 64-column tile, a quarter of the MMA work padding), else 0."""
+    tensor_core = dtype in (torch.float16, torch.bfloat16)
+    return 16 if tensor_core and c_per_group % 48 == 0 and c_per_group % 64 else 0
 
 
 INTERPRETER_SPLITS = 1  # the tests raise it to run the multi-split reduction on the CPU

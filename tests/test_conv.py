@@ -95,6 +95,31 @@ def test_layouts_and_noncontiguous_grad_output(layout, grad_layout):
         assert grads[0].is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.parametrize("relu,mask_input", [(False, False), (True, True)])
+@pytest.mark.parametrize("c_per_group", [48, 144])
+def test_input_grad_48s_of_channels_as_32_and_16(c_per_group, relu, mask_input, monkeypatch):
+    """Groups of 48s of channels (conv2's input: conv1's towers) take 32 + 16 columns per program
+    on the tensor cores (REST_N) instead of padding 48 to 64; forced here in float64, against
+    torch's input gradient (the forward's ReLU mask on dy, the deferred one on x)."""
+    from tritonalex.kernels import conv as conv_kernels
+
+    monkeypatch.setattr(conv_kernels, "_rest_columns",
+                        lambda c, dtype: 16 if c % 48 == 0 and c % 64 else 0)
+    rnd = Inputs()
+    x = as_layout(rnd.randn(2, 2 * c_per_group, 5, 6), "channels_last")
+    w = rnd.randn(6, c_per_group, 3, 2)
+    geometry = dict(stride=(1, 2), padding=(1, 0), dilation=(1, 1), groups=2)
+    y = TF.conv2d(x, w, **geometry)
+    dy = rnd.randn(*y.shape)
+    want = torch.nn.grad.conv2d_input(x.shape, w, torch.where(y > 0, dy, 0.0) if relu else dy,
+                                      **geometry)
+    if mask_input:
+        want = torch.where(x > 0, want, 0.0)
+    got = conv_kernels.conv2d_input_grad(dy, y, w, x, (1, 2), ((1, 1), (0, 0)), (1, 1), 2, relu,
+                                         False, mask_input=mask_input)
+    assert_close(got, want, TOLERANCE[torch.float64])
+
+
 @pytest.mark.parametrize("layout", ["channels_last", "contiguous", "strided"])
 @pytest.mark.parametrize("shape,s,pad,out", [
     ((2, 3, 23, 23), 4, (0, 0), (6, 6)),  # conv1's shape, small: cropped past 4*6 = 24 > 23
