@@ -46,12 +46,14 @@ from .tiles import (
     band_tile,
     channel_group,
     channel_tile,
+    channel_values,
     group_tile,
     lrn_band_backward,
     lrn_load_params,
     lrn_params,
     lrn_scale,
-    needs_counting,
+    lrn_terms,
+    nonfinite_probe,
     pow_neg,
     squares,
 )
@@ -164,26 +166,7 @@ def lrn_band_backward_kernel(
     INDEX_64: tl.constexpr,  # compute element offsets in int64
     BLOCK_G: tl.constexpr, BLOCK_S: tl.constexpr,  # tile: a group's channels x positions
 ):
-    spread = _lrn_band_backward_tile(
-        x_ptr, dy_ptr, dx_ptr, params_ptr, S, GROUP, sx_n, sx_c, sx_s, sdy_n, sdy_c, sdy_s, sdx_n,
-        sdx_c, sdx_s, SIZE, MASK_INPUT, SPLITS, False, ACC, INDEX_64, BLOCK_G, BLOCK_S)
-    if REDO_NONFINITE:
-        if tl.sum(spread) != 0:  # the cold path: a NaN or infinity may have spread
-            tl.debug_barrier()  # every thread's first stores land before any second one
-            _lrn_band_backward_redo(
-                x_ptr, dy_ptr, dx_ptr, params_ptr, S, GROUP, sx_n, sx_c, sx_s, sdy_n, sdy_c,
-                sdy_s, sdx_n, sdx_c, sdx_s, SIZE, MASK_INPUT, SPLITS, ACC, INDEX_64, BLOCK_G,
-                BLOCK_S)
-
-
-@triton.jit
-def _lrn_band_backward_tile(x_ptr, dy_ptr, dx_ptr, params_ptr, S, GROUP, sx_n, sx_c, sx_s, sdy_n,
-                            sdy_c, sdy_s, sdx_n, sdx_c, sdx_s, SIZE: tl.constexpr,
-                            MASK_INPUT: tl.constexpr, SPLITS: tl.constexpr,
-                            COUNTED: tl.constexpr, ACC: tl.constexpr, INDEX_64: tl.constexpr,
-                            BLOCK_G: tl.constexpr, BLOCK_S: tl.constexpr):
-    """The program's tile, dx written; returns `needs_counting`'s tile. COUNTED: with counted
-    band sums."""
+    # Map the program to image n, BLOCK_S positions and all channels of group program_id(1).
     n, s, c, s_ok, c_ok = group_tile(S, GROUP, INDEX_64, BLOCK_G, BLOCK_S)
     mask = c_ok[:, None] & s_ok[None, :]
     k, alpha_over_size, beta = lrn_load_params(params_ptr)
@@ -192,25 +175,48 @@ def _lrn_band_backward_tile(x_ptr, dy_ptr, dx_ptr, params_ptr, S, GROUP, sx_n, s
                 other=0.0).to(ACC)
     g = tl.load(dy_ptr + n * sdy_n + (c * sdy_c)[:, None] + (s * sdy_s)[None, :], mask=mask,
                 other=0.0).to(ACC)
-    dx = lrn_band_backward(a, g, k, alpha_over_size, beta, SIZE, BLOCK_G, SPLITS, ACC, COUNTED)
+    dx = lrn_band_backward(a, g, k, alpha_over_size, beta, SIZE, BLOCK_G, SPLITS, ACC)
     if MASK_INPUT:  # the derivative of the ReLU that produced x, deferred to here by its conv
         dx = tl.where(a > 0, dx, 0.0)
     dx_off = n * sdx_n + (c * sdx_c)[:, None] + (s * sdx_s)[None, :]
     tl.store(dx_ptr + dx_off, dx.to(dx_ptr.dtype.element_ty), mask=mask)
-    return needs_counting(dx)
+    if REDO_NONFINITE:
+        if tl.sum(nonfinite_probe(dx)) != 0:  # the cold path: a NaN or infinity may have spread
+            tl.debug_barrier()  # every thread's first stores land before any second one
+            _lrn_band_backward_redo(x_ptr, dy_ptr, dx_ptr, params_ptr, S, GROUP, sx_n, sx_c, sx_s,
+                                    sdy_n, sdy_c, sdy_s, sdx_n, sdx_c, sdx_s, SIZE, MASK_INPUT,
+                                    ACC, INDEX_64, BLOCK_G, BLOCK_S)
 
 
 @triton.jit(noinline=True)
 def _lrn_band_backward_redo(x_ptr, dy_ptr, dx_ptr, params_ptr, S, GROUP, sx_n, sx_c, sx_s, sdy_n,
                             sdy_c, sdy_s, sdx_n, sdx_c, sdx_s, SIZE: tl.constexpr,
-                            MASK_INPUT: tl.constexpr, SPLITS: tl.constexpr, ACC: tl.constexpr,
-                            INDEX_64: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_S: tl.constexpr):
-    """The program's tile again with counted band sums. A function of its own (not inlined), so
-    the cold path's code and registers stay out of the fast path's; it takes scalars only and
-    recomputes the tile from the program ids."""
-    _lrn_band_backward_tile(x_ptr, dy_ptr, dx_ptr, params_ptr, S, GROUP, sx_n, sx_c, sx_s, sdy_n,
-                            sdy_c, sdy_s, sdx_n, sdx_c, sdx_s, SIZE, MASK_INPUT, SPLITS, True, ACC,
-                            INDEX_64, BLOCK_G, BLOCK_S)
+                            MASK_INPUT: tl.constexpr, ACC: tl.constexpr, INDEX_64: tl.constexpr,
+                            BLOCK_G: tl.constexpr, BLOCK_S: tl.constexpr):
+    """The program's tile again by plain sums (tiles.lrn_terms), for a tile where a NaN or an
+    infinity spread through the band sums. A function of its own (not inlined): the cold path's
+    code and registers stay out of the fast path's; it takes scalars only and recomputes the tile
+    from the program ids."""
+    n, s, c, s_ok, c_ok = group_tile(S, GROUP, INDEX_64, BLOCK_G, BLOCK_S)
+    lo = tl.program_id(1) * GROUP
+    k, alpha_over_size, beta = lrn_load_params(params_ptr)
+    x_base, dy_base = x_ptr + n * sx_n, dy_ptr + n * sdy_n
+    # A loop, not unrolled: one output j's loads live at a time (cold code).
+    cross = tl.zeros((BLOCK_G, BLOCK_S), dtype=ACC)
+    a, own = tl.zeros((BLOCK_G, BLOCK_S), dtype=ACC), tl.zeros((BLOCK_G, BLOCK_S), dtype=ACC)
+    for d in range(SIZE):  # the outputs j whose window holds c
+        j = c - (SIZE - 1) // 2 + d
+        a_j, u_j, own_j = lrn_terms(x_base, s * sx_s, s_ok, j, lo, lo + GROUP, sx_c, SIZE, k,
+                                    alpha_over_size, beta, ACC, BLOCK_G, BLOCK_S)
+        g_j = channel_values(dy_base, j, lo, lo + GROUP, sdy_c, s * sdy_s, s_ok, ACC)
+        cross += g_j * a_j * u_j
+        a = tl.where(d == (SIZE - 1) // 2, a_j, a)  # j == c
+        own = tl.where(d == (SIZE - 1) // 2, g_j * own_j, own)
+    dx = own - 2.0 * alpha_over_size * beta * a * cross
+    if MASK_INPUT:
+        dx = tl.where(a > 0, dx, 0.0)
+    dx_off = n * sdx_n + (c * sdx_c)[:, None] + (s * sdx_s)[None, :]
+    tl.store(dx_ptr + dx_off, dx.to(dx_ptr.dtype.element_ty), mask=c_ok[:, None] & s_ok[None, :])
 
 
 def _tile(dtype, channels, positions):

@@ -53,7 +53,8 @@ from .tiles import (
     lrn_load_params,
     lrn_params,
     lrn_scale,
-    needs_counting,
+    lrn_terms,
+    nonfinite_probe,
     pow_neg,
     stride_cells,
     stride_class,
@@ -315,8 +316,8 @@ def lrn_band_max_pool2d_backward_kernel(
     """The fused LRN -> max-pool's backward in one pass for LRN groups of at most BAND_MAX
     channels: the pooled gradient gathered once per element (the LRN output's gradient, never
     written), then the LRN backward from it and x by band sums; tiles where a NaN or an infinity
-    may have spread through the fast sums are redone with counted ones (tiles.lrn_band_backward:
-    a loop of 0 or 1 trips, never taken on finite data)."""
+    may have spread through the band sums are redone by plain sums (tiles.lrn_band_backward: a
+    call finite data never makes)."""
     spread = _lrn_pool_backward_program(
         dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, H, W, OH, OW, CELLS_W, CELLS, GROUP, pad_h,
         pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n, sx_c, sx_h, sx_w, sdx_n, sdx_c, sdx_h, sdx_w, KH,
@@ -329,7 +330,7 @@ def lrn_band_max_pool2d_backward_kernel(
                 dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, H, W, OH, OW, CELLS_W, CELLS, GROUP,
                 pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n, sx_c, sx_h, sx_w, sdx_n, sdx_c,
                 sdx_h, sdx_w, KH, KW, STRIDE_H, STRIDE_W, DIL_H, DIL_W, CLASSES, TAP_CODES,
-                LRN_SIZE, MASK_INPUT, SPLITS, ACC, INDEX_64, BLOCK_G, BLOCK_P)
+                LRN_SIZE, MASK_INPUT, ACC, INDEX_64, BLOCK_G, BLOCK_P)
 
 
 @triton.jit
@@ -340,11 +341,12 @@ def _lrn_pool_backward_program(dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, H, W,
                                DIL_H: tl.constexpr, DIL_W: tl.constexpr, CLASSES: tl.constexpr,
                                TAP_CODES: tl.constexpr, LRN_SIZE: tl.constexpr,
                                MASK_INPUT: tl.constexpr, SPLITS: tl.constexpr,
-                               COUNTED: tl.constexpr, ACC: tl.constexpr, INDEX_64: tl.constexpr,
+                               PLAIN: tl.constexpr, ACC: tl.constexpr, INDEX_64: tl.constexpr,
                                BLOCK_G: tl.constexpr, BLOCK_P: tl.constexpr):
     """The program's tile, every dx written: one group's channels x BLOCK_P cells of stride
-    classes (each class one after another) or pixels of one image; returns `needs_counting`'s
-    tile, summed over the classes. COUNTED: with counted band sums."""
+    classes (each class one after another) or pixels of one image; returns `nonfinite_probe`'s
+    tile, summed over the classes. PLAIN: by plain sums, not band sums."""
+    lo = tl.program_id(1) * GROUP  # the group's channels: lo .. lo + GROUP - 1
     if CLASSES:  # cells of stride classes, as in max_pool2d_backward_kernel
         n, cell, c, cell_ok, c_ok = group_tile(CELLS, GROUP, INDEX_64, BLOCK_G, BLOCK_P)
         spread = tl.zeros((BLOCK_G, BLOCK_P), dtype=ACC)
@@ -353,17 +355,18 @@ def _lrn_pool_backward_program(dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, H, W,
                 ih, iw, q_ok = class_pixels(cell, cell_ok, CELLS_W, H, W, pad_h, pad_w, e_h, e_w,
                                             STRIDE_H, STRIDE_W)
                 spread += _lrn_pool_backward_tile(
-                    dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, c, c_ok, ih, iw, q_ok, W, OH,
-                    OW, pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n, sx_c, sx_h, sx_w, sdx_n,
-                    sdx_c, sdx_h, sdx_w, KH, KW, STRIDE_H, STRIDE_W, DIL_H, DIL_W, e_h, e_w,
-                    TAP_CODES, LRN_SIZE, MASK_INPUT, SPLITS, COUNTED, ACC, BLOCK_G, BLOCK_P)
+                    dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, c, c_ok, lo, lo + GROUP, ih,
+                    iw, q_ok, W, OH, OW, pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n, sx_c,
+                    sx_h, sx_w, sdx_n, sdx_c, sdx_h, sdx_w, KH, KW, STRIDE_H, STRIDE_W, DIL_H,
+                    DIL_W, e_h, e_w, TAP_CODES, LRN_SIZE, MASK_INPUT, SPLITS, PLAIN, ACC, BLOCK_G,
+                    BLOCK_P)
     else:
         n, q, c, q_ok, c_ok = group_tile(H * W, GROUP, INDEX_64, BLOCK_G, BLOCK_P)
         spread = _lrn_pool_backward_tile(
-            dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, c, c_ok, q // W, q % W, q_ok, W, OH, OW,
-            pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n, sx_c, sx_h, sx_w, sdx_n, sdx_c, sdx_h,
-            sdx_w, KH, KW, STRIDE_H, STRIDE_W, DIL_H, DIL_W, -1, -1, TAP_CODES, LRN_SIZE,
-            MASK_INPUT, SPLITS, COUNTED, ACC, BLOCK_G, BLOCK_P)
+            dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, c, c_ok, lo, lo + GROUP, q // W, q % W,
+            q_ok, W, OH, OW, pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n, sx_c, sx_h, sx_w,
+            sdx_n, sdx_c, sdx_h, sdx_w, KH, KW, STRIDE_H, STRIDE_W, DIL_H, DIL_W, -1, -1,
+            TAP_CODES, LRN_SIZE, MASK_INPUT, SPLITS, PLAIN, ACC, BLOCK_G, BLOCK_P)
     return spread
 
 
@@ -374,43 +377,64 @@ def _lrn_pool_backward_redo(dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, H, W, OH
                             KW: tl.constexpr, STRIDE_H: tl.constexpr, STRIDE_W: tl.constexpr,
                             DIL_H: tl.constexpr, DIL_W: tl.constexpr, CLASSES: tl.constexpr,
                             TAP_CODES: tl.constexpr, LRN_SIZE: tl.constexpr,
-                            MASK_INPUT: tl.constexpr, SPLITS: tl.constexpr, ACC: tl.constexpr,
-                            INDEX_64: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_P: tl.constexpr):
-    """The program's tile again with counted band sums. A function of its own (not inlined), so
-    the cold path's code and registers stay out of the fast path's; it takes scalars only and
-    recomputes the tile from the program ids."""
+                            MASK_INPUT: tl.constexpr, ACC: tl.constexpr, INDEX_64: tl.constexpr,
+                            BLOCK_G: tl.constexpr, BLOCK_P: tl.constexpr):
+    """The program's tile again by plain sums, for a tile where a NaN or an infinity spread
+    through the band sums. A function of its own (not inlined): the cold path's code and
+    registers stay out of the fast path's; it takes scalars only and recomputes the tile from the
+    program ids."""
     _lrn_pool_backward_program(
         dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, H, W, OH, OW, CELLS_W, CELLS, GROUP, pad_h,
         pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n, sx_c, sx_h, sx_w, sdx_n, sdx_c, sdx_h, sdx_w, KH,
-        KW, STRIDE_H, STRIDE_W, DIL_H, DIL_W, CLASSES, TAP_CODES, LRN_SIZE, MASK_INPUT, SPLITS,
-        True, ACC, INDEX_64, BLOCK_G, BLOCK_P)
+        KW, STRIDE_H, STRIDE_W, DIL_H, DIL_W, CLASSES, TAP_CODES, LRN_SIZE, MASK_INPUT, 0, True,
+        ACC, INDEX_64, BLOCK_G, BLOCK_P)
 
 
 @triton.jit
-def _lrn_pool_backward_tile(dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, c, c_ok, ih, iw, q_ok,
-                            W, OH, OW, pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n, sx_c, sx_h,
-                            sx_w, sdx_n, sdx_c, sdx_h, sdx_w, KH: tl.constexpr, KW: tl.constexpr,
-                            STRIDE_H: tl.constexpr, STRIDE_W: tl.constexpr, DIL_H: tl.constexpr,
-                            DIL_W: tl.constexpr, CLASS_H: tl.constexpr, CLASS_W: tl.constexpr,
-                            TAP_CODES: tl.constexpr, LRN_SIZE: tl.constexpr,
-                            MASK_INPUT: tl.constexpr, SPLITS: tl.constexpr, COUNTED: tl.constexpr,
-                            ACC: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_P: tl.constexpr):
-    """dx for one group's channels c x input pixels (ih, iw) of image n: the pooled gradient
-    gathered, the LRN backward by band sums, written back; returns `needs_counting`'s tile."""
+def _lrn_pool_backward_tile(dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, c, c_ok, lo, hi, ih,
+                            iw, q_ok, W, OH, OW, pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n,
+                            sx_c, sx_h, sx_w, sdx_n, sdx_c, sdx_h, sdx_w, KH: tl.constexpr,
+                            KW: tl.constexpr, STRIDE_H: tl.constexpr, STRIDE_W: tl.constexpr,
+                            DIL_H: tl.constexpr, DIL_W: tl.constexpr, CLASS_H: tl.constexpr,
+                            CLASS_W: tl.constexpr, TAP_CODES: tl.constexpr,
+                            LRN_SIZE: tl.constexpr, MASK_INPUT: tl.constexpr,
+                            SPLITS: tl.constexpr, PLAIN: tl.constexpr, ACC: tl.constexpr,
+                            BLOCK_G: tl.constexpr, BLOCK_P: tl.constexpr):
+    """dx for one group's channels c (the group: lo..hi-1) x input pixels (ih, iw) of image n:
+    the pooled gradient gathered, the LRN backward by band sums (or, PLAIN, by plain sums over the
+    outputs j whose window holds c, each with its own gathered gradient), written back; returns
+    `nonfinite_probe`'s tile."""
     k, alpha_over_size, beta = lrn_load_params(params_ptr)
-    g = pool_grad_gather(dy_ptr + n * sdy_n, idx_ptr + n * sdy_n, c, c_ok, ih, iw, q_ok, W, OH,
-                         OW, pad_h, pad_w, sdy_c, sdy_h, sdy_w, KH, KW, STRIDE_H, STRIDE_W, DIL_H,
-                         DIL_W, CLASS_H, CLASS_W, TAP_CODES, ACC, BLOCK_G, BLOCK_P)
-    mask = c_ok[:, None] & q_ok[None, :]
-    a = tl.load(x_ptr + n * sx_n + (c * sx_c)[:, None] + (ih * sx_h + iw * sx_w)[None, :],
-                mask=mask, other=0.0).to(ACC)
-    dx = lrn_band_backward(a, g, k, alpha_over_size, beta, LRN_SIZE, BLOCK_G, SPLITS, ACC,
-                           COUNTED)
+    dy_base, idx_base, x_base = dy_ptr + n * sdy_n, idx_ptr + n * sdy_n, x_ptr + n * sx_n
+    col = ih * sx_h + iw * sx_w
+    if PLAIN:
+        # A loop, not unrolled: one output j's loads and gathers live at a time (cold code).
+        cross = tl.zeros((BLOCK_G, BLOCK_P), dtype=ACC)
+        a, own = tl.zeros((BLOCK_G, BLOCK_P), dtype=ACC), tl.zeros((BLOCK_G, BLOCK_P), dtype=ACC)
+        for d in range(LRN_SIZE):
+            j = c - (LRN_SIZE - 1) // 2 + d
+            a_j, u_j, own_j = lrn_terms(x_base, col, q_ok, j, lo, hi, sx_c, LRN_SIZE, k,
+                                        alpha_over_size, beta, ACC, BLOCK_G, BLOCK_P)
+            g_j = pool_grad_gather(dy_base, idx_base, j, (j >= lo) & (j < hi), ih, iw, q_ok, W,
+                                   OH, OW, pad_h, pad_w, sdy_c, sdy_h, sdy_w, KH, KW, STRIDE_H,
+                                   STRIDE_W, DIL_H, DIL_W, CLASS_H, CLASS_W, TAP_CODES, ACC,
+                                   BLOCK_G, BLOCK_P)
+            cross += g_j * a_j * u_j
+            a = tl.where(d == (LRN_SIZE - 1) // 2, a_j, a)  # j == c
+            own = tl.where(d == (LRN_SIZE - 1) // 2, g_j * own_j, own)
+        dx = own - 2.0 * alpha_over_size * beta * a * cross
+    else:
+        g = pool_grad_gather(dy_base, idx_base, c, c_ok, ih, iw, q_ok, W, OH, OW, pad_h, pad_w,
+                             sdy_c, sdy_h, sdy_w, KH, KW, STRIDE_H, STRIDE_W, DIL_H, DIL_W,
+                             CLASS_H, CLASS_W, TAP_CODES, ACC, BLOCK_G, BLOCK_P)
+        a = tl.load(x_base + (c * sx_c)[:, None] + col[None, :],
+                    mask=c_ok[:, None] & q_ok[None, :], other=0.0).to(ACC)
+        dx = lrn_band_backward(a, g, k, alpha_over_size, beta, LRN_SIZE, BLOCK_G, SPLITS, ACC)
     if MASK_INPUT:  # the derivative of the ReLU that produced x, deferred to here by its conv
         dx = tl.where(a > 0, dx, 0.0)
     dx_off = n * sdx_n + (c * sdx_c)[:, None] + (ih * sdx_h + iw * sdx_w)[None, :]
-    tl.store(dx_ptr + dx_off, dx.to(dx_ptr.dtype.element_ty), mask=mask)
-    return needs_counting(dx)
+    tl.store(dx_ptr + dx_off, dx.to(dx_ptr.dtype.element_ty), mask=c_ok[:, None] & q_ok[None, :])
+    return nonfinite_probe(dx)
 
 
 def keeps_flat_indices(x, lrn):

@@ -196,90 +196,67 @@ def lrn_band(SIZE: tl.constexpr, BLOCK_G: tl.constexpr, TRANSPOSED: tl.constexpr
 
 
 @triton.jit
-def band_sum(band, v, SPLITS: tl.constexpr, ACC: tl.constexpr, COUNTED: tl.constexpr,
-             NONNEG: tl.constexpr = False):
-    """band @ v on the tensor cores: each row of v (a channel) summed over the windows band selects.
+def band_sum(band, v, SPLITS: tl.constexpr, ACC: tl.constexpr):
+    """band @ v on the tensor cores: each row of v (a channel) summed over the windows band
+    selects.
 
-    band is 0/1, exact in bf16, so the finite sum's only error is v's rounding to the MMA's input:
-    v is split into SPLITS bf16 parts, each the rounding of what the parts before it left, and
-    each part is one MMA (2 parts carry 16 significant bits, 3 fp32's 24). SPLITS == 0: one dot
-    in ACC (fp64, and the interpreter, whose dots are exact numpy).
-
-    A NaN or an infinity in v reaches every row of its column through the dot (0 * inf = NaN).
-    COUNTED: exactly as a sum would treat them instead: they enter as 0 and one more exact dot
-    counts them per window (+inf 1, -inf 256, NaN 65536: at most 128 rows of each, exact in fp32).
-    NONNEG: v is >= 0, +inf or NaN (squares): +inf counts 1 and NaN 256, read by two compares.
-    Uncounted, the sum is the same bits wherever v is finite (see `lrn_band_backward`)."""
-    finite = tl.abs(v) < float("inf")  # false for NaN and +-inf (unused uncounted)
-    w = tl.where(finite, v, 0.0) if COUNTED else v
+    band is 0/1, exact in bf16, so the sum's only error is v's rounding to the MMA's input: v is
+    split into SPLITS bf16 parts, each the rounding of what the parts before it left, and each
+    part is one MMA (2 parts carry 16 significant bits, 3 fp32's 24). SPLITS == 0: one dot in
+    ACC (fp64, and the interpreter, whose dots are exact numpy). Unlike a sum, a dot spreads a
+    NaN or an infinity in v to every row of its column (0 * inf = NaN): see
+    `lrn_band_backward`."""
     if SPLITS == 0:
-        total = tl.dot(band.to(ACC), w, input_precision="ieee", out_dtype=ACC)
-    else:
-        b = band.to(tl.bfloat16)
-        part = w.to(tl.bfloat16)
-        total = tl.dot(b, part, out_dtype=tl.float32)
-        rest = w - part.to(tl.float32)
-        for _ in tl.static_range(SPLITS - 1):
-            part = rest.to(tl.bfloat16)
-            total = tl.dot(b, part, total, out_dtype=tl.float32)
-            rest = rest - part.to(tl.float32)
-    if COUNTED:
-        total = with_nonfinite(total, band, v, finite, SPLITS, ACC, NONNEG)
-    return total
-
-
-@triton.jit
-def with_nonfinite(total, band, v, finite, SPLITS: tl.constexpr, ACC: tl.constexpr,
-                   NONNEG: tl.constexpr):
-    """`band_sum`'s finite total with v's NaNs and infinities put back per window, counted."""
-    if NONNEG:
-        code = tl.where(finite, 0.0, tl.where(v != v, 256.0, 1.0))
-    else:
-        code = tl.where(finite, 0.0, tl.where(v != v, 65536.0, tl.where(v > 0, 1.0, 256.0)))
-    if SPLITS == 0:
-        counts = tl.dot(band.to(ACC), code.to(ACC), input_precision="ieee", out_dtype=ACC)
-    else:
-        counts = tl.dot(band.to(tl.bfloat16), code.to(tl.bfloat16), out_dtype=tl.float32)
-    if NONNEG:
-        total = tl.where(counts >= 1.0, float("inf"), total)
-        total = tl.where(counts >= 256.0, float("nan"), total)
-    else:
-        n = counts.to(tl.int32)
-        pos = (n % 256) > 0
-        neg = ((n // 256) % 256) > 0
-        nan = (n >= 65536) | (pos & neg)
-        total = tl.where(pos, float("inf"), tl.where(neg, float("-inf"), total))
-        total = tl.where(nan, float("nan"), total)
+        return tl.dot(band.to(ACC), v, input_precision="ieee", out_dtype=ACC)
+    b = band.to(tl.bfloat16)
+    part = v.to(tl.bfloat16)
+    total = tl.dot(b, part, out_dtype=tl.float32)
+    rest = v - part.to(tl.float32)
+    for _ in tl.static_range(SPLITS - 1):
+        part = rest.to(tl.bfloat16)
+        total = tl.dot(b, part, total, out_dtype=tl.float32)
+        rest = rest - part.to(tl.float32)
     return total
 
 
 @triton.jit
 def lrn_band_backward(a, g, k, alpha_over_size, beta, SIZE: tl.constexpr, BLOCK_G: tl.constexpr,
-                      SPLITS: tl.constexpr, ACC: tl.constexpr, COUNTED: tl.constexpr):
+                      SPLITS: tl.constexpr, ACC: tl.constexpr):
     """da = g s^-beta - (2 alpha beta / size) a * sum_{j: c in window(j)} g_j a_j s_j^(-beta-1)
     for a tile holding all channels of one group x positions: two band sums, each input once.
 
-    Uncounted (the fast path), a NaN or infinity among the sums' inputs spreads to every channel
-    of its position: every row of that column of a sum is then NaN or infinite (with two or more
-    parts the second part is inf - inf = NaN; with one, the rows outside the window get 0 * inf),
-    and so is every row of da there (a non-finite s gives g * 0 * inf, a non-finite cross term
+    A NaN or an infinity among the sums' inputs spreads through the dots to every channel of its
+    position: every row of that column of a sum comes out NaN or infinite (with two or more parts
+    the second part is inf - inf = NaN; with one, the rows outside the window get 0 * inf), and
+    so does every row of da there (a non-finite s gives g * 0 * inf, a non-finite cross term
     a * NaN or a * inf). So a tile whose da is all finite (where a ReLU mask keeps it) had finite
-    inputs to both sums, and equals the counted result bit for bit; `needs_counting` tells the
-    kernels which tiles to redo COUNTED."""
-    s = k + alpha_over_size * band_sum(lrn_band(SIZE, BLOCK_G, False), a * a, SPLITS, ACC,
-                                       COUNTED, NONNEG=True)
+    inputs, and da is right; the kernels redo any other tile by plain sums (`lrn_terms`), which
+    spread a NaN or an infinity only to the windows that hold it, as torch does."""
+    s = k + alpha_over_size * band_sum(lrn_band(SIZE, BLOCK_G, False), a * a, SPLITS, ACC)
     s_neg = pow_neg(s, beta + 1.0)  # s^(-beta-1), no division
-    cross = band_sum(lrn_band(SIZE, BLOCK_G, True), g * a * s_neg, SPLITS, ACC, COUNTED)
+    cross = band_sum(lrn_band(SIZE, BLOCK_G, True), g * a * s_neg, SPLITS, ACC)
     return g * s_neg * s - 2.0 * alpha_over_size * beta * a * cross
 
 
 @triton.jit
-def needs_counting(dx):
-    """0 where `lrn_band_backward`'s uncounted dx is finite, NaN where not: a tile whose sum of
-    these is not 0 must be redone counted (a NaN or an infinity may have spread). One multiply-
-    add per element; rows and positions a tile masks hold 0 unless k == 0 (then an all-zero window
-    is 0 * inf: a harmless redo)."""
+def nonfinite_probe(dx):
+    """0 where `lrn_band_backward`'s dx is finite, NaN where not (one multiply): a tile whose sum
+    of these is not 0 must be redone by plain sums. Rows and positions a tile masks hold 0 unless
+    k == 0 (an all-zero window is then 0 * inf: a harmless redo)."""
     return dx * 0.0
+
+
+@triton.jit
+def lrn_terms(x_ptr, col, col_ok, j, lo, hi, sx_c, SIZE: tl.constexpr, k, alpha_over_size, beta,
+              ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+    """(a_j, s_j^(-beta-1), s_j^-beta) at channels j x columns col (offsets from x_ptr) by plain
+    sums over each window, cut at the group lo..hi-1 (a_j = 0 outside it): output j's part of the
+    LRN backward. The band kernels' redo of a tile holding a NaN or an infinity sums these over
+    the outputs j whose window holds each channel."""
+    s, a = lrn_scale(x_ptr, col, col_ok, j, lo, hi, sx_c, SIZE, k, alpha_over_size, ACC, BLOCK_C,
+                     BLOCK_S)
+    s_neg = pow_neg(s, beta + 1.0)
+    return a, s_neg, s_neg * s
 
 
 @triton.jit

@@ -101,6 +101,26 @@ def test_lrn_backward_nan_follows_torch(groups, lrn_path):
         assert torch.allclose(got.nan_to_num(), want.nan_to_num(), rtol=1e-10, atol=0)
 
 
+@pytest.mark.parametrize("stride", [2, 3])  # stride classes (2: four), pixels one by one (3)
+def test_fused_lrn_pool_backward_nan_follows_torch(stride, lrn_path):
+    """The fused LRN -> max-pool's input gradient with a NaN in x, against torch's LRN then
+    max_pool2d: NaN exactly where torch's is, equal elsewhere. On the band path the NaN spreads
+    through the band sums, and the tiles holding it are redone by plain sums."""
+    rnd = Inputs()
+    x = rnd.randn(2, 16, 7, 7)
+    x[0, 5, 2, 3] = float("nan")
+    lrn, pool = (5, 0.1, 0.75, 2.0), dict(kernel_size=3, stride=stride)
+    ref_x = x.clone().requires_grad_()
+    y = _two_ops(lrn, pool)(ref_x)
+    dy = rnd.randn(*y.shape)
+    (want,) = torch.autograd.grad(y, ref_x, dy)
+    ours_x = x.clone().requires_grad_()
+    (got,) = torch.autograd.grad(F.lrn_max_pool2d(ours_x, *lrn, **pool), ours_x, dy)
+    assert torch.isnan(want).any() and not torch.isnan(want[1]).any()
+    assert torch.equal(torch.isnan(got), torch.isnan(want))
+    assert torch.allclose(got.nan_to_num(), want.nan_to_num(), rtol=1e-10, atol=0)
+
+
 def test_lrn_groups_wider_than_a_band_tile(monkeypatch):
     """129 channels per group: no band tile holds them, the sliding-window kernels run. The
     widest band tile is per architecture (128 channels on sm_90, what the interpreter takes; 64
