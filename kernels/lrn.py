@@ -256,7 +256,7 @@ def lrn_backward(x, dy, dx, size, alpha, beta, k, groups=1, mask_input=False):
         block_g, block_s, warps = band
         launch(lrn_band_backward_kernel, (cdiv(s, block_s), groups, n),
                x, dy, dx, params, s, c // groups, *x.stride(), *dy.stride(), *dx.stride(),
-               SIZE=size, MASK_INPUT=mask_input, SPLITS=band_splits(x.dtype), REDO_NONFINITE=True,
+               SIZE=size, MASK_INPUT=mask_input, SPLITS=band_splits(x.dtype, block_g), REDO_NONFINITE=True,
                ACC=tl_accumulator(x.dtype), INDEX_64=needs_int64(x, dy, dx), BLOCK_G=block_g,
                BLOCK_S=block_s, num_warps=warps,
                cost=Cost(0, nbytes(x, dy, dx), common_path=dict(REDO_NONFINITE=False)))

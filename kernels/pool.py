@@ -579,7 +579,7 @@ def lrn_max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation, lrn, 
            KH=kernel[0], KW=kernel[1], STRIDE_H=stride[0], STRIDE_W=stride[1],
            DIL_H=dilation[0], DIL_W=dilation[1], CLASSES=cells > 0,
            TAP_CODES=idx.dtype != torch.int64, LRN_SIZE=size,
-           MASK_INPUT=mask_input, SPLITS=band_splits(x.dtype), REDO_NONFINITE=True,
+           MASK_INPUT=mask_input, SPLITS=band_splits(x.dtype, block_g), REDO_NONFINITE=True,
            ACC=tl_accumulator(x.dtype), INDEX_64=needs_int64(dy, idx, x, dx), BLOCK_G=block_g,
            BLOCK_P=block_p, num_warps=warps,
            cost=Cost(0, nbytes(dy, idx, x, dx), common_path=dict(REDO_NONFINITE=False)))

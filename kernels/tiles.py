@@ -195,6 +195,11 @@ def lrn_band(SIZE: tl.constexpr, BLOCK_G: tl.constexpr, TRANSPOSED: tl.constexpr
     return (d >= -(SIZE // 2)) & (d <= (SIZE - 1) // 2)
 
 
+# Under the interpreter, a TF32 band sum first drops v's low 13 mantissa bits (its dots are exact
+# numpy): no more precise than the tensor cores, which read TF32 from the high 19 bits.
+EMULATE_TF32: tl.constexpr = tl.constexpr(INTERPRETING)
+
+
 @triton.jit
 def band_sum(band, v, SPLITS: tl.constexpr, ACC: tl.constexpr):
     """band @ v on the tensor cores: each row of v (a channel) summed over the windows band
@@ -208,6 +213,10 @@ def band_sum(band, v, SPLITS: tl.constexpr, ACC: tl.constexpr):
     `lrn_band_backward`."""
     if SPLITS == 0:
         return tl.dot(band.to(ACC), v, input_precision="ieee", out_dtype=ACC)
+    if SPLITS < 0:  # one TF32 dot: v keeps 11 significant bits
+        if EMULATE_TF32:  # the interpreter's exact dots: drop the low 13 mantissa bits first
+            v = (v.to(tl.int32, bitcast=True) & -8192).to(tl.float32, bitcast=True)
+        return tl.dot(band.to(tl.float32), v, input_precision="tf32", out_dtype=tl.float32)
     b = band.to(tl.bfloat16)
     part = v.to(tl.bfloat16)
     total = tl.dot(b, part, out_dtype=tl.float32)
@@ -318,9 +327,15 @@ def band_tile(group, positions, dtype, device):
     return block_g, min(block_s, max(16, triton.next_power_of_2(positions))), warps
 
 
-def band_splits(dtype):
-    """bf16 parts per band sum (`band_sum`): enough significant bits for the dtype's results (2:
-    16 bits for fp16/bf16; 3: 24 for fp32), 0 (one exact dot) for fp64 and the interpreter."""
+def band_splits(dtype, block_g):
+    """How a band sum (`band_sum`) of a BLOCK_G-channel tile keeps enough significant bits for
+    the dtype's results: -1, one TF32 dot (11 bits, 3 beyond bf16's 8: the LRN's scale s^-beta
+    off by about beta * 2^-10 relative, a fifth of a bf16 ulp for AlexNet's beta = 0.75) for bf16
+    on tiles of up to 64 channels (on 128 its fp32 operands spill with Triton 3.6); else bf16
+    parts, 2 (16 bits) for fp16 and bf16, 3 (24) for fp32; 0 (one exact dot) for fp64 and, but
+    for bf16's TF32, the interpreter."""
+    if dtype == torch.bfloat16 and block_g <= 64:
+        return -1
     if INTERPRETING or dtype == torch.float64:
         return 0
     return 2 if dtype in (torch.float16, torch.bfloat16) else 3

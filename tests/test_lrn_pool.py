@@ -62,6 +62,25 @@ def test_lrn_low_precision(dtype, lrn_path):
                    rnd.randn(2, 11, 5, 7), dtype=dtype, seed=rnd.seed)
 
 
+@pytest.mark.parametrize("op", ["lrn", "lrn_max_pool2d"])
+def test_bf16_band_backward_keeps_its_precision(op):
+    """bf16's band sums are one TF32 dot (the interpreter drops the same low mantissa bits): with
+    the window sum dominating the scale (large alpha, small k), the input gradient stays within
+    half the usual bf16 tolerance of the float64 reference (its own bf16 rounding, about 2^-8 of
+    the largest value, dominates; sums of 3-bit operands come out near 4e-2)."""
+    rnd = Inputs()
+    x = torch.relu(rnd.randn(2, 48, 5, 6)) + 0.5  # one 64-channel band tile per group
+    lrn = (5, 4.0, 0.75, 0.1)
+    if op == "lrn":
+        ours = lambda t: F.local_response_norm(t, *lrn)
+        theirs = lambda t: TF.local_response_norm(t, *lrn)
+    else:
+        ours = lambda t: F.lrn_max_pool2d(t, *lrn, kernel_size=3, stride=2)
+        theirs = _two_ops(lrn, dict(kernel_size=3, stride=2))
+    check_unary_op(ours, theirs, x, dtype=torch.bfloat16, seed=rnd.seed,
+                   tol=TOLERANCE[torch.bfloat16] / 2)
+
+
 @pytest.mark.parametrize("groups", [1, 2])
 def test_lrn_nan_and_infinities_stay_in_their_windows(groups, lrn_path):
     """A NaN or an infinity reaches only the outputs whose window holds it, as in torch (the band
