@@ -54,6 +54,7 @@ from .tiles import (
     lrn_scale,
     lrn_terms,
     nonfinite_probe,
+    normal_scale,
     pow_neg,
     squares,
 )
@@ -74,6 +75,7 @@ def lrn_forward_kernel(
     sx_n, sx_c, sx_s,  # input strides
     sy_n, sy_c, sy_s,  # output strides
     SIZE: tl.constexpr,  # window length in channels (the loops over it unroll)
+    NORMAL_S: tl.constexpr,  # no scale s is subnormal (tiles.normal_scale)
     ACC: tl.constexpr,  # compute dtype: fp32, or fp64 for fp64 inputs
     INDEX_64: tl.constexpr,  # compute element offsets in int64
     BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr,  # tile: channels x positions
@@ -86,7 +88,7 @@ def lrn_forward_kernel(
     scale, a = lrn_scale(x_base, col, s_ok, c, lo, hi, sx_c, SIZE, k, alpha_over_size, ACC,
                          BLOCK_C, BLOCK_S)
     mask = c_ok[:, None] & s_ok[None, :]
-    y = a * pow_neg(scale, beta)
+    y = a * pow_neg(scale, beta, NORMAL_S)
     y_off = n * sy_n + (c * sy_c)[:, None] + (s * sy_s)[None, :]
     tl.store(y_ptr + y_off, y.to(y_ptr.dtype.element_ty), mask=mask)
 
@@ -104,6 +106,7 @@ def lrn_backward_kernel(
     sdx_n, sdx_c, sdx_s,  # input-gradient strides
     SIZE: tl.constexpr,  # window length in channels (the loops over it unroll)
     MASK_INPUT: tl.constexpr,  # x is a ReLU's output: zero dx where x <= 0 (its deferred derivative)
+    NORMAL_S: tl.constexpr,  # no scale s is subnormal (tiles.normal_scale)
     ACC: tl.constexpr,  # compute dtype
     INDEX_64: tl.constexpr,  # compute element offsets in int64
     BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr,  # tile: channels x positions
@@ -135,7 +138,7 @@ def lrn_backward_kernel(
         a_j = tl.load(x_base + (j * sx_c)[:, None] + col[None, :], mask=j_mask, other=0.0).to(ACC)
         g_j = tl.load(dy_base + (j * sdy_c)[:, None] + dy_col[None, :], mask=j_mask, other=0.0).to(ACC)
         s_j = k + alpha_over_size * window
-        s_j_neg = pow_neg(s_j, beta + 1.0)  # s_j^(-beta-1), no division
+        s_j_neg = pow_neg(s_j, beta + 1.0, NORMAL_S)  # s_j^(-beta-1), no division
         cross += g_j * a_j * s_j_neg
         if d == (SIZE - 1) // 2:  # j == c
             a = a_j
@@ -160,7 +163,8 @@ def lrn_band_backward_kernel(
     sdx_n, sdx_c, sdx_s,  # input-gradient strides
     SIZE: tl.constexpr,  # window length in channels
     MASK_INPUT: tl.constexpr,  # x is a ReLU's output: zero dx where x <= 0 (its deferred derivative)
-    SPLITS: tl.constexpr,  # bf16 parts per band sum, 0: one ACC dot
+    SPLITS: tl.constexpr,  # how band sums keep their precision (tiles.band_splits)
+    NORMAL_S: tl.constexpr,  # no scale s is subnormal (tiles.normal_scale)
     REDO_NONFINITE: tl.constexpr,  # redo tiles where a NaN or inf spread (False: the model only)
     ACC: tl.constexpr,  # compute dtype
     INDEX_64: tl.constexpr,  # compute element offsets in int64
@@ -175,7 +179,7 @@ def lrn_band_backward_kernel(
                 other=0.0).to(ACC)
     g = tl.load(dy_ptr + n * sdy_n + (c * sdy_c)[:, None] + (s * sdy_s)[None, :], mask=mask,
                 other=0.0).to(ACC)
-    dx = lrn_band_backward(a, g, k, alpha_over_size, beta, SIZE, BLOCK_G, SPLITS, ACC)
+    dx = lrn_band_backward(a, g, k, alpha_over_size, beta, SIZE, BLOCK_G, SPLITS, NORMAL_S, ACC)
     if MASK_INPUT:  # the derivative of the ReLU that produced x, deferred to here by its conv
         dx = tl.where(a > 0, dx, 0.0)
     dx_off = n * sdx_n + (c * sdx_c)[:, None] + (s * sdx_s)[None, :]
@@ -185,14 +189,14 @@ def lrn_band_backward_kernel(
             tl.debug_barrier()  # every thread's first stores land before any second one
             _lrn_band_backward_redo(x_ptr, dy_ptr, dx_ptr, params_ptr, S, GROUP, sx_n, sx_c, sx_s,
                                     sdy_n, sdy_c, sdy_s, sdx_n, sdx_c, sdx_s, SIZE, MASK_INPUT,
-                                    ACC, INDEX_64, BLOCK_G, BLOCK_S)
+                                    NORMAL_S, ACC, INDEX_64, BLOCK_G, BLOCK_S)
 
 
 @triton.jit(noinline=True)
 def _lrn_band_backward_redo(x_ptr, dy_ptr, dx_ptr, params_ptr, S, GROUP, sx_n, sx_c, sx_s, sdy_n,
                             sdy_c, sdy_s, sdx_n, sdx_c, sdx_s, SIZE: tl.constexpr,
-                            MASK_INPUT: tl.constexpr, ACC: tl.constexpr, INDEX_64: tl.constexpr,
-                            BLOCK_G: tl.constexpr, BLOCK_S: tl.constexpr):
+                            MASK_INPUT: tl.constexpr, NORMAL_S: tl.constexpr, ACC: tl.constexpr,
+                            INDEX_64: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_S: tl.constexpr):
     """The program's tile again by plain sums (tiles.lrn_terms), for a tile where a NaN or an
     infinity spread through the band sums. A function of its own (not inlined): the cold path's
     code and registers stay out of the fast path's; it takes scalars only and recomputes the tile
@@ -207,7 +211,7 @@ def _lrn_band_backward_redo(x_ptr, dy_ptr, dx_ptr, params_ptr, S, GROUP, sx_n, s
     for d in range(SIZE):  # the outputs j whose window holds c
         j = c - (SIZE - 1) // 2 + d
         a_j, u_j, own_j = lrn_terms(x_base, s * sx_s, s_ok, j, lo, lo + GROUP, sx_c, SIZE, k,
-                                    alpha_over_size, beta, ACC, BLOCK_G, BLOCK_S)
+                                    alpha_over_size, beta, NORMAL_S, ACC, BLOCK_G, BLOCK_S)
         g_j = channel_values(dy_base, j, lo, lo + GROUP, sdy_c, s * sdy_s, s_ok, ACC)
         cross += g_j * a_j * u_j
         a = tl.where(d == (SIZE - 1) // 2, a_j, a)  # j == c
@@ -237,7 +241,8 @@ def lrn_forward(x, y, size, alpha, beta, k, groups=1):
     block_c, block_s, warps = _tile(x.dtype, c, s)
     launch(lrn_forward_kernel, (cdiv(s, block_s), cdiv(c, block_c), n),
            x, y, params, c, s, c // groups,
-           *x.stride(), *y.stride(), SIZE=size, ACC=tl_accumulator(x.dtype),
+           *x.stride(), *y.stride(), SIZE=size, NORMAL_S=normal_scale(k, alpha),
+           ACC=tl_accumulator(x.dtype),
            INDEX_64=needs_int64(x, y), BLOCK_C=block_c, BLOCK_S=block_s, num_warps=warps,
            cost=Cost(0, nbytes(x, y)))
     return y
@@ -256,7 +261,8 @@ def lrn_backward(x, dy, dx, size, alpha, beta, k, groups=1, mask_input=False):
         block_g, block_s, warps = band
         launch(lrn_band_backward_kernel, (cdiv(s, block_s), groups, n),
                x, dy, dx, params, s, c // groups, *x.stride(), *dy.stride(), *dx.stride(),
-               SIZE=size, MASK_INPUT=mask_input, SPLITS=band_splits(x.dtype, block_g), REDO_NONFINITE=True,
+               SIZE=size, MASK_INPUT=mask_input, SPLITS=band_splits(x.dtype, block_g),
+               NORMAL_S=normal_scale(k, alpha), REDO_NONFINITE=True,
                ACC=tl_accumulator(x.dtype), INDEX_64=needs_int64(x, dy, dx), BLOCK_G=block_g,
                BLOCK_S=block_s, num_warps=warps,
                cost=Cost(0, nbytes(x, dy, dx), common_path=dict(REDO_NONFINITE=False)))
@@ -265,7 +271,7 @@ def lrn_backward(x, dy, dx, size, alpha, beta, k, groups=1, mask_input=False):
     launch(lrn_backward_kernel, (cdiv(s, block_s), cdiv(c, block_c), n),
            x, dy, dx, params, c, s, c // groups,
            *x.stride(), *dy.stride(), *dx.stride(), SIZE=size, MASK_INPUT=mask_input,
-           ACC=tl_accumulator(x.dtype),
+           NORMAL_S=normal_scale(k, alpha), ACC=tl_accumulator(x.dtype),
            INDEX_64=needs_int64(x, dy, dx), BLOCK_C=block_c, BLOCK_S=block_s, num_warps=warps,
            cost=Cost(0, nbytes(x, dy, dx)))
     return dx

@@ -55,6 +55,7 @@ from .tiles import (
     lrn_scale,
     lrn_terms,
     nonfinite_probe,
+    normal_scale,
     pow_neg,
     stride_cells,
     stride_class,
@@ -84,6 +85,7 @@ def max_pool2d_forward_kernel(
     CARRY: tl.constexpr,  # (KH - 1) * dil_h == stride_h: a window's last row is the next one's first
     LRN_SIZE: tl.constexpr,  # LRN window in channels (used only when LRN)
     LRN: tl.constexpr,  # normalize across channels before pooling (the fused LRN -> max-pool)
+    NORMAL_S: tl.constexpr,  # no LRN scale s is subnormal (tiles.normal_scale)
     ACC: tl.constexpr,  # compute dtype: fp32, or fp64 for fp64 inputs
     INDEX_64: tl.constexpr,  # compute element offsets in int64
     TAP_CODES: tl.constexpr,  # write the argmax as its tap kh*KW + kw, not ih*W + iw
@@ -118,8 +120,8 @@ def max_pool2d_forward_kernel(
     ih0 = oh * stride_h - pad_h
     if CARRY:
         top, top_tap = row_max(x_ptr, x_n, ih0, iw0, p_ok, c, c_ok, lo, hi, H, W, sx_c, sx_h, sx_w,
-                               dil_w, k, alpha_over_size, beta, KW, LRN_SIZE, LRN, ACC, BLOCK_C,
-                               BLOCK_P)
+                               dil_w, k, alpha_over_size, beta, KW, LRN_SIZE, LRN, NORMAL_S, ACC,
+                               BLOCK_C, BLOCK_P)
     for _ in range(ROWS):
         if CARRY:
             best, best_tap = top, top_tap
@@ -129,7 +131,7 @@ def max_pool2d_forward_kernel(
         for kh in tl.static_range(1 if CARRY else 0, KH):
             row, tap = row_max(x_ptr, x_n, ih0 + kh * dil_h, iw0, p_ok, c, c_ok, lo, hi, H, W, sx_c,
                                sx_h, sx_w, dil_w, k, alpha_over_size, beta, KW, LRN_SIZE, LRN,
-                               ACC, BLOCK_C, BLOCK_P)
+                               NORMAL_S, ACC, BLOCK_C, BLOCK_P)
             # torch's rule, row by row: a larger row maximum or a NaN, or the first row in the
             # image (a row with no tap in it has tap -1 and never wins).
             take = (tap >= 0) & ((row > best) | (row != row) | (best_tap < 0))
@@ -155,7 +157,8 @@ def max_pool2d_forward_kernel(
 @triton.jit
 def row_max(x_ptr, x_n, ih, iw0, p_ok, c, c_ok, lo, hi, H, W, sx_c, sx_h, sx_w, dil_w, k,
             alpha_over_size, beta, KW: tl.constexpr, LRN_SIZE: tl.constexpr, LRN: tl.constexpr,
-            ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+            NORMAL_S: tl.constexpr, ACC: tl.constexpr, BLOCK_C: tl.constexpr,
+            BLOCK_P: tl.constexpr):
     """(max, tap) over one window row, input row ih, of channels c x the slots' windows (image
     offset x_n, first column iw0): torch's rule over its KW taps (a larger value or a NaN wins;
     the first tap in the image seeds), tap -1 where none is in the image. LRN: each tap
@@ -171,7 +174,7 @@ def row_max(x_ptr, x_n, ih, iw0, p_ok, c, c_ok, lo, hi, H, W, sx_c, sx_h, sx_w, 
         if LRN:
             scale, v = lrn_scale(x_ptr, col, tap_ok, c, lo, hi, sx_c, LRN_SIZE, k,
                                  alpha_over_size, ACC, BLOCK_C, BLOCK_P)
-            v = tl.where(mask, v * pow_neg(scale, beta), float("-inf"))
+            v = tl.where(mask, v * pow_neg(scale, beta, NORMAL_S), float("-inf"))
         else:
             v = tl.load(x_ptr + (c * sx_c)[:, None] + col[None, :], mask=mask,
                         other=float("-inf")).to(ACC)
@@ -307,7 +310,8 @@ def lrn_band_max_pool2d_backward_kernel(
     TAP_CODES: tl.constexpr,  # idx holds tap codes (see the forward)
     LRN_SIZE: tl.constexpr,  # LRN window in channels
     MASK_INPUT: tl.constexpr,  # x is a ReLU's output: zero dx where x <= 0 (its deferred derivative)
-    SPLITS: tl.constexpr,  # bf16 parts per band sum, 0: one ACC dot
+    SPLITS: tl.constexpr,  # how band sums keep their precision (tiles.band_splits)
+    NORMAL_S: tl.constexpr,  # no LRN scale s is subnormal (tiles.normal_scale)
     REDO_NONFINITE: tl.constexpr,  # redo tiles where a NaN or inf spread (False: the model only)
     ACC: tl.constexpr,  # compute dtype
     INDEX_64: tl.constexpr,  # compute element offsets in int64
@@ -322,7 +326,7 @@ def lrn_band_max_pool2d_backward_kernel(
         dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, H, W, OH, OW, CELLS_W, CELLS, GROUP, pad_h,
         pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n, sx_c, sx_h, sx_w, sdx_n, sdx_c, sdx_h, sdx_w, KH,
         KW, STRIDE_H, STRIDE_W, DIL_H, DIL_W, CLASSES, TAP_CODES, LRN_SIZE, MASK_INPUT, SPLITS,
-        False, ACC, INDEX_64, BLOCK_G, BLOCK_P)
+        NORMAL_S, False, ACC, INDEX_64, BLOCK_G, BLOCK_P)
     if REDO_NONFINITE:
         if tl.sum(spread) != 0:  # the cold path: a NaN or infinity may have spread
             tl.debug_barrier()  # every thread's first stores land before any second one
@@ -330,7 +334,7 @@ def lrn_band_max_pool2d_backward_kernel(
                 dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, H, W, OH, OW, CELLS_W, CELLS, GROUP,
                 pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n, sx_c, sx_h, sx_w, sdx_n, sdx_c,
                 sdx_h, sdx_w, KH, KW, STRIDE_H, STRIDE_W, DIL_H, DIL_W, CLASSES, TAP_CODES,
-                LRN_SIZE, MASK_INPUT, ACC, INDEX_64, BLOCK_G, BLOCK_P)
+                LRN_SIZE, MASK_INPUT, NORMAL_S, ACC, INDEX_64, BLOCK_G, BLOCK_P)
 
 
 @triton.jit
@@ -341,8 +345,9 @@ def _lrn_pool_backward_program(dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, H, W,
                                DIL_H: tl.constexpr, DIL_W: tl.constexpr, CLASSES: tl.constexpr,
                                TAP_CODES: tl.constexpr, LRN_SIZE: tl.constexpr,
                                MASK_INPUT: tl.constexpr, SPLITS: tl.constexpr,
-                               PLAIN: tl.constexpr, ACC: tl.constexpr, INDEX_64: tl.constexpr,
-                               BLOCK_G: tl.constexpr, BLOCK_P: tl.constexpr):
+                               NORMAL_S: tl.constexpr, PLAIN: tl.constexpr, ACC: tl.constexpr,
+                               INDEX_64: tl.constexpr, BLOCK_G: tl.constexpr,
+                               BLOCK_P: tl.constexpr):
     """The program's tile, every dx written: one group's channels x BLOCK_P cells of stride
     classes (each class one after another) or pixels of one image; returns `nonfinite_probe`'s
     tile, summed over the classes. PLAIN: by plain sums, not band sums."""
@@ -358,15 +363,15 @@ def _lrn_pool_backward_program(dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, H, W,
                     dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, c, c_ok, lo, lo + GROUP, ih,
                     iw, q_ok, W, OH, OW, pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n, sx_c,
                     sx_h, sx_w, sdx_n, sdx_c, sdx_h, sdx_w, KH, KW, STRIDE_H, STRIDE_W, DIL_H,
-                    DIL_W, e_h, e_w, TAP_CODES, LRN_SIZE, MASK_INPUT, SPLITS, PLAIN, ACC, BLOCK_G,
-                    BLOCK_P)
+                    DIL_W, e_h, e_w, TAP_CODES, LRN_SIZE, MASK_INPUT, SPLITS, NORMAL_S, PLAIN, ACC,
+                    BLOCK_G, BLOCK_P)
     else:
         n, q, c, q_ok, c_ok = group_tile(H * W, GROUP, INDEX_64, BLOCK_G, BLOCK_P)
         spread = _lrn_pool_backward_tile(
             dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, c, c_ok, lo, lo + GROUP, q // W, q % W,
             q_ok, W, OH, OW, pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n, sx_c, sx_h, sx_w,
             sdx_n, sdx_c, sdx_h, sdx_w, KH, KW, STRIDE_H, STRIDE_W, DIL_H, DIL_W, -1, -1,
-            TAP_CODES, LRN_SIZE, MASK_INPUT, SPLITS, PLAIN, ACC, BLOCK_G, BLOCK_P)
+            TAP_CODES, LRN_SIZE, MASK_INPUT, SPLITS, NORMAL_S, PLAIN, ACC, BLOCK_G, BLOCK_P)
     return spread
 
 
@@ -377,8 +382,8 @@ def _lrn_pool_backward_redo(dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, H, W, OH
                             KW: tl.constexpr, STRIDE_H: tl.constexpr, STRIDE_W: tl.constexpr,
                             DIL_H: tl.constexpr, DIL_W: tl.constexpr, CLASSES: tl.constexpr,
                             TAP_CODES: tl.constexpr, LRN_SIZE: tl.constexpr,
-                            MASK_INPUT: tl.constexpr, ACC: tl.constexpr, INDEX_64: tl.constexpr,
-                            BLOCK_G: tl.constexpr, BLOCK_P: tl.constexpr):
+                            MASK_INPUT: tl.constexpr, NORMAL_S: tl.constexpr, ACC: tl.constexpr,
+                            INDEX_64: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_P: tl.constexpr):
     """The program's tile again by plain sums, for a tile where a NaN or an infinity spread
     through the band sums. A function of its own (not inlined): the cold path's code and
     registers stay out of the fast path's; it takes scalars only and recomputes the tile from the
@@ -386,8 +391,8 @@ def _lrn_pool_backward_redo(dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, H, W, OH
     _lrn_pool_backward_program(
         dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, H, W, OH, OW, CELLS_W, CELLS, GROUP, pad_h,
         pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n, sx_c, sx_h, sx_w, sdx_n, sdx_c, sdx_h, sdx_w, KH,
-        KW, STRIDE_H, STRIDE_W, DIL_H, DIL_W, CLASSES, TAP_CODES, LRN_SIZE, MASK_INPUT, 0, True,
-        ACC, INDEX_64, BLOCK_G, BLOCK_P)
+        KW, STRIDE_H, STRIDE_W, DIL_H, DIL_W, CLASSES, TAP_CODES, LRN_SIZE, MASK_INPUT, 0,
+        NORMAL_S, True, ACC, INDEX_64, BLOCK_G, BLOCK_P)
 
 
 @triton.jit
@@ -398,8 +403,8 @@ def _lrn_pool_backward_tile(dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, c, c_
                             DIL_H: tl.constexpr, DIL_W: tl.constexpr, CLASS_H: tl.constexpr,
                             CLASS_W: tl.constexpr, TAP_CODES: tl.constexpr,
                             LRN_SIZE: tl.constexpr, MASK_INPUT: tl.constexpr,
-                            SPLITS: tl.constexpr, PLAIN: tl.constexpr, ACC: tl.constexpr,
-                            BLOCK_G: tl.constexpr, BLOCK_P: tl.constexpr):
+                            SPLITS: tl.constexpr, NORMAL_S: tl.constexpr, PLAIN: tl.constexpr,
+                            ACC: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_P: tl.constexpr):
     """dx for one group's channels c (the group: lo..hi-1) x input pixels (ih, iw) of image n:
     the pooled gradient gathered, the LRN backward by band sums (or, PLAIN, by plain sums over the
     outputs j whose window holds c, each with its own gathered gradient), written back; returns
@@ -414,7 +419,7 @@ def _lrn_pool_backward_tile(dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, c, c_
         for d in range(LRN_SIZE):
             j = c - (LRN_SIZE - 1) // 2 + d
             a_j, u_j, own_j = lrn_terms(x_base, col, q_ok, j, lo, hi, sx_c, LRN_SIZE, k,
-                                        alpha_over_size, beta, ACC, BLOCK_G, BLOCK_P)
+                                        alpha_over_size, beta, NORMAL_S, ACC, BLOCK_G, BLOCK_P)
             g_j = pool_grad_gather(dy_base, idx_base, j, (j >= lo) & (j < hi), ih, iw, q_ok, W,
                                    OH, OW, pad_h, pad_w, sdy_c, sdy_h, sdy_w, KH, KW, STRIDE_H,
                                    STRIDE_W, DIL_H, DIL_W, CLASS_H, CLASS_W, TAP_CODES, ACC,
@@ -429,7 +434,8 @@ def _lrn_pool_backward_tile(dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, c, c_
                              CLASS_H, CLASS_W, TAP_CODES, ACC, BLOCK_G, BLOCK_P)
         a = tl.load(x_base + (c * sx_c)[:, None] + col[None, :],
                     mask=c_ok[:, None] & q_ok[None, :], other=0.0).to(ACC)
-        dx = lrn_band_backward(a, g, k, alpha_over_size, beta, LRN_SIZE, BLOCK_G, SPLITS, ACC)
+        dx = lrn_band_backward(a, g, k, alpha_over_size, beta, LRN_SIZE, BLOCK_G, SPLITS, NORMAL_S,
+                               ACC)
     if MASK_INPUT:  # the derivative of the ReLU that produced x, deferred to here by its conv
         dx = tl.where(a > 0, dx, 0.0)
     dx_off = n * sdx_n + (c * sdx_c)[:, None] + (ih * sdx_h + iw * sdx_w)[None, :]
@@ -509,7 +515,8 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw, lrn=None,
            x, y, idx, params, n, c, h, w, oh, ow, bands, rows, c // lrn[4] if lrn else c, *stride,
            *padding, *dilation, *x.stride(), *y.stride(), KH=kernel[0], KW=kernel[1],
            CARRY=(kernel[0] - 1) * dilation[0] == stride[0], LRN_SIZE=lrn[0] if lrn else 0,
-           LRN=lrn is not None, ACC=tl_accumulator(x.dtype), INDEX_64=needs_int64(x, idx),
+           LRN=lrn is not None, NORMAL_S=lrn is not None and normal_scale(lrn[3], lrn[1]),
+           ACC=tl_accumulator(x.dtype), INDEX_64=needs_int64(x, idx),
            TAP_CODES=not flat_indices, BLOCK_C=block_c, BLOCK_P=block_p, num_warps=warps,
            cost=Cost(0, nbytes(x, y, idx), trips=lambda meta: rows))
     return y, idx
@@ -579,7 +586,8 @@ def lrn_max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation, lrn, 
            KH=kernel[0], KW=kernel[1], STRIDE_H=stride[0], STRIDE_W=stride[1],
            DIL_H=dilation[0], DIL_W=dilation[1], CLASSES=cells > 0,
            TAP_CODES=idx.dtype != torch.int64, LRN_SIZE=size,
-           MASK_INPUT=mask_input, SPLITS=band_splits(x.dtype, block_g), REDO_NONFINITE=True,
+           MASK_INPUT=mask_input, SPLITS=band_splits(x.dtype, block_g),
+           NORMAL_S=normal_scale(k, alpha), REDO_NONFINITE=True,
            ACC=tl_accumulator(x.dtype), INDEX_64=needs_int64(dy, idx, x, dx), BLOCK_G=block_g,
            BLOCK_P=block_p, num_warps=warps,
            cost=Cost(0, nbytes(dy, idx, x, dx), common_path=dict(REDO_NONFINITE=False)))
