@@ -58,6 +58,7 @@ from .launch import (
     nbytes,
     needs_int64,
     split_count,
+    target_arch,
     with_strides_of,
 )
 from .geometry import out_size
@@ -96,7 +97,7 @@ INPUT_GRAD_CONFIGS = {
                     config(128, 64, 64, 8, 3, archs=H, when=ONE_TILE),
                     config(256, 64, 64, 8, 3, archs=H, when=ONE_TILE),
                     # 32 + 16 columns (REST_N = 16: channel counts of 48s)
-                    config(128, 32, 64, 8, 3, when=dict(REST_N=16)),
+                    config(128, 32, 64, 8, 3, archs=H, when=dict(REST_N=16)),
                     config(256, 32, 64, 8, 3, archs=H, when=dict(REST_N=16)),
                     config(256, 32, 128, 8, 2, archs=H, when=dict(REST_N=16))],
     "tf32": [config(64, 64, 32, 8, 2), config(64, 32, 32, 4, 3, when=UNMASKED)],
@@ -640,7 +641,7 @@ def conv2d_input_grad(dy, y, weight, x_like, stride, padding, dilation, groups, 
         return dx.zero_()
     y = y if relu else dy
     x = with_strides_of(x_like, dx) if mask_input else dx
-    rest_n = _rest_columns(c_per_group, dy.dtype)
+    rest_n = _rest_columns(c_per_group, dy.dtype, dy.device)
     grid = lambda meta: (cdiv(m, meta["BLOCK_M"]), cdiv(c_per_group, meta["BLOCK_N"] + rest_n),
                          groups)
     cost = Cost(2 * n * oh * ow * oc * c_per_group * kh * kw,
@@ -659,11 +660,12 @@ def conv2d_input_grad(dy, y, weight, x_like, stride, padding, dilation, groups, 
     return dx
 
 
-def _rest_columns(c_per_group, dtype):
+def _rest_columns(c_per_group, dtype, device):
     """The input gradient's REST_N: 16 where a group's channels are multiples of 48 but not of 64
-    on the tensor cores (conv2's: the 48 of conv1's towers, 32 + 16 columns per program instead
-    of 48 in a 64-column tile, a quarter of the MMA work padding), else 0."""
-    tensor_core = dtype in (torch.float16, torch.bfloat16)
+    on sm_90's tensor cores (conv2's: the 48 of conv1's towers, 32 + 16 columns per program
+    instead of 48 in a 64-column tile, a quarter of the MMA work padding), else 0 (on sm_80 its
+    tiles spilled with mma.sync)."""
+    tensor_core = dtype in (torch.float16, torch.bfloat16) and target_arch(device) >= 90
     return 16 if tensor_core and c_per_group % 48 == 0 and c_per_group % 64 else 0
 
 

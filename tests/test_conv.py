@@ -104,7 +104,7 @@ def test_input_grad_48s_of_channels_as_32_and_16(c_per_group, relu, mask_input, 
     from tritonalex.kernels import conv as conv_kernels
 
     monkeypatch.setattr(conv_kernels, "_rest_columns",
-                        lambda c, dtype: 16 if c % 48 == 0 and c % 64 else 0)
+                        lambda c, dtype, device: 16 if c % 48 == 0 and c % 64 else 0)
     rnd = Inputs()
     x = as_layout(rnd.randn(2, 2 * c_per_group, 5, 6), "channels_last")
     w = rnd.randn(6, c_per_group, 3, 2)
