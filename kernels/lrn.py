@@ -200,8 +200,21 @@ def _lrn_band_backward_redo(x_ptr, dy_ptr, dx_ptr, params_ptr, S, GROUP, sx_n, s
     """The program's tile again by plain sums (tiles.lrn_terms), for a tile where a NaN or an
     infinity spread through the band sums. A function of its own (not inlined): the cold path's
     code and registers stay out of the fast path's; it takes scalars only and recomputes the tile
-    from the program ids."""
-    n, s, c, s_ok, c_ok = group_tile(S, GROUP, INDEX_64, BLOCK_G, BLOCK_S)
+    from the program ids, in halves (no dot needs a wide tile here; half the registers)."""
+    for part in range(2):
+        _lrn_band_backward_plain(x_ptr, dy_ptr, dx_ptr, params_ptr, S, GROUP, sx_n, sx_c, sx_s,
+                                 sdy_n, sdy_c, sdy_s, sdx_n, sdx_c, sdx_s, SIZE, MASK_INPUT,
+                                 NORMAL_S, ACC, INDEX_64, BLOCK_G, BLOCK_S // 2, part)
+
+
+@triton.jit
+def _lrn_band_backward_plain(x_ptr, dy_ptr, dx_ptr, params_ptr, S, GROUP, sx_n, sx_c, sx_s, sdy_n,
+                             sdy_c, sdy_s, sdx_n, sdx_c, sdx_s, SIZE: tl.constexpr,
+                             MASK_INPUT: tl.constexpr, NORMAL_S: tl.constexpr, ACC: tl.constexpr,
+                             INDEX_64: tl.constexpr, BLOCK_G: tl.constexpr,
+                             BLOCK_S: tl.constexpr, part):
+    """Half `part` of the program's positions by plain sums (tiles.lrn_terms)."""
+    n, s, c, s_ok, c_ok = group_tile(S, GROUP, INDEX_64, BLOCK_G, BLOCK_S, part, 2)
     lo = tl.program_id(1) * GROUP
     k, alpha_over_size, beta = lrn_load_params(params_ptr)
     x_base, dy_base = x_ptr + n * sx_n, dy_ptr + n * sdy_n

@@ -347,13 +347,15 @@ def _lrn_pool_backward_program(dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, H, W,
                                MASK_INPUT: tl.constexpr, SPLITS: tl.constexpr,
                                NORMAL_S: tl.constexpr, PLAIN: tl.constexpr, ACC: tl.constexpr,
                                INDEX_64: tl.constexpr, BLOCK_G: tl.constexpr,
-                               BLOCK_P: tl.constexpr):
+                               BLOCK_P: tl.constexpr, part=0, PARTS: tl.constexpr = 1):
     """The program's tile, every dx written: one group's channels x BLOCK_P cells of stride
-    classes (each class one after another) or pixels of one image; returns `nonfinite_probe`'s
-    tile, summed over the classes. PLAIN: by plain sums, not band sums."""
+    classes (each class one after another) or pixels of one image (part `part` of PARTS, see
+    tiles.group_tile); returns `nonfinite_probe`'s tile, summed over the classes. PLAIN: by plain
+    sums, not band sums."""
     lo = tl.program_id(1) * GROUP  # the group's channels: lo .. lo + GROUP - 1
     if CLASSES:  # cells of stride classes, as in max_pool2d_backward_kernel
-        n, cell, c, cell_ok, c_ok = group_tile(CELLS, GROUP, INDEX_64, BLOCK_G, BLOCK_P)
+        n, cell, c, cell_ok, c_ok = group_tile(CELLS, GROUP, INDEX_64, BLOCK_G, BLOCK_P, part,
+                                               PARTS)
         spread = tl.zeros((BLOCK_G, BLOCK_P), dtype=ACC)
         for e_h in tl.static_range(STRIDE_H):
             for e_w in tl.static_range(STRIDE_W):
@@ -366,7 +368,7 @@ def _lrn_pool_backward_program(dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, H, W,
                     DIL_W, e_h, e_w, TAP_CODES, LRN_SIZE, MASK_INPUT, SPLITS, NORMAL_S, PLAIN, ACC,
                     BLOCK_G, BLOCK_P)
     else:
-        n, q, c, q_ok, c_ok = group_tile(H * W, GROUP, INDEX_64, BLOCK_G, BLOCK_P)
+        n, q, c, q_ok, c_ok = group_tile(H * W, GROUP, INDEX_64, BLOCK_G, BLOCK_P, part, PARTS)
         spread = _lrn_pool_backward_tile(
             dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, c, c_ok, lo, lo + GROUP, q // W, q % W,
             q_ok, W, OH, OW, pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n, sx_c, sx_h, sx_w,
@@ -387,12 +389,13 @@ def _lrn_pool_backward_redo(dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, H, W, OH
     """The program's tile again by plain sums, for a tile where a NaN or an infinity spread
     through the band sums. A function of its own (not inlined): the cold path's code and
     registers stay out of the fast path's; it takes scalars only and recomputes the tile from the
-    program ids."""
-    _lrn_pool_backward_program(
-        dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, H, W, OH, OW, CELLS_W, CELLS, GROUP, pad_h,
-        pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n, sx_c, sx_h, sx_w, sdx_n, sdx_c, sdx_h, sdx_w, KH,
-        KW, STRIDE_H, STRIDE_W, DIL_H, DIL_W, CLASSES, TAP_CODES, LRN_SIZE, MASK_INPUT, 0,
-        NORMAL_S, True, ACC, INDEX_64, BLOCK_G, BLOCK_P)
+    program ids, in halves (no dot needs a wide tile here; half the registers)."""
+    for part in range(2):
+        _lrn_pool_backward_program(
+            dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, H, W, OH, OW, CELLS_W, CELLS, GROUP, pad_h,
+            pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n, sx_c, sx_h, sx_w, sdx_n, sdx_c, sdx_h, sdx_w,
+            KH, KW, STRIDE_H, STRIDE_W, DIL_H, DIL_W, CLASSES, TAP_CODES, LRN_SIZE, MASK_INPUT, 0,
+            NORMAL_S, True, ACC, INDEX_64, BLOCK_G, BLOCK_P // 2, part, 2)
 
 
 @triton.jit

@@ -128,12 +128,14 @@ def channel_tile(C, S, INDEX_64: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: t
 
 
 @triton.jit
-def group_tile(S, GROUP, INDEX_64: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_S: tl.constexpr):
+def group_tile(S, GROUP, INDEX_64: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_S: tl.constexpr,
+               part=0, PARTS: tl.constexpr = 1):
     """This program's image n (grid axis 2), BLOCK_S positions s of S (axis 0) and all GROUP
     channels c of group program_id(1) (BLOCK_G >= GROUP, the rest masked), with their in-bounds
-    masks: the band LRN kernels tile so (a window never leaves its group)."""
+    masks: the band LRN kernels tile so (a window never leaves its group). With PARTS > 1 the
+    program's positions are PARTS * BLOCK_S, and this is part `part` of them."""
     n = tl.program_id(2)
-    s = tl.program_id(0) * BLOCK_S + tl.arange(0, BLOCK_S)
+    s = (tl.program_id(0) * PARTS + part) * BLOCK_S + tl.arange(0, BLOCK_S)
     i = tl.arange(0, BLOCK_G)
     c = tl.program_id(1) * GROUP + i
     if INDEX_64:
@@ -308,6 +310,9 @@ BAND_MAX = {80: 64, 90: 128}
 # (32 cells of 64 channels gave lrn1's fused backward 252 us against 275, but spilled with
 # Triton 3.6 on sm_90 and on sm_80.)
 GPU_BAND_TILES = {16: (32, 4), 32: (32, 4), 64: (16, 4), 128: (16, 8)}
+# bf16's one-dot TF32 sums (`band_splits`) leave room for 32 positions of 64 channels on sm_90
+# (lrn1's fused backward 146 -> 125 us); with Triton 3.6 that tile spills on sm_80.
+GPU_BAND_TILES_TF32_SM90 = {64: (32, 4)}
 # fp32 inputs split each sum into 3 bf16 parts, not 2: 64 channels x 16 cells on 4 warps spilled
 # with Triton 3.6 on sm_80.
 GPU_BAND_TILES_FP32 = {64: (16, 8), 128: (16, 8)}
@@ -326,7 +331,12 @@ def band_tile(group, positions, dtype, device):
     if group > band_max(device) or (dtype == torch.float64 and not INTERPRETING):
         return None
     block_g = max(16, triton.next_power_of_2(group))
-    tiles = GPU_BAND_TILES_FP32 if dtype == torch.float32 else GPU_BAND_TILES
+    if dtype == torch.float32:
+        tiles = GPU_BAND_TILES_FP32
+    elif band_splits(dtype, block_g) < 0 and target_arch(device) >= 90:
+        tiles = GPU_BAND_TILES_TF32_SM90
+    else:
+        tiles = GPU_BAND_TILES
     block_s, warps = tile(tiles.get(block_g, GPU_BAND_TILES[block_g]), (INTERPRETER_BAND_S, 1))
     return block_g, min(block_s, max(16, triton.next_power_of_2(positions))), warps
 
