@@ -307,8 +307,7 @@ def pow_neg(s, beta, NORMAL_S: tl.constexpr):
 # for the two sliding kernels); Ampere's mma.sync holds it in registers, and every 128-channel
 # tile tried spills on sm_80 with Triton 3.6, so there groups stop at 64.
 BAND_MAX = {80: 64, 90: 128}
-# (32 cells of 64 channels gave lrn1's fused backward 252 us against 275, but spilled with
-# Triton 3.6 on sm_90 and on sm_80.)
+# (32 cells of 64 channels with 2-part bf16 sums spilled with Triton 3.6 on sm_90 and sm_80.)
 GPU_BAND_TILES = {16: (32, 4), 32: (32, 4), 64: (16, 4), 128: (16, 8)}
 # bf16's one-dot TF32 sums (`band_splits`) leave room for 32 positions of 64 channels on sm_90
 # (lrn1's fused backward 146 -> 125 us); with Triton 3.6 that tile spills on sm_80.
