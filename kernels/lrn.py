@@ -17,10 +17,12 @@ The backward of a group of at most BAND_MAX channels (64 on sm_80, 128 on sm_90:
 the band kernel instead: a
 program holds all of the group's channels x BLOCK_S positions (no halo: no window leaves its
 group), loads x and dy once, and forms both sums over the channel axis as a 0/1 band matrix times
-the tile on the tensor cores (tiles.band_sum: the summands split into bf16 parts so the sums keep
-fp32's precision for fp32 inputs). A dot spreads a NaN or an infinity to every channel of its
-position, so a tile whose dx comes out non-finite anywhere is redone with sums that count them
-apart, as a sum would spread them (tiles.lrn_band_backward; a call finite data never makes).
+the tile on the tensor cores (tiles.band_sum: one TF32 dot for bf16 on tiles of up to 64
+channels, else the summands split into bf16 parts so the sums keep fp32's precision for fp32
+inputs; tiles.band_splits). A dot spreads a NaN or an infinity to every channel of its
+position, so a tile whose dx comes out non-finite anywhere is redone by plain sums over each
+window, which spread them only to their windows (tiles.lrn_band_backward; a call finite data
+never makes).
 lrn2's 128-channel groups take the band kernels on sm_90 only (their tiles spill on sm_80,
 tiles.py). The same band sum made the forward slower (183 against 108 us: one sum does not pay
 for the tile's trips through shared memory), so the forward always slides.
