@@ -105,10 +105,20 @@ INPUT_GRAD_CONFIGS = {
 }
 # The 128 x 128 weight-gradient tile gathers x in 16-channel runs; with fewer channels per group
 # (conv1 of a net on 3-channel images without space-to-depth) its loads do not vectorize and spill.
+# Transposed tiles (sm_90, `weight_grad_tiling`): BLOCK_M output channels (+ REST_M) are the
+# MMA's columns, BLOCK_N columns j its rows, 64 per warpgroup.
+PLAIN = dict(TRANSPOSED=False)
 WEIGHT_GRAD_CONFIGS = {
-    "tensor_core": [config(64, 64, 32, 8, 3), config(128, 64, 64, 8, 3, archs=H),
-                    config(128, 128, 64, 8, 3, archs=H, when=dict(ALIGNED_C=True)),
-                    config(128, 128, 128, 8, 3, archs=H, when=dict(ALIGNED_C=True))],
+    "tensor_core": [config(64, 64, 32, 8, 3), config(128, 64, 64, 8, 3, archs=H, when=PLAIN),
+                    config(128, 128, 64, 8, 3, archs=H, when=dict(ALIGNED_C=True, **PLAIN)),
+                    config(128, 128, 128, 8, 3, archs=H, when=dict(ALIGNED_C=True, **PLAIN)),
+                    config(64, 64, 64, 4, 3, archs=H, when=dict(REST_M=32)),
+                    config(64, 64, 128, 4, 3, archs=H, when=dict(REST_M=32)),
+                    config(64, 64, 64, 8, 3, archs=H, when=dict(REST_M=32)),
+                    config(64, 64, 128, 8, 3, archs=H, when=dict(REST_M=32)),
+                    config(64, 64, 128, 8, 4, archs=H, when=dict(REST_M=32)),
+                    config(128, 64, 64, 4, 3, archs=H, when=dict(REST_M=64)),
+                    config(128, 128, 64, 8, 3, archs=H, when=dict(REST_M=64))],
     "tf32": [config(64, 64, 32, 8, 3)],
     # 4 warps: on 8, fp64's conv1 and conv2 spilled 12 bytes (one 64-bit value) once the pixel
     # tiles were stepped by a counter; 16 rows: with 32, fp64 spilled 12 bytes on sm_90 once the
@@ -328,7 +338,9 @@ def conv2d_weight_grad_kernel(
     SPLITS,  # programs sharing the reduction of one output tile (each a share of its BLOCK_K-pixel steps)
     GROUPS, OC,  # number of groups, total output channels
     H, W, OH, OW,  # input and output spatial sizes
-    C_PER_GROUP, OC_PER_GROUP,  # input and output channels of one group
+    C_PER_GROUP,  # input channels of one group
+    OC_PER_GROUP: tl.constexpr,  # output channels of one group (a constant: no mask on the rows
+    # where the tiles divide it)
     stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,  # convolution geometry (pad = top/left)
     KH0, KW0,  # the weight's own kernel size (read only with S2D)
     sdy_n, sdy_c, sdy_h, sdy_w,  # output-gradient strides
@@ -344,6 +356,12 @@ def conv2d_weight_grad_kernel(
     FLAT_DY: tl.constexpr,  # dy (and y) hold pixel (n, oh, ow) at ((n*OH + oh)*OW + ow) * sdy_w
     ALL_TAPS: tl.constexpr,  # every tap of every output pixel lies in the image (no padding read):
     # the columns run over all of (kh, kw, c) and need no bound on ih, iw
+    WHOLE_STEPS: tl.constexpr,  # 128 divides N * OH * OW: every BLOCK_K-pixel step is whole
+    # (no mask on the pixels; AlexNet's at batch 128)
+    TRANSPOSED: tl.constexpr,  # the MMA computes the tile transposed: its rows are the columns j,
+    # its columns the output channels (see `weight_grad_tiling`)
+    REST_M: tl.constexpr,  # 0, or a second block of REST_M output channels after the BLOCK_M
+    # (96 = 64 + 32, 192 = 128 + 64; needs TRANSPOSED: they are the MMA's narrow side)
     APPLY_RELU: tl.constexpr,  # the forward fused a ReLU: zero dy where y <= 0
     COMPUTE_WEIGHT: tl.constexpr,  # write the weight gradient
     COMPUTE_BIAS: tl.constexpr,  # write the bias gradient (programs with pid 1 == 0)
@@ -353,18 +371,27 @@ def conv2d_weight_grad_kernel(
     INDEX_64: tl.constexpr,  # compute element offsets in int64
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,  # tile sizes
 ):
+    tl.static_assert(REST_M == 0 or TRANSPOSED, "REST_M rows are the MMA's columns (TRANSPOSED)")
     split = tl.program_id(2) // GROUPS
     g = tl.program_id(2) % GROUPS
     if INDEX_64:
         g = g.to(tl.int64)
         split = split.to(tl.int64)
-    # Rows: output channels of group g.
-    oc = g * OC_PER_GROUP + tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-    oc_ok = oc < (g + 1) * OC_PER_GROUP
+    # Rows: output channels of group g, BLOCK_M + REST_M per program: a group of 96 or 192
+    # channels is one tile without padding rows (two MMAs on one tile of x).
+    oc0 = g * OC_PER_GROUP + tl.program_id(0) * (BLOCK_M + REST_M)
+    oc = oc0 + tl.arange(0, BLOCK_M)
+    oc_ok = within(tl.program_id(0) * (BLOCK_M + REST_M) + tl.arange(0, BLOCK_M), OC_PER_GROUP,
+                   OC_PER_GROUP % (BLOCK_M + REST_M) == 0)
+    if REST_M > 0:
+        oc_rest = oc0 + BLOCK_M + tl.arange(0, REST_M)
+        oc_rest_ok = within(tl.program_id(0) * (BLOCK_M + REST_M) + BLOCK_M
+                            + tl.arange(0, REST_M), OC_PER_GROUP,
+                            OC_PER_GROUP % (BLOCK_M + REST_M) == 0)
     # Columns: one tap row kh per program, and a BLOCK_N chunk of its flattened (kw, c) axis
     # (per-tap columns were tried: as many instructions per step, and 48-channel groups pad a
     # 128-wide tile to 2.7x the work). ALL_TAPS: a chunk of the whole flattened (kh, kw, c) axis
-    # (conv1 after space-to-depth: 3 x 144 columns are 4 tiles of 128, not 3 x 2; its taps never
+    # (conv1 after space-to-depth: 3 x 144 columns are 7 tiles of 64, not 3 x 3; its taps never
     # leave the image, so the rows need no bound on ih and a column's kh costs nothing).
     KWC = KW * C_PER_GROUP
     CKK = C_PER_GROUP * KH * KW
@@ -392,20 +419,26 @@ def conv2d_weight_grad_kernel(
     P = N * OH * OW
     p_start, p_end = split_range(split, P, BLOCK_K, SPLITS)
     step_n, step_h, step_w = pixel_step(BLOCK_K, OH, OW)
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC)
+    if TRANSPOSED:  # dw^T = X^T dy': the columns j are the MMA's rows (a multiple of 64 on sm_90)
+        acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=ACC)
+        if REST_M > 0:
+            acc_rest = tl.zeros((BLOCK_N, REST_M), dtype=ACC)
+    else:
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC)
     if COMPUTE_WEIGHT:
         pix = p_start + tl.arange(0, BLOCK_K)
         n, oh, ow = first_pixels(pix, OH, OW)
         for _ in range(p_start, p_end, BLOCK_K):
-            p_ok = n < N
+            p_ok = within(n, N, WHOLE_STEPS)
             if FLAT_DY:  # dy's pixel offsets are pix * sdy_w: nothing to take apart
-                dz = output_grad_tile(dy_ptr, y_ptr, oc, pix * sdy_w, pix * sy_w, oc_ok, pix < P,
-                                      sdy_c, sy_c, APPLY_RELU)
+                dy_pix = pix * sdy_w
+                y_pix = pix * sy_w
                 pix += BLOCK_K
             else:
-                dz = output_grad_tile(dy_ptr, y_ptr, oc, n * sdy_n + oh * sdy_h + ow * sdy_w,
-                                      n * sy_n + oh * sy_h + ow * sy_w, oc_ok, p_ok, sdy_c, sy_c,
-                                      APPLY_RELU)
+                dy_pix = n * sdy_n + oh * sdy_h + ow * sdy_w
+                y_pix = n * sy_n + oh * sy_h + ow * sy_w
+            dz = output_grad_tile(dy_ptr, y_ptr, oc, dy_pix, y_pix, oc_ok, p_ok, sdy_c, sy_c,
+                                  APPLY_RELU)
             # B tile: the im2col matrix transposed, gathered from x; the bound on ih is per row.
             iw0 = ow * stride_w - pad_w
             if ALL_TAPS:
@@ -417,7 +450,15 @@ def conv2d_weight_grad_kernel(
                           & (iw < W))
             x_row = n * sx_n + (oh * stride_h - pad_h) * sx_h + iw0 * sx_w
             xt = tl.load(x_ptr + x_row[:, None] + x_col[None, :], mask=x_mask, other=0.0)
-            acc = dot_acc(dz, xt, acc, PRECISION, DOT_FP32, ACC)
+            if TRANSPOSED:
+                acc = dot_acc(tl.trans(xt), tl.trans(dz), acc, PRECISION, DOT_FP32, ACC)
+                if REST_M > 0:
+                    dz = output_grad_tile(dy_ptr, y_ptr, oc_rest, dy_pix, y_pix, oc_rest_ok, p_ok,
+                                          sdy_c, sy_c, APPLY_RELU)
+                    acc_rest = dot_acc(tl.trans(xt), tl.trans(dz), acc_rest, PRECISION, DOT_FP32,
+                                       ACC)
+            else:
+                acc = dot_acc(dz, xt, acc, PRECISION, DOT_FP32, ACC)
             n, oh, ow = step_pixels(n, oh, ow, step_n, step_h, step_w, OH, OW)
 
     # Write back in the weight's layout (OHWI, channels_last, in the compiled net; or OIHW). One
@@ -429,33 +470,30 @@ def conv2d_weight_grad_kernel(
     # dropped (no torch copies of the gradient after the launch). That mapping is made only
     # where the result is stored, by the last arrival, even for one split (with the accumulator
     # or the partials' offsets still live it spilled): an S2D launch always writes partials.
-    part_off, w_mask = weight_grad_offsets(oc, oc_ok, c, kw, kh, j, j_ok, CKK, KWC, KH, KW, S2D_C,
-                                           KH0, KW0, 0, DW_OHWI or S2D)
     if COMPUTE_WEIGHT:
-        if SPLITS == 1 and not S2D:
-            tl.store(dw_ptr + part_off, acc.to(dw_ptr.dtype.element_ty), mask=w_mask)
-        else:
-            tl.store(part_w_ptr + split * OC * CKK + part_off, acc, mask=w_mask)
+        if TRANSPOSED:
+            acc = tl.trans(acc)
+        store_weight_grad_rows(acc, dw_ptr, part_w_ptr, split, oc, oc_ok, c, kw, kh, j, j_ok,
+                               OC, CKK, KWC, KH, KW, SPLITS, S2D, DW_OHWI)
+        if REST_M > 0:
+            store_weight_grad_rows(tl.trans(acc_rest), dw_ptr, part_w_ptr, split, oc_rest,
+                                   oc_rest_ok, c, kw, kh, j, j_ok, OC, CKK, KWC, KH, KW, SPLITS,
+                                   S2D, DW_OHWI)
 
     # The bias gradient, by the programs of the first column tile only, in a second pass over
     # their pixels once the accumulator is stored: summing it in the main loop held a
     # BLOCK_M x BLOCK_K tile of registers through it and cost every program its additions (the
     # second pass re-reads dy, for 1 program in KH*ceil(KW*C/BLOCK_N)).
-    b_mask = oc_ok & (tl.zeros((BLOCK_M,), dtype=tl.int32) + tl.program_id(1) == 0)
     if COMPUTE_BIAS:
         if tl.program_id(1) == 0:
-            bias_acc = tl.zeros((BLOCK_M, BLOCK_K), dtype=ACC)  # reduced once, after the loop
-            n, oh, ow = first_pixels(p_start + tl.arange(0, BLOCK_K), OH, OW)
-            for _ in range(p_start, p_end, BLOCK_K):
-                bias_acc += output_grad_tile(dy_ptr, y_ptr, oc, n * sdy_n + oh * sdy_h + ow * sdy_w,
-                                             n * sy_n + oh * sy_h + ow * sy_w, oc_ok, n < N,
-                                             sdy_c, sy_c, APPLY_RELU).to(ACC)
-                n, oh, ow = step_pixels(n, oh, ow, step_n, step_h, step_w, OH, OW)
-            bias = tl.sum(bias_acc, axis=1)
-            if SPLITS == 1:
-                tl.store(db_ptr + oc, bias.to(db_ptr.dtype.element_ty), mask=b_mask)
-            else:
-                tl.store(part_b_ptr + split * OC + oc, bias, mask=b_mask)
+            bias_grad_rows(dy_ptr, y_ptr, db_ptr, part_b_ptr, split, oc, oc_ok, p_start, p_end, N,
+                           OC, OH, OW, step_n, step_h, step_w, sdy_n, sdy_c, sdy_h, sdy_w, sy_n,
+                           sy_c, sy_h, sy_w, SPLITS, APPLY_RELU, ACC, BLOCK_M, BLOCK_K)
+            if REST_M > 0:
+                bias_grad_rows(dy_ptr, y_ptr, db_ptr, part_b_ptr, split, oc_rest, oc_rest_ok,
+                               p_start, p_end, N, OC, OH, OW, step_n, step_h, step_w, sdy_n,
+                               sdy_c, sdy_h, sdy_w, sy_n, sy_c, sy_h, sy_w, SPLITS, APPLY_RELU,
+                               ACC, REST_M, BLOCK_K)
 
     if SPLITS > 1 or S2D:
         # The last of the tile's programs to arrive sums the partials (its loads .cg: from L2,
@@ -463,33 +501,86 @@ def conv2d_weight_grad_kernel(
         tile = (g * tl.num_programs(0) + tl.program_id(0)) * tl.num_programs(1) + tl.program_id(1)
         if last_arrival(count_ptr, tile, SPLITS):
             if COMPUTE_WEIGHT:
-                if S2D:  # in halves of the rows for 128-row tiles: the mapped offsets beside a
-                    # whole-tile sum spilled (Triton 3.6)
-                    HALVES: tl.constexpr = 2 if BLOCK_M >= 128 else 1
-                    for half in tl.static_range(HALVES):
-                        rows = (g * OC_PER_GROUP + tl.program_id(0) * BLOCK_M
-                                + half * (BLOCK_M // HALVES) + tl.arange(0, BLOCK_M // HALVES))
-                        rows_ok = rows < (g + 1) * OC_PER_GROUP
-                        half_off, half_mask = weight_grad_offsets(
-                            rows, rows_ok, c, kw, kh, j, j_ok, CKK, KWC, KH, KW, S2D_C, KH0, KW0,
-                            0, True)
-                        total = sum_partials(part_w_ptr, half_off, half_mask, OC * CKK, SPLITS,
-                                             ACC, BLOCK_M // HALVES, BLOCK_N)
-                        dw_off, dw_mask = weight_grad_offsets(
-                            rows, rows_ok, c, kw, kh, j, j_ok, CKK, KWC, KH, KW, S2D_C, KH0, KW0,
-                            S2D, DW_OHWI)
-                        tl.store(dw_ptr + dw_off, total.to(dw_ptr.dtype.element_ty), mask=dw_mask)
-                else:
-                    total = sum_partials(part_w_ptr, part_off, w_mask, OC * CKK, SPLITS, ACC,
-                                         BLOCK_M, BLOCK_N)
-                    tl.store(dw_ptr + part_off, total.to(dw_ptr.dtype.element_ty), mask=w_mask)
+                # S2D: in halves of the rows for 128-row tiles (the mapped offsets beside a
+                # whole-tile sum spilled with Triton 3.6)
+                HALVES: tl.constexpr = 2 if S2D and BLOCK_M >= 128 else 1
+                for half in tl.static_range(HALVES):
+                    rows = oc0 + half * (BLOCK_M // HALVES) + tl.arange(0, BLOCK_M // HALVES)
+                    rows_ok = rows < (g + 1) * OC_PER_GROUP
+                    sum_weight_grad_rows(dw_ptr, part_w_ptr, rows, rows_ok,
+                                         c, kw, kh, j, j_ok, OC, CKK, KWC, KH, KW, S2D_C, KH0,
+                                         KW0, SPLITS, S2D, DW_OHWI, ACC)
+                if REST_M > 0:
+                    sum_weight_grad_rows(dw_ptr, part_w_ptr, oc_rest, oc_rest_ok, c, kw, kh, j,
+                                         j_ok, OC, CKK, KWC, KH, KW, S2D_C, KH0, KW0, SPLITS, S2D,
+                                         DW_OHWI, ACC)
             if COMPUTE_BIAS and SPLITS > 1:  # (one split stored it above)
-                total_b = tl.zeros((BLOCK_M,), dtype=ACC)
-                for s in range(SPLITS):
-                    total_b += tl.load(part_b_ptr + s * OC + oc, mask=b_mask, other=0.0,
-                                       cache_modifier=".cg")
-                tl.store(db_ptr + oc, total_b.to(db_ptr.dtype.element_ty), mask=b_mask)
+                if tl.program_id(1) == 0:
+                    sum_bias_partials(db_ptr, part_b_ptr, oc, oc_ok, OC, SPLITS, ACC)
+                    if REST_M > 0:
+                        sum_bias_partials(db_ptr, part_b_ptr, oc_rest, oc_rest_ok, OC, SPLITS, ACC)
             tl.store(count_ptr + tile, 0)  # zero again for the next launch (stream-ordered)
+
+
+@triton.jit
+def store_weight_grad_rows(acc, dw_ptr, part_w_ptr, split, rows, rows_ok, c, kw, kh, j, j_ok, OC,
+                           CKK, KWC, KH: tl.constexpr, KW: tl.constexpr, SPLITS,
+                           S2D: tl.constexpr, DW_OHWI: tl.constexpr):
+    """A program's weight-gradient tile for output channels `rows`: the result (one split, no
+    space-to-depth) or its split's partial sums, laid out as the GEMM's columns."""
+    part_off, w_mask = weight_grad_offsets(rows, rows_ok, c, kw, kh, j, j_ok, CKK, KWC, KH, KW, 0,
+                                           0, 0, 0, DW_OHWI or S2D)
+    if SPLITS == 1 and not S2D:
+        tl.store(dw_ptr + part_off, acc.to(dw_ptr.dtype.element_ty), mask=w_mask)
+    else:
+        tl.store(part_w_ptr + split * OC * CKK + part_off, acc, mask=w_mask)
+
+
+@triton.jit
+def sum_weight_grad_rows(dw_ptr, part_w_ptr, rows, rows_ok, c, kw, kh, j, j_ok, OC, CKK, KWC,
+                         KH: tl.constexpr, KW: tl.constexpr, S2D_C: tl.constexpr, KH0, KW0,
+                         SPLITS, S2D: tl.constexpr, DW_OHWI: tl.constexpr, ACC: tl.constexpr):
+    """The last arrival's sum of a tile's partials for output channels `rows`, stored as dw (with
+    S2D: mapped to the original weight's taps)."""
+    part_off, part_mask = weight_grad_offsets(rows, rows_ok, c, kw, kh, j, j_ok, CKK, KWC, KH, KW,
+                                              S2D_C, KH0, KW0, 0, DW_OHWI or S2D)
+    total = sum_partials(part_w_ptr, part_off, part_mask, OC * CKK, SPLITS, ACC)
+    if S2D:
+        dw_off, dw_mask = weight_grad_offsets(rows, rows_ok, c, kw, kh, j, j_ok, CKK, KWC, KH, KW,
+                                              S2D_C, KH0, KW0, S2D, DW_OHWI)
+        tl.store(dw_ptr + dw_off, total.to(dw_ptr.dtype.element_ty), mask=dw_mask)
+    else:
+        tl.store(dw_ptr + part_off, total.to(dw_ptr.dtype.element_ty), mask=part_mask)
+
+
+@triton.jit
+def bias_grad_rows(dy_ptr, y_ptr, db_ptr, part_b_ptr, split, rows, rows_ok, p_start, p_end, N, OC,
+                   OH, OW, step_n, step_h, step_w, sdy_n, sdy_c, sdy_h, sdy_w, sy_n, sy_c, sy_h,
+                   sy_w, SPLITS, APPLY_RELU: tl.constexpr, ACC: tl.constexpr,
+                   ROWS: tl.constexpr, BLOCK_K: tl.constexpr):
+    """The bias gradient of output channels `rows` over this split's pixels (sum of dy'), stored
+    as the result (one split) or the split's partial."""
+    bias_acc = tl.zeros((ROWS, BLOCK_K), dtype=ACC)  # reduced once, after the loop
+    n, oh, ow = first_pixels(p_start + tl.arange(0, BLOCK_K), OH, OW)
+    for _ in range(p_start, p_end, BLOCK_K):
+        bias_acc += output_grad_tile(dy_ptr, y_ptr, rows, n * sdy_n + oh * sdy_h + ow * sdy_w,
+                                     n * sy_n + oh * sy_h + ow * sy_w, rows_ok, n < N, sdy_c, sy_c,
+                                     APPLY_RELU).to(ACC)
+        n, oh, ow = step_pixels(n, oh, ow, step_n, step_h, step_w, OH, OW)
+    bias = tl.sum(bias_acc, axis=1)
+    if SPLITS == 1:
+        tl.store(db_ptr + rows, bias.to(db_ptr.dtype.element_ty), mask=rows_ok)
+    else:
+        tl.store(part_b_ptr + split * OC + rows, bias, mask=rows_ok)
+
+
+@triton.jit
+def sum_bias_partials(db_ptr, part_b_ptr, rows, mask, OC, SPLITS, ACC: tl.constexpr):
+    """The last arrival's sum of the bias partials of output channels `rows`, in split order."""
+    total = tl.zeros(rows.shape, dtype=ACC)
+    for s in range(SPLITS):
+        total += tl.load(part_b_ptr + s * OC + rows, mask=mask, other=0.0, cache_modifier=".cg")
+    tl.store(db_ptr + rows, total.to(db_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -515,6 +606,15 @@ def weight_grad_offsets(oc, oc_ok, c, kw, kh, j, j_ok, CKK, KWC, KH: tl.constexp
         return (oc * CKK)[:, None] + (kh * KWC + j)[None, :], oc_ok[:, None] & j_ok[None, :]
     return ((oc * CKK)[:, None] + (c * (KH * KW) + kh * KW + kw)[None, :],
             oc_ok[:, None] & j_ok[None, :])
+
+
+@triton.jit
+def within(i, n, ALWAYS: tl.constexpr):
+    """i < n, or a constant True where the caller knows it always holds (so the masks that use it
+    fold away)."""
+    if ALWAYS:
+        return tl.full(i.shape, True, tl.int1)
+    return i < n
 
 
 @triton.jit
@@ -707,7 +807,12 @@ def conv2d_weight_bias_grad(dy, y, x, weight_shape, stride, padding, dilation, g
         col_tiles = lambda block_n: cdiv(ckk, block_n) if need_weight else 1
     else:
         col_tiles = lambda block_n: kh * cdiv(columns, block_n) if need_weight else 1
-    tiles = cdiv(oc // groups, 128) * col_tiles(128) * groups
+    # Tiles: 128 x 128 (output channels x columns), or transposed with 64 columns and a group's
+    # 96 or 192 channels in one tile (`weight_grad_tiling`); the split count is chosen for them.
+    transposed, rest_m = weight_grad_tiling(oc // groups, ckk if all_taps else columns, dy.dtype,
+                                            dy.device)
+    oc_tile = 3 * rest_m if rest_m else 128
+    tiles = cdiv(oc // groups, oc_tile) * col_tiles(64 if transposed else 128) * groups
     # Each split beyond one writes and re-reads an fp32 partial of dw (and db): at most as many
     # bytes as the launch must move anyway (dy and x once).
     partial_bytes = 2 * 4 * oc * (ckk + 1)
@@ -716,15 +821,19 @@ def conv2d_weight_bias_grad(dy, y, x, weight_shape, stride, padding, dilation, g
                                                      cdiv(pixels, 512))))
     # Partials only when the pixels are split (one-split launches write the result directly).
     # (a space-to-depth launch writes partials even for one split: its mapping is done there)
-    dw_part = (empty((splits, oc, ckk), acc, dy.device)
-               if need_weight and (splits > 1 or space_to_depth) else None)
+    partials = need_weight and (splits > 1 or space_to_depth)
+    dw_part = empty((splits, oc, ckk), acc, dy.device) if partials else None
     db_part = empty((splits, oc), acc, dy.device) if need_bias and splits > 1 else None
+    # The last program to arrive at a tile reads its SPLITS partial tiles after its main loop:
+    # a serial tail (`Cost.tail_bytes`).
+    tail = lambda meta: (splits * (meta["BLOCK_M"] + rest_m) * meta["BLOCK_N"] * dw_part.element_size()
+                         if partials else 0)
     cost = Cost(2 * pixels * oc * ckk if need_weight else 0,
                 nbytes(dy, y if relu else None, x if need_weight else None, dw, db),
                 trips=lambda meta: cdiv(cdiv(pixels, meta["BLOCK_K"]), splits),
-                workspace_bytes=2 * nbytes(dw_part, db_part))
+                workspace_bytes=2 * nbytes(dw_part, db_part), tail_bytes=tail)
     y = y if relu else dy
-    grid = lambda meta: (cdiv(oc // groups, meta["BLOCK_M"]),
+    grid = lambda meta: (cdiv(oc // groups, meta["BLOCK_M"] + rest_m),
                          col_tiles(meta["BLOCK_N"]), groups * splits)
     # One counter per output tile of the smallest tile any config uses (more than enough).
     counters = arrival_counters(cdiv(oc // groups, 32) * col_tiles(32) * groups,
@@ -736,14 +845,30 @@ def conv2d_weight_bias_grad(dy, y, x, weight_shape, stride, padding, dilation, g
         stride[0], stride[1], padding[0][0], padding[1][0], dilation[0], dilation[1],
         dw_shape[2], dw_shape[3], *dy.stride(), *y.stride(), *x.stride(),
         dtype=dy.dtype, allow_tf32=allow_tf32,
-        tile_dims=(oc // groups, ckk if all_taps else columns, cdiv(pixels, splits)),
+        tile_dims=(oc // groups - rest_m, ckk if all_taps else columns, cdiv(pixels, splits)),
         cost=cost, INDEX_64=needs_int64(dy, y, x, dw_part), KH=kh, KW=kw, S2D=space_to_depth,
         S2D_C=dw_shape[1] if space_to_depth else 0,
         DW_OHWI=weight_format == torch.channels_last, ALIGNED_C=c_per_group % 16 == 0,
         ALL_TAPS=all_taps, FLAT_DY=flat_pixels(dy) and (not relu or flat_pixels(y)),
+        WHOLE_STEPS=pixels % 128 == 0, TRANSPOSED=transposed, REST_M=rest_m,
         APPLY_RELU=relu, COMPUTE_WEIGHT=need_weight, COMPUTE_BIAS=need_bias,
     )
     return dw, db
+
+
+def weight_grad_tiling(oc_per_group, columns, dtype, device):
+    """(TRANSPOSED, REST_M) of a weight-gradient launch over `columns` (kh, kw, c) columns per
+    program row: on sm_90's tensor cores (wgmma: an MMA's rows come in 64s, its columns in 8s)
+    a group of 96 or 192 output channels is one tile of 64 + 32 or 128 + 64 channels, the MMA's
+    columns (conv1's 96 in 128 rows and conv4's 192 in 256 left a quarter of the work padding),
+    and the columns j, now the MMA's rows, come 64 per tile where 64 pads them less than 128
+    (conv1's 432 after space-to-depth: 448, not 512; conv4's and conv5's 576 per kh: 576, not
+    640). Elsewhere (sm_80, fp32, fp64) (False, 0): 128 x 128 tiles as they were."""
+    tensor_core = dtype in (torch.float16, torch.bfloat16) and target_arch(device) >= 90
+    if not tensor_core:
+        return False, 0
+    rest_m = oc_per_group // 3 if oc_per_group in (96, 192) else 0
+    return bool(rest_m), rest_m
 
 
 def flat_pixels(t):

@@ -109,7 +109,7 @@ def linear_forward_kernel(
         tl.store(part_ptr + tl.program_id(2) * M * N + part_off, acc, mask=mask)
         tile = tl.program_id(0) * tl.num_programs(1) + tl.program_id(1)
         if last_arrival(count_ptr, tile, SPLITS):
-            total = sum_partials(part_ptr, part_off, mask, M * N, SPLITS, ACC, BLOCK_M, BLOCK_N)
+            total = sum_partials(part_ptr, part_off, mask, M * N, SPLITS, ACC)
             _forward_epilogue(total, b_ptr, y_ptr, rm, rn, n_ok, mask, N, sy_m, sy_n, seed_ptr, p,
                               scale, HAS_BIAS, APPLY_RELU, DROPOUT, ACC)
             tl.store(count_ptr + tile, 0)  # zero again for the next launch (stream-ordered)
@@ -189,7 +189,7 @@ def linear_input_grad_kernel(
         tl.store(part_ptr + tl.program_id(2) * M * K + part_off, acc, mask=mask)
         tile = tl.program_id(0) * tl.num_programs(1) + tl.program_id(1)
         if last_arrival(count_ptr, tile, SPLITS):
-            total = sum_partials(part_ptr, part_off, mask, M * K, SPLITS, ACC, BLOCK_M, BLOCK_N)
+            total = sum_partials(part_ptr, part_off, mask, M * K, SPLITS, ACC)
             tl.store(dx_ptr + rm[:, None] * sdx_m + rk[None, :] * sdx_k,
                      total.to(dx_ptr.dtype.element_ty), mask=mask)
             tl.store(count_ptr + tile, 0)  # zero again for the next launch (stream-ordered)
@@ -275,6 +275,11 @@ def _splits(rows, cols, reduction, moved_bytes, dtype, allow_tf32, device, tile=
     return split_count(tiles, device, most=most)
 
 
+def _split_tail(splits):
+    """Cost.tail_bytes of a split-K launch: the last arrival at a tile reads its fp32 partials."""
+    return lambda meta: 4 * splits * meta["BLOCK_M"] * meta["BLOCK_N"] if splits > 1 else 0
+
+
 def _split_workspace(splits, rows, cols, dtype, device, stand_in):
     """(partials, counters, workspace bytes) of a split-K launch: the fp32 partial sums [splits,
     rows, cols], one arrival counter per output tile of the smallest config (16 x 16 is more
@@ -307,7 +312,8 @@ def linear_forward(x, weight, bias, relu, p, seed, allow_tf32, out_dtype=None):
     grid = lambda meta: (cdiv(m, meta["BLOCK_M"]), cdiv(n, meta["BLOCK_N"]), splits)
     partials, counters, workspace = _split_workspace(splits, m, n, x.dtype, x.device, y)
     cost = Cost(2 * m * n * k, nbytes(x, weight, bias, y),
-                trips=lambda meta: cdiv(cdiv(k, meta["BLOCK_K"]), splits), workspace_bytes=workspace)
+                trips=lambda meta: cdiv(cdiv(k, meta["BLOCK_K"]), splits), workspace_bytes=workspace,
+                tail_bytes=_split_tail(splits))
     _forward.launch(grid, x, weight, bias if bias is not None else weight, y, partials, counters,
                     m, n, k, splits, *x.stride(), *weight.stride(), *y.stride(), _seed_or(seed, x), p,
                     dropout_scale(p),
@@ -328,7 +334,8 @@ def linear_input_grad(dy, y, weight, relu, p, seed, allow_tf32, dtype=None):
     splits = _splits(m, k, n, nbytes(dy, weight, dx), dtype, allow_tf32, dy.device)
     partials, counters, workspace = _split_workspace(splits, m, k, dtype, dy.device, dx)
     cost = Cost(2 * m * n * k, nbytes(dy, y if relu else None, weight, dx),
-                trips=lambda meta: cdiv(cdiv(n, meta["BLOCK_K"]), splits), workspace_bytes=workspace)
+                trips=lambda meta: cdiv(cdiv(n, meta["BLOCK_K"]), splits), workspace_bytes=workspace,
+                tail_bytes=_split_tail(splits))
     y = y if relu else dy
     grid = lambda meta: (cdiv(m, meta["BLOCK_M"]), cdiv(k, meta["BLOCK_N"]), splits)
     _input_grad.launch(grid, dy, y, weight, dx, partials, counters, m, n, k, splits,

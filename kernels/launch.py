@@ -59,17 +59,21 @@ class Cost:
     main loop (the one holding the ``tl.dot``, else the longest); 1 for loop-free kernels;
     workspace_bytes: scratch the launch writes and reads back beyond that (a split reduction's
     partial sums, counted twice: not part of the floor, but of the model's memory time);
+    tail_bytes: per config, bytes one program reads after its main loop before the launch can
+    end (a split reduction's last arrival reading its tile's partial sums): a serial tail;
     common_path: constexpr overrides that compile out code only rare inputs run (the LRN band
     backwards' redo of a tile holding a NaN or an infinity): the model counts the instructions of
     the kernel built so, with the registers and shared memory of the real one.
     """
 
-    __slots__ = ("flops", "min_bytes", "trips", "workspace_bytes", "common_path")
+    __slots__ = ("flops", "min_bytes", "trips", "workspace_bytes", "tail_bytes", "common_path")
 
-    def __init__(self, flops, min_bytes, trips=None, workspace_bytes=0, common_path=None):
+    def __init__(self, flops, min_bytes, trips=None, workspace_bytes=0, tail_bytes=None,
+                 common_path=None):
         self.flops, self.min_bytes = int(flops), int(min_bytes)
         self.trips = trips or (lambda meta: 1)
         self.workspace_bytes = int(workspace_bytes)
+        self.tail_bytes = tail_bytes or (lambda meta: 0)
         self.common_path = dict(common_path or {})
 
 

@@ -71,11 +71,10 @@ def split_range(split, N, STEP: tl.constexpr, SPLITS):
 
 
 @triton.jit
-def sum_partials(part_ptr, off, mask, stride, SPLITS, ACC: tl.constexpr, BLOCK_M: tl.constexpr,
-                 BLOCK_N: tl.constexpr):
+def sum_partials(part_ptr, off, mask, stride, SPLITS, ACC: tl.constexpr):
     """The sum, in split order, of SPLITS partial tiles stored `stride` apart at offsets `off`
     (by the last program to arrive: `last_arrival`)."""
-    total = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC)
+    total = tl.zeros(off.shape, dtype=ACC)
     for s in range(SPLITS):
         total += tl.load(part_ptr + s * stride + off, mask=mask, other=0.0, cache_modifier=".cg")
     return total

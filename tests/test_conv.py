@@ -430,6 +430,31 @@ def test_weight_gradient_steps_flat_pixels(out_hw, splits, monkeypatch):
                  grad_layout="channels_last", relu=relu, need_input_grad=False)
 
 
+@pytest.mark.parametrize("splits", [1, 3])
+@pytest.mark.parametrize("rest", [0, 16])
+def test_weight_gradient_transposed_tiles_and_rest_rows(rest, splits, monkeypatch):
+    """sm_90's weight-gradient tiles (`weight_grad_tiling`), forced here in float64: the MMA
+    computes the tile transposed (columns j as its rows), and with `rest` a group's output
+    channels are BLOCK_M + REST_M rows (32 + 16 here for 48 and, masked, 40 channels; 96 and
+    192 on the GPU): split partials, bias, fused ReLU, padding and no-padding columns, the
+    space-to-depth path, both weight layouts."""
+    from tritonalex.kernels import conv as conv_kernels
+
+    monkeypatch.setattr(conv_kernels, "INTERPRETER_SPLITS", splits)
+    monkeypatch.setattr(conv_kernels, "weight_grad_tiling",
+                        lambda oc, columns, dtype, device: (True, rest if oc in (40, 48) else 0))
+    for oc, layout in ((48, "contiguous"), (40, "channels_last")):
+        run_case((2, 6, 7, 6), (2 * oc, 3, 3, 2), groups=2, padding=(1, 0), weight_layout=layout,
+                 layout=layout, grad_layout=layout, need_input_grad=False)
+        run_case((2, 3, 6, 7), (oc, 3, 2, 3), stride=(2, 1), relu=False,
+                 weight_layout=layout, need_input_grad=False)  # ALL_TAPS
+    run_case((1, 2, 17, 19), (48, 2, 7, 7), stride=3, padding=(1, 3), need_input_grad=False)
+    # 2 x 8 x 8 = 128 pixels: whole steps (WHOLE_STEPS: no pixel masks), as at batch 128.
+    run_case((2, 4, 10, 10), (48, 2, 3, 3), groups=2, layout="channels_last",
+             grad_layout="channels_last", need_input_grad=False)
+    run_case((2, 4, 8, 8), (40, 4, 3, 3), padding=1, need_input_grad=False)
+
+
 @pytest.mark.parametrize("splits", [2, 5])
 def test_weight_gradient_split_reduction_in_one_launch(splits, monkeypatch):
     """The GPU splits the weight gradient's pixel reduction across programs; the last to arrive

@@ -17,7 +17,11 @@ bytes, main-loop trips per program):
                 though much of it stays in L2)
     latency   = rounds * trips * LOAD_LATENCY / (clock * in flight), in flight = the stages - 1
                 a pipelined loop keeps ahead (1 when its loads are synchronous)
-    estimate  = max(tensor, issue, memory, latency) + LAUNCH_US;  bound = the largest term
+    tail      = tail bytes / (L2_BYTES_PER_CLOCK * clock): what one program reads after its main
+                loop before the launch can end (a split reduction's last arrival summing its
+                tile's partials, from L2), serial after the rest
+    estimate  = max(tensor, issue, memory, latency) + tail + LAUNCH_US;  bound = the largest of
+                the four
     floor     = max(flops / datasheet tensor peak, min bytes / datasheet bandwidth)
 
 For an autotuned launch every config is compiled and estimated, and the one with the smallest
@@ -37,7 +41,8 @@ Hardware constants, with their sources:
 Assumptions (to be calibrated against a GPU when one is lent; `bench/gpu_check.sh` does it):
   TENSOR_EFFICIENCY 0.8 (a well-fed bf16 GEMM reaches ~800 TFLOP/s on the lent H100, measured),
   MEMORY_EFFICIENCY 0.9 (~3.0 TB/s device-to-device copy on the lent H100, measured),
-  ISSUE_EFFICIENCY 0.75, LOAD_LATENCY 600 clocks (global load round trip under load), LAUNCH_US
+  ISSUE_EFFICIENCY 0.75, LOAD_LATENCY 600 clocks (global load round trip under load),
+  L2_BYTES_PER_CLOCK 64 (one SM's reads from L2: the width of its port to the crossbar), LAUNCH_US
   2 us per launch (GPU-side gap between back-to-back launches; host cost is not modelled).
 Code only rare inputs run (the LRN band backwards' redo of a tile holding a NaN or an infinity)
 is left out where the launch says how to compile it out (`Cost.common_path`): instructions are
@@ -92,6 +97,7 @@ MEMORY_EFFICIENCY = 0.9
 ISSUE_EFFICIENCY = 0.75
 LOAD_LATENCY = 600
 LAUNCH_US = 2.0
+L2_BYTES_PER_CLOCK = 64
 ISSUE_PER_CLOCK = 4
 
 
@@ -138,10 +144,12 @@ def floor_us(card, flops, min_bytes, precision):
                      min_bytes / card.bandwidth)
 
 
-def estimate(card, facts, ctas, warps, trips, flops, min_bytes, precision, workspace_bytes=0):
+def estimate(card, facts, ctas, warps, trips, flops, min_bytes, precision, workspace_bytes=0,
+             tail_bytes=0):
     """The model's time (us) for one launch, its binding limit and the terms (a dict);
     `workspace_bytes` (a split reduction's partials, written and read back) add to the memory
-    term, not to the floor."""
+    term, not to the floor; `tail_bytes` (one program's reads after its main loop) add a serial
+    tail."""
     occ = occupancy(card, warps, facts["registers"], facts["shared_bytes"])
     if occ == 0:
         return dict(estimate_us=math.inf, bound="does not fit", ctas_per_sm=0, waves=math.inf)
@@ -162,7 +170,9 @@ def estimate(card, facts, ctas, warps, trips, flops, min_bytes, precision, works
         / (card.clock_hz * (max(facts["stages"] - 1, 1) if facts["async_loads"] else 1)),
     }
     bound = max(terms, key=terms.get)
+    tail = tail_bytes / (L2_BYTES_PER_CLOCK * card.clock_hz)
     useful = flops / per_program_mma / ctas if per_program_mma and ctas else None
-    return dict(estimate_us=1e6 * terms[bound] + LAUNCH_US, bound=bound, ctas_per_sm=occ,
+    return dict(estimate_us=1e6 * (terms[bound] + tail) + LAUNCH_US, bound=bound, ctas_per_sm=occ,
                 waves=ctas / (occ * card.sms), mma_useful=useful,
-                terms_us={k: round(1e6 * v, 2) for k, v in terms.items()})
+                terms_us={**{k: round(1e6 * v, 2) for k, v in terms.items()},
+                          "tail": round(1e6 * tail, 2)})

@@ -126,7 +126,8 @@ def estimate_launch(launch, compiled, card, precision):
         else:
             est = model.estimate(card, facts, ctas, kwargs["num_warps"], trips, launch.cost.flops,
                                  launch.cost.min_bytes, precision,
-                                 workspace_bytes=launch.cost.workspace_bytes)
+                                 workspace_bytes=launch.cost.workspace_bytes,
+                                 tail_bytes=launch.cost.tail_bytes(kwargs))
             row.update(registers=facts["registers"], spill_bytes=facts["spill_bytes"],
                        shared_bytes=facts["shared_bytes"], async_loads=facts["async_loads"],
                        tma=facts["tma"], stages=facts["stages"],
