@@ -81,11 +81,19 @@ from .tiles import (
 H = (90,)  # Hopper and later only
 # (256 x 128 forward tiles need 16-channel runs to vectorize their gathers: on 3-channel images
 # and zfnet's 12-channel space-to-depth input they spilled, hence ALIGNED_C.)
+# REST_N launches (a group's 96 or 192 output channels, `narrow_part`) take BLOCK_N + REST_N
+# columns: 64 + 32 or 128 + 64.
+WHOLE = dict(REST_N=0)
 FORWARD_CONFIGS = {
-    "tensor_core": [config(128, 64, 32, 8, 3), config(64, 128, 64, 8, 3),
-                    config(128, 128, 64, 8, 3, archs=H),
-                    config(256, 64, 16, 8, 3, archs=H), config(256, 64, 64, 8, 3, archs=H),
-                    config(256, 128, 64, 8, 3, archs=H, when=dict(ALIGNED_C=True))],
+    "tensor_core": [config(128, 64, 32, 8, 3), config(64, 128, 64, 8, 3, when=WHOLE),
+                    config(128, 128, 64, 8, 3, archs=H, when=WHOLE),
+                    config(256, 64, 16, 8, 3, archs=H, when=WHOLE),
+                    config(256, 64, 64, 8, 3, archs=H, when=WHOLE),
+                    config(256, 128, 64, 8, 3, archs=H, when=dict(ALIGNED_C=True, **WHOLE)),
+                    config(128, 64, 64, 8, 3, archs=H, when=dict(REST_N=32)),
+                    config(256, 64, 64, 8, 3, archs=H, when=dict(REST_N=32)),
+                    config(128, 128, 64, 8, 3, archs=H, when=dict(REST_N=64)),
+                    config(128, 128, 32, 8, 4, archs=H, when=dict(REST_N=64))],
     "tf32": [config(128, 64, 32, 8, 3), config(64, 128, 32, 8, 3), config(64, 64, 32, 8, 3)],
     "fma": [config(64, 32, 16, 4, 2), config(32, 32, 16, 4, 2)],
 }
@@ -152,6 +160,9 @@ def conv2d_forward_kernel(
     FLAT_C: tl.constexpr,  # 0, or C_PER_GROUP: reduce over the flattened (kh, kw, c) axis
     ALL_TAPS: tl.constexpr,  # every tap of every output pixel lies in the image: no bound checks
     ALIGNED_C: tl.constexpr,  # C_PER_GROUP % 16 == 0 (selects configs only: see the config lists)
+    FLAT_Y: tl.constexpr,  # y holds pixel m = (n, oh, ow) at m * sy_w (NHWC, dense pixels)
+    REST_N: tl.constexpr,  # 0, or a second block of REST_N output channels after the BLOCK_N
+    # (96 = 64 + 32, 192 = 128 + 64: `narrow_part`)
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,  # tile sizes
 ):
     g = tl.program_id(2)
@@ -167,11 +178,16 @@ def conv2d_forward_kernel(
     ih0 = oh * stride_h - pad_h
     iw0 = ow * stride_w - pad_w
     x_row = n * sx_n + ih0 * sx_h + iw0 * sx_w + g * C_PER_GROUP * sx_c
-    # Columns: output channels of group g.
-    oc = g * OC_PER_GROUP + tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    # Columns: output channels of group g, BLOCK_N + REST_N per program: a group of 96 or 192
+    # channels is one tile without padding columns (two MMAs on one A tile).
+    oc0 = g * OC_PER_GROUP + tl.program_id(1) * (BLOCK_N + REST_N)
+    oc = oc0 + tl.arange(0, BLOCK_N)
     oc_ok = oc < (g + 1) * OC_PER_GROUP
-
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC)
+    if REST_N > 0:
+        oc_rest = oc0 + BLOCK_N + tl.arange(0, REST_N)
+        oc_rest_ok = oc_rest < (g + 1) * OC_PER_GROUP
+        acc_rest = tl.zeros((BLOCK_M, REST_N), dtype=ACC)
     if FLAT_C:
         # Channel counts that a BLOCK_K chunk would pad (AlexNet's conv2: 48 per tower; conv1's
         # space-to-depth input: 48; 3-channel images): the reduction runs over the whole
@@ -198,9 +214,12 @@ def conv2d_forward_kernel(
                                                   + kw * dil_w * sx_w)[None, :],
                         mask=a_mask, other=0.0)
             # B tile: the weights of those columns (OHWI weights: the column index itself).
-            b = tl.load(w_ptr + (c * sw_c + kh * sw_h + kw * sw_w)[:, None] + (oc * sw_o)[None, :],
-                        mask=j_ok[:, None] & oc_ok[None, :], other=0.0)
+            w_row = c * sw_c + kh * sw_h + kw * sw_w
+            b = weight_tile(w_ptr, w_row, j_ok, oc, oc_ok, sw_o)
             acc = dot_acc(a, b, acc, PRECISION, DOT_FP32, ACC)
+            if REST_N > 0:
+                b = weight_tile(w_ptr, w_row, j_ok, oc_rest, oc_rest_ok, sw_o)
+                acc_rest = dot_acc(a, b, acc_rest, PRECISION, DOT_FP32, ACC)
     else:
         # One flat loop over (tap, channel chunk), its (kh, kw, chunk) stepped by a counter with
         # carries (a runtime division per step was a tenth of the loop's instructions): the loop
@@ -220,13 +239,36 @@ def conv2d_forward_kernel(
             row_ok = m_ok if ALL_TAPS else m_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
             a = tl.load(x_ptr + (x_row + kh * dil_h * sx_h + kw * dil_w * sx_w)[:, None]
                         + (c * sx_c)[None, :], mask=row_ok[:, None] & c_ok[None, :], other=0.0)
-            b = tl.load(w_ptr + (c * sw_c + kh * sw_h + kw * sw_w)[:, None] + (oc * sw_o)[None, :],
-                        mask=c_ok[:, None] & oc_ok[None, :], other=0.0)
+            w_row = c * sw_c + kh * sw_h + kw * sw_w
+            b = weight_tile(w_ptr, w_row, c_ok, oc, oc_ok, sw_o)
             acc = dot_acc(a, b, acc, PRECISION, DOT_FP32, ACC)
+            if REST_N > 0:
+                b = weight_tile(w_ptr, w_row, c_ok, oc_rest, oc_rest_ok, sw_o)
+                acc_rest = dot_acc(a, b, acc_rest, PRECISION, DOT_FP32, ACC)
             chunk, kw, kh = count_on(chunk, kw, kh, chunks, KW)
 
+    # Write back (each column block). FLAT_Y: the row offsets without (n, oh, ow), which in the
+    # store's layout would be divided out of m again (a fifth of conv1's instructions).
+    y_row = m * sy_w if FLAT_Y else n * sy_n + oh * sy_h + ow * sy_w
+    forward_store(acc, b_ptr, y_ptr, y_row, m_ok, oc, oc_ok, sy_c, HAS_BIAS, APPLY_RELU, ACC)
+    if REST_N > 0:
+        forward_store(acc_rest, b_ptr, y_ptr, y_row, m_ok, oc_rest, oc_rest_ok, sy_c, HAS_BIAS,
+                      APPLY_RELU, ACC)
+
+
+@triton.jit
+def weight_tile(w_ptr, w_row, k_ok, oc, oc_ok, sw_o):
+    """The forward's B tile: weights at reduction offsets w_row (kh, kw, c) x output channels oc."""
+    return tl.load(w_ptr + w_row[:, None] + (oc * sw_o)[None, :], mask=k_ok[:, None] & oc_ok[None, :],
+                   other=0.0)
+
+
+@triton.jit
+def forward_store(acc, b_ptr, y_ptr, y_row, m_ok, oc, oc_ok, sy_c, HAS_BIAS: tl.constexpr,
+                  APPLY_RELU: tl.constexpr, ACC: tl.constexpr):
+    """y[rows y_row, channels oc] = relu?(acc + bias), rounded once to y's dtype."""
     acc = bias_relu_epilogue(acc, b_ptr, oc, oc_ok, HAS_BIAS, APPLY_RELU, ACC)
-    y_off = (n * sy_n + oh * sy_h + ow * sy_w)[:, None] + (oc * sy_c)[None, :]
+    y_off = y_row[:, None] + (oc * sy_c)[None, :]
     tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty), mask=m_ok[:, None] & oc_ok[None, :])
 
 
@@ -254,6 +296,7 @@ def conv2d_input_grad_kernel(
     DOT_FP32: tl.constexpr,  # upcast tiles before tl.dot
     INDEX_64: tl.constexpr,  # compute element offsets in int64
     REST_N: tl.constexpr,  # 0, or a second column tile of REST_N after the BLOCK_N (48 = 32 + 16)
+    FLAT_DX: tl.constexpr,  # dx (and x) hold pixel m = (n, ih, iw) at m * sdx_w (NHWC, dense)
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,  # tile sizes
 ):
     g = tl.program_id(2)
@@ -305,7 +348,7 @@ def conv2d_input_grad_kernel(
                     acc_rest = dot_acc(dy, wt, acc_rest, PRECISION, DOT_FP32, ACC)
 
     # Write back (each column tile).
-    dx_row = n * sdx_n + ih * sdx_h + iw * sdx_w
+    dx_row = m * sdx_w if FLAT_DX else n * sdx_n + ih * sdx_h + iw * sdx_w
     input_grad_store(acc, x_ptr, dx_ptr, dx_row, m_ok, g * C_PER_GROUP + c, c_ok, sdx_c,
                      MASK_INPUT)
     if REST_N > 0:
@@ -703,7 +746,9 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, relu, all
     m = n * oh * ow
     if y.numel() == 0:
         return y
-    grid = lambda meta: (cdiv(m, meta["BLOCK_M"]), cdiv(oc // groups, meta["BLOCK_N"]), groups)
+    rest_n = narrow_part(oc // groups, x.dtype, x.device)
+    grid = lambda meta: (cdiv(m, meta["BLOCK_M"]), cdiv(oc // groups, meta["BLOCK_N"] + rest_n),
+                         groups)
     # Channel counts a 64-channel chunk does not divide run the flattened (kh, kw, c) loop.
     flat = c_per_group % 64 != 0
     reduction = kh * kw * c_per_group if flat else c_per_group
@@ -714,11 +759,12 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, relu, all
         m, h, w, oh, ow, c_per_group, oc // groups,
         stride[0], stride[1], padding[0][0], padding[1][0], dilation[0], dilation[1],
         *x.stride(), *weight.stride(), *y.stride(),
-        dtype=x.dtype, allow_tf32=allow_tf32, tile_dims=(m, oc // groups, reduction), cost=cost,
+        dtype=x.dtype, allow_tf32=allow_tf32, tile_dims=(m, oc // groups - rest_n, reduction),
+        cost=cost,
         INDEX_64=needs_int64(x, weight, y), KH=kh, KW=kw, HAS_BIAS=bias is not None, APPLY_RELU=relu,
         FLAT_C=c_per_group if flat else 0,
         ALL_TAPS=_all_taps((h, w), (oh, ow), (kh, kw), stride, padding, dilation),
-        ALIGNED_C=c_per_group % 16 == 0,
+        ALIGNED_C=c_per_group % 16 == 0, FLAT_Y=flat_pixels(y), REST_N=rest_n,
     )
     return y
 
@@ -755,7 +801,7 @@ def conv2d_input_grad(dy, y, weight, x_like, stride, padding, dilation, groups, 
         dtype=dy.dtype, allow_tf32=allow_tf32, tile_dims=(m, c_per_group - rest_n, oc // groups),
         cost=cost,
         INDEX_64=needs_int64(dy, y, weight, dx, x), STRIDE_H=stride[0], STRIDE_W=stride[1], KH=kh,
-        KW=kw, APPLY_RELU=relu, MASK_INPUT=mask_input, REST_N=rest_n,
+        KW=kw, APPLY_RELU=relu, MASK_INPUT=mask_input, REST_N=rest_n, FLAT_DX=flat_pixels(dx),
     )
     return dx
 
@@ -864,11 +910,17 @@ def weight_grad_tiling(oc_per_group, columns, dtype, device):
     and the columns j, now the MMA's rows, come 64 per tile where 64 pads them less than 128
     (conv1's 432 after space-to-depth: 448, not 512; conv4's and conv5's 576 per kh: 576, not
     640). Elsewhere (sm_80, fp32, fp64) (False, 0): 128 x 128 tiles as they were."""
-    tensor_core = dtype in (torch.float16, torch.bfloat16) and target_arch(device) >= 90
-    if not tensor_core:
-        return False, 0
-    rest_m = oc_per_group // 3 if oc_per_group in (96, 192) else 0
+    rest_m = narrow_part(oc_per_group, dtype, device)
     return bool(rest_m), rest_m
+
+
+def narrow_part(oc_per_group, dtype, device):
+    """The second, narrower block of a group's output channels where one tile takes them all as
+    two MMAs on sm_90's tensor cores: 32 of 96 (64 + 32) and 64 of 192 (128 + 64), which a
+    power-of-two tile would pad to 128 and 256 (conv1's 96 channels and conv4's 192 per tower);
+    else 0. The forward's REST_N, the weight gradient's REST_M."""
+    tensor_core = dtype in (torch.float16, torch.bfloat16) and target_arch(device) >= 90
+    return oc_per_group // 3 if tensor_core and oc_per_group in (96, 192) else 0
 
 
 def flat_pixels(t):

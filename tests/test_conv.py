@@ -432,17 +432,19 @@ def test_weight_gradient_steps_flat_pixels(out_hw, splits, monkeypatch):
 
 @pytest.mark.parametrize("splits", [1, 3])
 @pytest.mark.parametrize("rest", [0, 16])
-def test_weight_gradient_transposed_tiles_and_rest_rows(rest, splits, monkeypatch):
-    """sm_90's weight-gradient tiles (`weight_grad_tiling`), forced here in float64: the MMA
-    computes the tile transposed (columns j as its rows), and with `rest` a group's output
-    channels are BLOCK_M + REST_M rows (32 + 16 here for 48 and, masked, 40 channels; 96 and
-    192 on the GPU): split partials, bias, fused ReLU, padding and no-padding columns, the
-    space-to-depth path, both weight layouts."""
+def test_narrow_channel_blocks_and_transposed_weight_gradient(rest, splits, monkeypatch):
+    """sm_90's tiles for a group's 96 or 192 output channels (`narrow_part`: 64 + 32 and
+    128 + 64), forced here in float64 as 32 + 16 for 48 and, masked, 40 channels: the forward's
+    REST_N columns, and the weight gradient's transposed MMA (columns j as its rows, with and
+    without REST_M rows): split partials, bias, fused ReLU, padding and no-padding columns,
+    the space-to-depth path, both weight layouts."""
     from tritonalex.kernels import conv as conv_kernels
 
     monkeypatch.setattr(conv_kernels, "INTERPRETER_SPLITS", splits)
-    monkeypatch.setattr(conv_kernels, "weight_grad_tiling",
-                        lambda oc, columns, dtype, device: (True, rest if oc in (40, 48) else 0))
+    monkeypatch.setattr(conv_kernels, "narrow_part",
+                        lambda oc, dtype, device: rest if oc in (40, 48) else 0)
+    monkeypatch.setattr(conv_kernels, "weight_grad_tiling", lambda oc, columns, dtype, device: (
+        True, conv_kernels.narrow_part(oc, dtype, device)))
     for oc, layout in ((48, "contiguous"), (40, "channels_last")):
         run_case((2, 6, 7, 6), (2 * oc, 3, 3, 2), groups=2, padding=(1, 0), weight_layout=layout,
                  layout=layout, grad_layout=layout, need_input_grad=False)
