@@ -859,12 +859,12 @@ def conv2d_weight_bias_grad(dy, y, x, weight_shape, stride, padding, dilation, g
                                             dy.device)
     oc_tile = 3 * rest_m if rest_m else 128
     tiles = cdiv(oc // groups, oc_tile) * col_tiles(64 if transposed else 128) * groups
-    # Each split beyond one writes and re-reads an fp32 partial of dw (and db): at most as many
-    # bytes as the launch must move anyway (dy and x once).
+    # Each split beyond one writes and re-reads an fp32 partial of dw (and db): at most twice
+    # the bytes the launch must move anyway (dy and x once; much of it stays in L2).
     partial_bytes = 2 * 4 * oc * (ckk + 1)
     splits = (INTERPRETER_SPLITS if INTERPRETING else
-              split_count(tiles, dy.device, most=min(nbytes(dy, x) // partial_bytes,
-                                                     cdiv(pixels, 512))))
+              split_count(tiles, dy.device, most=min(2 * nbytes(dy, x) // partial_bytes,
+                                                     cdiv(pixels, 512)), reduction=pixels))
     # Partials only when the pixels are split (one-split launches write the result directly).
     # (a space-to-depth launch writes partials even for one split: its mapping is done there)
     partials = need_weight and (splits > 1 or space_to_depth)

@@ -272,7 +272,7 @@ def _splits(rows, cols, reduction, moved_bytes, dtype, allow_tf32, device, tile=
     partial = 2 * 4 * rows * cols
     most = min(moved_bytes // partial if partial else 1, reduction // 256,
                (2**31 - 1) // max(rows * cols, 1), cdiv(sm_count(device), tiles))
-    return split_count(tiles, device, most=most)
+    return split_count(tiles, device, most=most, reduction=reduction)
 
 
 def _split_tail(splits):

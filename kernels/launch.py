@@ -157,19 +157,22 @@ def sm_count(device):
 MAX_SPLITS = 24  # the last program of a tile adds up to this many partial tiles: a serial tail
 
 
-def split_count(tiles, device, most):
+def split_count(tiles, device, most, reduction=None):
     """How many programs share the reduction of each of `tiles` output tiles: the fewest whose
-    programs fill the SMs' waves within 5% as well as any count up to MAX_SPLITS and `most` does
-    (rounds of programs per unit of work: a last, partly empty wave is idle SMs). The static
-    model counts the partials' bytes (`Cost.workspace_bytes`) but not the last program's serial
-    sum of them, hence the cap (callers also bound `most` by the bytes the partials may add).
-    `tiles` counts the output tiles of the largest tile config (what sm_90 chooses); smaller
-    tiles make more programs."""
+    time is within 1% of the best count's up to MAX_SPLITS and `most`. Time per unit of work:
+    rounds of programs (a last, partly empty wave is idle SMs), plus, given the `reduction`
+    length, the last arrival's serial sum of the tile's partials (`Cost.tail_bytes`): per split
+    about 100 / reduction of the tile's work (4-byte partials read from L2 at ~64 bytes per
+    clock against tensor cores doing ~3300 bf16 FLOPs per clock, 2 per reduction step). The
+    static model counts the partials' bytes (`Cost.workspace_bytes`) too, hence `most` (callers
+    bound it by the bytes the partials may add). `tiles` counts the output tiles of the largest
+    tile config (what sm_90 chooses); smaller tiles make more programs."""
     sms = sm_count(device)
     most = max(1, min(MAX_SPLITS, most))
-    rounds_per_work = {s: cdiv(tiles * s, sms) / s for s in range(1, most + 1)}
-    best = min(rounds_per_work.values())
-    return min(s for s, r in rounds_per_work.items() if r <= 1.05 * best)
+    tail = 100 / reduction if reduction else 0.0
+    time = {s: cdiv(tiles * s, sms) / s + (s - 1) * tail for s in range(1, most + 1)}
+    best = min(time.values())
+    return min(s for s, t in time.items() if t <= 1.01 * best)
 
 
 _counters = {}

@@ -83,8 +83,7 @@ def test_bf16_band_backward_keeps_its_precision(op):
 
 @pytest.mark.parametrize("groups", [1, 2])
 def test_lrn_nan_and_infinities_stay_in_their_windows(groups, lrn_path):
-    """A NaN or an infinity reaches only the outputs whose window holds it, as in torch (the band
-    kernels' tensor-core sums count them apart: a dot would spread them to every channel)."""
+    """A NaN or an infinity reaches only the outputs whose window holds it, as in torch."""
     rnd = Inputs()
     x = rnd.randn(2, 12, 5, 4)
     x[0, 3, 1, 1], x[0, 8, 2, 2] = float("nan"), float("inf")
