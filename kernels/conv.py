@@ -91,7 +91,7 @@ FORWARD_CONFIGS = {
                     config(256, 64, 64, 8, 3, archs=H, when=WHOLE),
                     config(256, 128, 64, 8, 3, archs=H, when=dict(ALIGNED_C=True, **WHOLE)),
                     config(128, 64, 64, 8, 3, archs=H, when=dict(REST_N=32)),
-                    config(256, 64, 64, 8, 3, archs=H, when=dict(REST_N=32)),
+                    config(256, 64, 64, 8, 3, archs=H, when=dict(REST_N=32, ALIGNED_C=True)),
                     config(128, 128, 64, 8, 3, archs=H, when=dict(REST_N=64)),
                     config(128, 128, 32, 8, 4, archs=H, when=dict(REST_N=64))],
     "tf32": [config(128, 64, 32, 8, 3), config(64, 128, 32, 8, 3), config(64, 64, 32, 8, 3)],
@@ -121,12 +121,9 @@ WEIGHT_GRAD_CONFIGS = {
                     config(128, 128, 64, 8, 3, archs=H, when=dict(ALIGNED_C=True, **PLAIN)),
                     config(128, 128, 128, 8, 3, archs=H, when=dict(ALIGNED_C=True, **PLAIN)),
                     config(64, 64, 64, 4, 3, archs=H, when=dict(REST_M=32)),
-                    config(64, 64, 128, 4, 3, archs=H, when=dict(REST_M=32)),
-                    config(64, 64, 64, 8, 3, archs=H, when=dict(REST_M=32)),
-                    config(64, 64, 128, 8, 3, archs=H, when=dict(REST_M=32)),
-                    config(64, 64, 128, 8, 4, archs=H, when=dict(REST_M=32)),
-                    config(128, 64, 64, 4, 3, archs=H, when=dict(REST_M=64)),
-                    config(128, 128, 64, 8, 3, archs=H, when=dict(REST_M=64))],
+                    # (128-pixel steps gather x in 16-channel runs: zfnet's 12 spilled)
+                    config(64, 64, 128, 4, 3, archs=H, when=dict(REST_M=32, ALIGNED_C=True)),
+                    config(128, 64, 64, 4, 3, archs=H, when=dict(REST_M=64))],
     "tf32": [config(64, 64, 32, 8, 3)],
     # 4 warps: on 8, fp64's conv1 and conv2 spilled 12 bytes (one 64-bit value) once the pixel
     # tiles were stepped by a counter; 16 rows: with 32, fp64 spilled 12 bytes on sm_90 once the
@@ -318,34 +315,59 @@ def conv2d_input_grad_kernel(
         c_rest_ok = c_rest < C_PER_GROUP
         acc_rest = tl.zeros((BLOCK_M, REST_N), dtype=ACC)
 
-    # Reduction over taps (kh, kw) in outer loops and output channels in BLOCK_K chunks. For a
-    # fixed tap, input pixel (ih, iw) received from at most one output pixel: the one with
+    # Reduction: one flat loop over (tap, output-channel chunk), its (kh, kw, chunk) stepped by
+    # a counter with carries, as the forward's: the loop the pipeliner turns into cp.async
+    # stages across taps (with the chunks in a loop of their own inside loops over kh and kw,
+    # conv2's one chunk per tap restarted the pipeline at every tap, and each tap's setup ran
+    # outside the main loop, where the static model did not count it per tap). For a fixed tap,
+    # input pixel (ih, iw) receives from at most one output pixel: the one with
     # oh*sh = ih + ph - kh*dh (a non-negative multiple of the stride, below OH*sh); rows without
     # one are masked, so each tap costs a vector of bounds checks, not a tile.
+    # UNIT_STRIDE (stride 1, at most 32 taps: conv2-5): a row's valid taps are a bit mask made
+    # before the loop, and its dy row at a tap is its row at tap (0, 0) minus the tap's offset
+    # (a scalar), so a trip costs a shift and a test per row instead of the window inversion.
+    UNIT_STRIDE: tl.constexpr = STRIDE_H == 1 and STRIDE_W == 1 and KH * KW <= 32
+    if UNIT_STRIDE:
+        valid_taps = tl.zeros((BLOCK_M,), dtype=tl.int32)
+        for t in tl.static_range(KH * KW):
+            th = ih + pad_h - (t // KW) * dil_h
+            tw = iw + pad_w - (t % KW) * dil_w
+            ok = m_ok & (th >= 0) & (th < OH) & (tw >= 0) & (tw < OW)
+            valid_taps |= ok.to(tl.int32) << t
+        dy_row0 = n * sdy_n + (ih + pad_h) * sdy_h + (iw + pad_w) * sdy_w
+        y_row0 = n * sy_n + (ih + pad_h) * sy_h + (iw + pad_w) * sy_w
+    chunks = tl.cdiv(OC_PER_GROUP, BLOCK_K)
+    kh = tl.full((), 0, tl.int32)
+    kw = tl.full((), 0, tl.int32)
+    chunk = tl.full((), 0, tl.int32)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC)
-    for kh in range(KH):
-        oh, h_ok = window_source(ih, pad_h, kh, dil_h, STRIDE_H, OH, m_ok)
-        for kw in range(KW):
+    for _ in range(0, KH * KW * chunks):
+        if UNIT_STRIDE:
+            row_ok = ((valid_taps >> (kh * KW + kw)) & 1) != 0
+            dy_row = dy_row0 - (kh * dil_h * sdy_h + kw * dil_w * sdy_w)
+            y_row = y_row0 - (kh * dil_h * sy_h + kw * dil_w * sy_w)
+        else:
+            oh, h_ok = window_source(ih, pad_h, kh, dil_h, STRIDE_H, OH, m_ok)
             ow, row_ok = window_source(iw, pad_w, kw, dil_w, STRIDE_W, OW, h_ok)
             dy_row = n * sdy_n + oh * sdy_h + ow * sdy_w
             y_row = n * sy_n + oh * sy_h + ow * sy_w
-            w_tap = kh * sw_h + kw * sw_w
-            for oc0 in range(0, OC_PER_GROUP, BLOCK_K):
-                k = oc0 + tl.arange(0, BLOCK_K)
-                k_ok = k < OC_PER_GROUP
-                oc = g * OC_PER_GROUP + k
-                a_mask = row_ok[:, None] & k_ok[None, :]
-                dy = tl.load(dy_ptr + dy_row[:, None] + (oc * sdy_c)[None, :], mask=a_mask, other=0.0)
-                if APPLY_RELU:
-                    y = tl.load(y_ptr + y_row[:, None] + (oc * sy_c)[None, :], mask=a_mask, other=0.0)
-                    dy = tl.where(y > 0, dy, 0.0)
-                wt = tl.load(w_ptr + (oc * sw_o + w_tap)[:, None] + (c * sw_c)[None, :],
-                             mask=k_ok[:, None] & c_ok[None, :], other=0.0)
-                acc = dot_acc(dy, wt, acc, PRECISION, DOT_FP32, ACC)
-                if REST_N > 0:
-                    wt = tl.load(w_ptr + (oc * sw_o + w_tap)[:, None] + (c_rest * sw_c)[None, :],
-                                 mask=k_ok[:, None] & c_rest_ok[None, :], other=0.0)
-                    acc_rest = dot_acc(dy, wt, acc_rest, PRECISION, DOT_FP32, ACC)
+        k = chunk * BLOCK_K + tl.arange(0, BLOCK_K)
+        k_ok = k < OC_PER_GROUP
+        oc = g * OC_PER_GROUP + k
+        a_mask = row_ok[:, None] & k_ok[None, :]
+        dy = tl.load(dy_ptr + dy_row[:, None] + (oc * sdy_c)[None, :], mask=a_mask, other=0.0)
+        if APPLY_RELU:
+            y = tl.load(y_ptr + y_row[:, None] + (oc * sy_c)[None, :], mask=a_mask, other=0.0)
+            dy = tl.where(y > 0, dy, 0.0)
+        w_row = oc * sw_o + kh * sw_h + kw * sw_w
+        wt = tl.load(w_ptr + w_row[:, None] + (c * sw_c)[None, :],
+                     mask=k_ok[:, None] & c_ok[None, :], other=0.0)
+        acc = dot_acc(dy, wt, acc, PRECISION, DOT_FP32, ACC)
+        if REST_N > 0:
+            wt = tl.load(w_ptr + w_row[:, None] + (c_rest * sw_c)[None, :],
+                         mask=k_ok[:, None] & c_rest_ok[None, :], other=0.0)
+            acc_rest = dot_acc(dy, wt, acc_rest, PRECISION, DOT_FP32, ACC)
+        chunk, kw, kh = count_on(chunk, kw, kh, chunks, KW)
 
     # Write back (each column tile).
     dx_row = m * sdx_w if FLAT_DX else n * sdx_n + ih * sdx_h + iw * sdx_w

@@ -48,8 +48,10 @@ Code only rare inputs run (the LRN band backwards' redo of a tile holding a NaN 
 is left out where the launch says how to compile it out (`Cost.common_path`): instructions are
 counted on that build, registers and shared memory (occupancy, spills) read from the real one.
 What it ignores: caches (bytes beyond the minimum, L2 hits that make re-reads cheap), branch
-divergence and other code a program skips (all SASS outside the main loop is counted once), outer
-loops around the main loop (their own instructions counted once), bank conflicts, instruction
+divergence and other code a program skips (all SASS outside the main loop is counted once), the
+trip counts of loops around the main loop (a main loop nested in others is counted as the
+outermost one's instructions per main-loop trip: an upper bound; no kernel of the alexnet step
+nests its main loop), bank conflicts, instruction
 latencies other than global loads, power and clock throttling, overlap between launches.
 
 Published figure it was checked on (see `tests/test_perf.py`, `check_published`): a Triton
@@ -155,7 +157,7 @@ def estimate(card, facts, ctas, warps, trips, flops, min_bytes, precision, works
         return dict(estimate_us=math.inf, bound="does not fit", ctas_per_sm=0, waves=math.inf)
     per_sm = math.ceil(ctas / card.sms)
     rounds = math.ceil(per_sm / occ)
-    loop = facts["loop_instructions"]
+    loop = facts.get("nest_instructions") or facts["loop_instructions"]  # (nested: see sass.py)
     instr = warps * (loop * trips + facts["instructions"] - loop)
     loop_mma = sum(mma_flops(op) for op in facts["loop_mma"]) * warps
     other_mma = (sum(mma_flops(op) for op in facts["kernel_mma"]) * warps - loop_mma)

@@ -78,7 +78,7 @@ def _cache_dir():
 
 def analyze(compiled, arch):
     """The SASS facts of a CompiledKernel (a dict), cached on disk by its hash."""
-    key = hashlib.sha256(f"{compiled.hash}-{arch}-v2".encode()).hexdigest()[:32]
+    key = hashlib.sha256(f"{compiled.hash}-{arch}-v3".encode()).hexdigest()[:32]
     path = os.path.join(_cache_dir(), key + ".json")
     if os.path.exists(path):
         with open(path) as f:
@@ -153,11 +153,16 @@ def _read_sass(cubin):
             else max(innermost, key=lambda s: len(inside(s)), default=None))
     body = inside(main) if main else []
     scope = body if main else instructions
+    # A main loop inside other loops: the outermost one's instructions (the model counts them
+    # per main-loop trip, an upper bound: it does not know the outer loops' trip counts).
+    outer = max((s for s in loops if main and s[0] <= main[0] and main[1] <= s[1]),
+                key=lambda s: s[1] - s[0], default=main)
     return dict(
         registers=registers,
         spill_bytes=spill,
         instructions=len(instructions),
         loop_instructions=len(body),
+        nest_instructions=len(inside(outer)) if outer else 0,
         loop_mma=[op for _, op, _ in body if is_mma(op)],
         kernel_mma=[op for _, op, _ in instructions if is_mma(op)],
         async_loads=any(op.startswith(("LDGSTS", "UTMALDG")) for _, op, _ in scope),

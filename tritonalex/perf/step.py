@@ -132,6 +132,7 @@ def estimate_launch(launch, compiled, card, precision):
                        shared_bytes=facts["shared_bytes"], async_loads=facts["async_loads"],
                        tma=facts["tma"], stages=facts["stages"],
                        loop_instructions=facts["loop_instructions"],
+                       nest_instructions=facts.get("nest_instructions"),
                        instructions=facts["instructions"],
                        loop_mma=len(facts["loop_mma"]), trips=trips, **est)
             row["ok"] = facts["spill_bytes"] == 0 and facts["shared_ok"]
