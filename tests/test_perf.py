@@ -181,6 +181,57 @@ def test_occupancy_and_mma_shapes():
     assert model.floor_us(card, 0, 3.35e12, "bf16") == pytest.approx(1e6)
 
 
+def test_split_tail_and_nested_loops_count():
+    """A split reduction's last arrival reads its partials after the main loop (a serial tail at
+    L2_BYTES_PER_CLOCK), and a main loop nested in another is counted as the outer loop's
+    instructions per trip."""
+    card = model.CARDS["h100"]
+    facts = dict(registers=128, shared_bytes=0, loop_instructions=100, nest_instructions=100,
+                 instructions=300, loop_mma=[], kernel_mma=[], stages=3, async_loads=True)
+    args = dict(ctas=132, warps=4, trips=50, flops=0, min_bytes=0, precision="bf16")
+    plain = model.estimate(card, facts, **args)
+    tail = model.estimate(card, facts, **args, tail_bytes=64 * 1830)  # 1830 clocks: 1 us
+    assert tail["estimate_us"] == pytest.approx(plain["estimate_us"] + 1.0)
+    nested = model.estimate(card, {**facts, "nest_instructions": 200}, **args)
+    assert nested["terms_us"]["issue"] == pytest.approx(
+        plain["terms_us"]["issue"] * (200 * 50 + 100) / (100 * 50 + 200), rel=1e-3)
+
+
+NESTED_KERNEL = """
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def nested(a_ptr, c_ptr, K, R):
+    i = tl.arange(0, 64)
+    acc = tl.zeros((64, 64), dtype=tl.float32)
+    for r in range(R):
+        base = a_ptr + r * 4096 * ((r * 7) % 5)
+        for k in range(0, K, 64):
+            a = tl.load(base + i[:, None] * K + (k + i)[None, :])
+            acc = tl.dot(a, a, acc)
+    tl.store(c_ptr + i[:, None] * 64 + i[None, :], acc)
+"""
+
+
+def test_sass_finds_a_main_loop_nested_in_another(compile_env, tmp_path):
+    """The SASS reader reports the outermost loop around the main (MMA) loop."""
+    (tmp_path / "nested_kernel.py").write_text(NESTED_KERNEL)
+    result = run_script(compile_env, f"""
+        import json, sys
+        import torch
+        sys.path.insert(0, {str(tmp_path)!r})
+        from nested_kernel import nested
+        from tritonalex.perf.capture import PointerArg
+        from tritonalex.perf.sass import analyze, compile_launch
+        args = (PointerArg(torch.bfloat16, 0), PointerArg(torch.float32, 0), 256, 4)
+        compiled = compile_launch(nested, args, dict(num_warps=4, num_stages=3), 90)
+        print(json.dumps(analyze(compiled, 90)))
+    """)
+    assert result["loop_mma"] and result["nest_instructions"] > result["loop_instructions"]
+
+
 def test_launch_overhead_measurement(compile_env):
     """`--overhead`: every launch of a step goes its real launch path to a stubbed GPU call (the
     direct path, and Triton's for comparison); host times come back per launch."""
