@@ -142,7 +142,8 @@ def conv2d_forward_kernel(
     y_ptr,  # output [N, OC, OH, OW], any strides
     M,  # GEMM rows: N * OH * OW output pixels
     H, W, OH, OW,  # input and output spatial sizes
-    C_PER_GROUP, OC_PER_GROUP,  # input and output channels of one group
+    C_PER_GROUP: tl.constexpr, OC_PER_GROUP: tl.constexpr,  # channels of one group, input and
+    # output (constants: no masks on the channels where the tiles divide them)
     stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,  # convolution geometry (pad = top/left)
     sx_n, sx_c, sx_h, sx_w,  # input strides, in elements
     sw_o, sw_c, sw_h, sw_w,  # weight strides
@@ -179,11 +180,12 @@ def conv2d_forward_kernel(
     # channels is one tile without padding columns (two MMAs on one A tile).
     oc0 = g * OC_PER_GROUP + tl.program_id(1) * (BLOCK_N + REST_N)
     oc = oc0 + tl.arange(0, BLOCK_N)
-    oc_ok = oc < (g + 1) * OC_PER_GROUP
+    WHOLE_OC: tl.constexpr = OC_PER_GROUP % (BLOCK_N + REST_N) == 0
+    oc_ok = within(oc - g * OC_PER_GROUP, OC_PER_GROUP, WHOLE_OC)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC)
     if REST_N > 0:
         oc_rest = oc0 + BLOCK_N + tl.arange(0, REST_N)
-        oc_rest_ok = oc_rest < (g + 1) * OC_PER_GROUP
+        oc_rest_ok = within(oc_rest - g * OC_PER_GROUP, OC_PER_GROUP, WHOLE_OC)
         acc_rest = tl.zeros((BLOCK_M, REST_N), dtype=ACC)
     if FLAT_C:
         # Channel counts that a BLOCK_K chunk would pad (AlexNet's conv2: 48 per tower; conv1's
@@ -230,7 +232,7 @@ def conv2d_forward_kernel(
         chunk = tl.full((), 0, tl.int32)
         for _ in range(0, KH * KW * chunks):
             c = chunk * BLOCK_K + tl.arange(0, BLOCK_K)
-            c_ok = c < C_PER_GROUP
+            c_ok = within(c, C_PER_GROUP, C_PER_GROUP % BLOCK_K == 0)
             ih = ih0 + kh * dil_h
             iw = iw0 + kw * dil_w
             row_ok = m_ok if ALL_TAPS else m_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
@@ -278,7 +280,8 @@ def conv2d_input_grad_kernel(
     dx_ptr,  # input gradient [N, C, H, W], any strides
     M,  # GEMM rows: N * H * W input pixels
     H, W, OH, OW,  # input and output spatial sizes
-    C_PER_GROUP, OC_PER_GROUP,  # input and output channels of one group
+    C_PER_GROUP: tl.constexpr, OC_PER_GROUP: tl.constexpr,  # channels of one group, input and
+    # output (constants: no masks on the channels where the tiles divide them)
     pad_h, pad_w, dil_h, dil_w,  # convolution geometry (pad = top/left)
     sdy_n, sdy_c, sdy_h, sdy_w,  # output-gradient strides
     sy_n, sy_c, sy_h, sy_w,  # saved-output strides
@@ -309,10 +312,11 @@ def conv2d_input_grad_kernel(
     # Columns: input channels of group g, BLOCK_N + REST_N per program: channel counts no power
     # of two fits (48: 32 + 16, two MMAs on one A tile) take no padding columns.
     c = tl.program_id(1) * (BLOCK_N + REST_N) + tl.arange(0, BLOCK_N)
-    c_ok = c < C_PER_GROUP
+    WHOLE_C: tl.constexpr = C_PER_GROUP % (BLOCK_N + REST_N) == 0
+    c_ok = within(c, C_PER_GROUP, WHOLE_C)
     if REST_N > 0:
         c_rest = tl.program_id(1) * (BLOCK_N + REST_N) + BLOCK_N + tl.arange(0, REST_N)
-        c_rest_ok = c_rest < C_PER_GROUP
+        c_rest_ok = within(c_rest, C_PER_GROUP, WHOLE_C)
         acc_rest = tl.zeros((BLOCK_M, REST_N), dtype=ACC)
 
     # Reduction: one flat loop over (tap, output-channel chunk), its (kh, kw, chunk) stepped by
@@ -352,7 +356,7 @@ def conv2d_input_grad_kernel(
             dy_row = n * sdy_n + oh * sdy_h + ow * sdy_w
             y_row = n * sy_n + oh * sy_h + ow * sy_w
         k = chunk * BLOCK_K + tl.arange(0, BLOCK_K)
-        k_ok = k < OC_PER_GROUP
+        k_ok = within(k, OC_PER_GROUP, OC_PER_GROUP % BLOCK_K == 0)
         oc = g * OC_PER_GROUP + k
         a_mask = row_ok[:, None] & k_ok[None, :]
         dy = tl.load(dy_ptr + dy_row[:, None] + (oc * sdy_c)[None, :], mask=a_mask, other=0.0)
