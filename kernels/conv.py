@@ -332,12 +332,18 @@ def conv2d_input_grad_kernel(
     # (a scalar), so a trip costs a shift and a test per row instead of the window inversion.
     UNIT_STRIDE: tl.constexpr = STRIDE_H == 1 and STRIDE_W == 1 and KH * KW <= 32
     if UNIT_STRIDE:
-        valid_taps = tl.zeros((BLOCK_M,), dtype=tl.int32)
-        for t in tl.static_range(KH * KW):
-            th = ih + pad_h - (t // KW) * dil_h
-            tw = iw + pad_w - (t % KW) * dil_w
-            ok = m_ok & (th >= 0) & (th < OH) & (tw >= 0) & (tw < OW)
-            valid_taps |= ok.to(tl.int32) << t
+        # Tap kh*KW + kw is valid iff its row kh and its column kw are: the rows' bits sit at
+        # kh*KW and the columns' below KW, so their product is the mask (KH + KW tests per row,
+        # not KH * KW).
+        rows = tl.zeros((BLOCK_M,), dtype=tl.int32)
+        for kh in tl.static_range(KH):
+            th = ih + pad_h - kh * dil_h
+            rows |= ((th >= 0) & (th < OH)).to(tl.int32) << (kh * KW)
+        cols = tl.zeros((BLOCK_M,), dtype=tl.int32)
+        for kw in tl.static_range(KW):
+            tw = iw + pad_w - kw * dil_w
+            cols |= ((tw >= 0) & (tw < OW)).to(tl.int32) << kw
+        valid_taps = tl.where(m_ok, rows * cols, 0)
         dy_row0 = n * sdy_n + (ih + pad_h) * sdy_h + (iw + pad_w) * sdy_w
         y_row0 = n * sy_n + (ih + pad_h) * sy_h + (iw + pad_w) * sy_w
     chunks = tl.cdiv(OC_PER_GROUP, BLOCK_K)
