@@ -19,17 +19,20 @@ whole flattened (kh, kw, c) axis instead (FLAT_C).
 Backward, from dy and the saved ReLU output y (dy is zeroed where y <= 0 inside the loads):
 * input gradient, a gather GEMM over input pixels: dx[(n, ih, iw), c] = sum over (kh, kw, oc) of
   dy'[n, oc, oh, ow] * w[oc, c, kh, kw] where ih = oh*sh - ph + kh*dh; invalid (oh, ow) are masked.
-  Every dx element is written by exactly one program: no atomics. With stride s, only 1/s^2 of
-  the taps are valid for a given pixel, and the masked rest still costs MMA time (conv1, stride
-  4, is the case; training never needs conv1's input gradient).
+  Every dx element is written by exactly one program: no atomics. One flat loop over (tap,
+  output-channel chunk), as the forward's. With stride s, only 1/s^2 of the taps are valid for a
+  given pixel, and the masked rest still costs MMA time (conv1, stride 4, is the case; training
+  never needs conv1's input gradient).
 * weight gradient, a GEMM whose reduction runs over all N*OH*OW output pixels: dw[oc, (c, kh, kw)]
   = sum_p dy'[p, oc] * X[p, (kh, kw, c)]. The pixel axis is split across programs (enough to
   fill the GPU), each writing its own partial sum; the last program of a tile to arrive (an int32
   counter, atomically incremented) adds them in split order: deterministic, no float atomics, and
-  no second launch. The bias gradient (sum_p dy'[p, oc]) is a second, lighter pass over dy' by
-  the programs of the first column tile, after their weight tile is stored (so the main loop holds
-  no bias registers), reduced the same way. The static model times the main loop only: those
-  programs' second pass (about a third of a main-loop step per step) is not in its estimate.
+  no second launch. On sm_90 a group of 96 or 192 output channels is one tile, the MMA computing
+  it transposed (`weight_grad_tiling`). The bias gradient (sum_p dy'[p, oc]) is a second, lighter
+  pass over dy' by the programs of the first column tile, after their weight tile is stored (so
+  the main loop holds no bias registers), reduced the same way. The static model times the main
+  loop only: those programs' second pass (about a third of a main-loop step per step) is not in
+  its estimate.
 
 The ReLU's derivative can leave both backward kernels (the compiler moves it where it can: pass
 `defer_relu_grad`): the consumer of the conv's output zeroes the gradient it returns where its
