@@ -165,8 +165,9 @@ def split_count(tiles, device, most, reduction=None):
     about 100 / reduction of the tile's work (4-byte partials read from L2 at ~64 bytes per
     clock against tensor cores doing ~3300 bf16 FLOPs per clock, 2 per reduction step). The
     static model counts the partials' bytes (`Cost.workspace_bytes`) too, hence `most` (callers
-    bound it by the bytes the partials may add). `tiles` counts the output tiles of the largest
-    tile config (what sm_90 chooses); smaller tiles make more programs."""
+    bound it by the bytes the partials may add). `tiles` counts the output tiles of the tile the
+    caller expects sm_90 to choose (its largest, or the conv weight gradient's transposed 64-row
+    tiles); smaller tiles make more programs."""
     sms = sm_count(device)
     most = max(1, min(MAX_SPLITS, most))
     tail = 100 / reduction if reduction else 0.0
