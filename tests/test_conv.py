@@ -194,6 +194,18 @@ def test_alexnet_layers(layer):
     run_case(x_shape, w_shape, need_input_grad=layer != "conv1", **args)
 
 
+@pytest.mark.parametrize("layer", ["conv1", "conv4"])
+def test_alexnet_layers_in_bf16_take_the_narrow_channel_tiles(layer):
+    """conv1's 96 and conv4's 192 output channels per group in bf16 (the interpreter answers
+    sm_90): the forward's 64 + 32 / 128 + 64 columns and the weight gradient's transposed tiles
+    at their real sizes, against torch in float64 on the same rounded values."""
+    from tritonalex.kernels import conv as conv_kernels
+
+    x_shape, w_shape, args = conv_shapes(layer, batch=1)
+    assert conv_kernels.narrow_part(w_shape[0] // args.get("groups", 1), torch.bfloat16, DEVICE)
+    run_case(x_shape, w_shape, dtype=torch.bfloat16, need_input_grad=layer != "conv1", **args)
+
+
 @pytest.mark.slow
 def test_alexnet_conv1_input_grad():
     x_shape, w_shape, args = conv_shapes("conv1", batch=1)
