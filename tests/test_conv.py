@@ -455,7 +455,7 @@ def test_narrow_channel_blocks_and_transposed_weight_gradient(rest, splits, monk
     monkeypatch.setattr(conv_kernels, "INTERPRETER_SPLITS", splits)
     monkeypatch.setattr(conv_kernels, "narrow_part",
                         lambda oc, dtype, device: rest if oc in (40, 48) else 0)
-    monkeypatch.setattr(conv_kernels, "weight_grad_tiling", lambda oc, columns, dtype, device: (
+    monkeypatch.setattr(conv_kernels, "weight_grad_tiling", lambda oc, dtype, device: (
         True, conv_kernels.narrow_part(oc, dtype, device)))
     for oc, layout in ((48, "contiguous"), (40, "channels_last")):
         run_case((2, 6, 7, 6), (2 * oc, 3, 3, 2), groups=2, padding=(1, 0), weight_layout=layout,
