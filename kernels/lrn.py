@@ -144,7 +144,7 @@ def lrn_backward_kernel(
         cross += g_j * a_j * s_j_neg
         if d == (SIZE - 1) // 2:  # j == c
             a = a_j
-            own = g_j * s_j_neg * s_j  # g_c * s_c^-beta
+            own = g_j * pow_neg(s_j, beta, NORMAL_S)  # g_c s_c^-beta (0 for s_c = inf, as torch)
     dx = own - 2.0 * alpha_over_size * beta * a * cross
     if MASK_INPUT:  # the derivative of the ReLU that produced x, deferred to here by its conv
         dx = tl.where(a > 0, dx, 0.0)

@@ -52,7 +52,7 @@ from .tiles import (
     lrn_band_backward,
     lrn_load_params,
     lrn_params,
-    lrn_scale,
+    lrn_scale_runs,
     lrn_terms,
     nonfinite_probe,
     normal_scale,
@@ -65,7 +65,7 @@ from .tiles import (
 # (BLOCK_C, BLOCK_P, warps) per kernel. Memory-bound: one GPU config each, the one of a small sweep
 # the static model (`tritonalex kernels --step`) estimated fastest on the channels_last step, and
 # that compiles without spills for every dtype, with and without the fused LRN.
-GPU_TILES = {"forward": (16, 32, 4), "backward": (64, 16, 4)}  # backward re-swept 2026-11-27
+GPU_TILES = {"backward": (64, 16, 4)}  # re-swept 2026-11-27; the forward's: GPU_FORWARD_TILES
 INTERPRETER_TILE = (64, 1024, 1)
 
 
@@ -74,114 +74,208 @@ def max_pool2d_forward_kernel(
     x_ptr,  # input [N, C, H, W], any strides
     y_ptr,  # output [N, C, OH, OW], any strides
     idx_ptr,  # argmax per output, same strides as y: int64 ih*W + iw, or a tap code
-    params_ptr,  # LRN [k, alpha/size, beta] in the ACC dtype (read only when LRN)
     N, C, H, W, OH, OW,  # images, channels, input and output spatial sizes
     BANDS, ROWS,  # output rows in bands of ROWS (BANDS per image), a program's slots walk them
-    LRN_GROUP,  # LRN channels per group: no window crosses a group's edge (used only when LRN)
     stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,  # pooling geometry
     sx_n, sx_c, sx_h, sx_w,  # input strides
     sy_n, sy_c, sy_h, sy_w,  # output (and index) strides
     KH: tl.constexpr, KW: tl.constexpr,  # window size (the tap loops unroll)
     CARRY: tl.constexpr,  # (KH - 1) * dil_h == stride_h: a window's last row is the next one's first
-    LRN_SIZE: tl.constexpr,  # LRN window in channels (used only when LRN)
-    LRN: tl.constexpr,  # normalize across channels before pooling (the fused LRN -> max-pool)
-    NORMAL_S: tl.constexpr,  # no LRN scale s is subnormal (tiles.normal_scale)
-    ACC: tl.constexpr,  # compute dtype: fp32, or fp64 for fp64 inputs
+    INSIDE: tl.constexpr,  # every window lies inside the image (`windows_inside`)
+    PAIR: tl.constexpr,  # a slot is 2 output columns (`pairs_columns`), else 1
+    ACC: tl.constexpr,  # compare dtype: fp32, or fp64 for fp64 inputs
     INDEX_64: tl.constexpr,  # compute element offsets in int64
     TAP_CODES: tl.constexpr,  # write the argmax as its tap kh*KW + kw, not ih*W + iw
     BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,  # tile: channels x slots (n, band, ow)
 ):
     # Map program ids: each of BLOCK_P slots is one output column ow of one band of ROWS output
     # rows of one image (slots numbered image by image, band by band, so a tile is full whatever
-    # OW is), and walks that band's rows top to bottom.
+    # OW is), and walks that band's rows top to bottom. A [BLOCK_C, BLOCK_P, 1] tile: the shape
+    # of the fused LRN's tile of channel runs (one channel to a run here).
+    n, band, ow, p_ok = pool_slots(N, OW, BANDS, PAIR, INDEX_64, BLOCK_P)
+    c = (tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C))[:, None, None]
+    if INDEX_64:
+        c = c.to(tl.int64)
+    pool_walk(x_ptr, y_ptr, idx_ptr, x_ptr, n, band, ow, p_ok, c, c < C, c, c, H, W, OH, OW,
+              ROWS, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, sx_n, sx_c, sx_h, sx_w, sy_n,
+              sy_c, sy_h, sy_w, KH, KW, CARRY, PAIR, INSIDE, 0, False, False, ACC, TAP_CODES, 1)
+
+
+@triton.jit
+def lrn_max_pool2d_forward_kernel(
+    x_ptr,  # input [N, C, H, W], any strides
+    y_ptr,  # output [N, C, OH, OW], any strides
+    idx_ptr,  # argmax per output, same strides as y: int64 ih*W + iw, or a tap code
+    params_ptr,  # LRN [k, alpha/size, beta] in the ACC dtype
+    N, C, H, W, OH, OW,  # images, channels, input and output spatial sizes
+    BANDS, ROWS,  # output rows in bands of ROWS (BANDS per image), a program's slots walk them
+    LRN_GROUP,  # LRN channels per group: no window crosses a group's edge
+    stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,  # pooling geometry
+    sx_n, sx_c, sx_h, sx_w,  # input strides
+    sy_n, sy_c, sy_h, sy_w,  # output (and index) strides
+    KH: tl.constexpr, KW: tl.constexpr,  # window size (the tap loops unroll)
+    CARRY: tl.constexpr,  # (KH - 1) * dil_h == stride_h: a window's last row is the next one's first
+    INSIDE: tl.constexpr,  # every window lies inside the image (`windows_inside`)
+    PAIR: tl.constexpr,  # a slot is 2 output columns (`pairs_columns`), else 1
+    LRN_SIZE: tl.constexpr,  # LRN window in channels
+    NORMAL_S: tl.constexpr,  # no LRN scale s is subnormal (tiles.normal_scale)
+    ACC: tl.constexpr,  # compute dtype: fp32, or fp64 for fp64 inputs
+    INDEX_64: tl.constexpr,  # compute element offsets in int64
+    TAP_CODES: tl.constexpr,  # write the argmax as its tap kh*KW + kw, not ih*W + iw
+    RUN: tl.constexpr,  # channels to a run (4 where LRN_GROUP divides by 4: tiles.lrn_scale_runs)
+    BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,  # tile: channels x slots (n, band, ow)
+):
+    """The fused LRN -> max-pool's forward: max_pool2d_forward_kernel's walk with each tap
+    normalized on the fly, on a [BLOCK_C / RUN, BLOCK_P, RUN] tile of channel runs."""
+    n, band, ow, p_ok = pool_slots(N, OW, BANDS, PAIR, INDEX_64, BLOCK_P)
+    c4 = (tl.program_id(1) * BLOCK_C + RUN * tl.arange(0, BLOCK_C // RUN))[:, None, None]
+    if INDEX_64:
+        c4 = c4.to(tl.int64)
+    c = c4 + tl.arange(0, RUN)[None, None, :]
+    lo, hi = channel_group(c4, C, LRN_GROUP)  # a group holds whole runs
+    pool_walk(x_ptr, y_ptr, idx_ptr, params_ptr, n, band, ow, p_ok, c4, c < C, lo, hi, H, W, OH,
+              OW, ROWS, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, sx_n, sx_c, sx_h, sx_w,
+              sy_n, sy_c, sy_h, sy_w, KH, KW, CARRY, PAIR, INSIDE, LRN_SIZE, True, NORMAL_S,
+              ACC, TAP_CODES, RUN)
+
+
+@triton.jit
+def pool_slots(N, OW, BANDS, PAIR: tl.constexpr, INDEX_64: tl.constexpr, BLOCK_P: tl.constexpr):
+    """(n, band, first output column, in range) of the program's BLOCK_P slots, each one output
+    column (PAIR: two) of one band of output rows of one image, numbered image by image, band by
+    band (tiles full whatever OW is); [1, BLOCK_P, 1]."""
     v = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
-    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     if INDEX_64:
         v = v.to(tl.int64)
-    ow = v % OW
-    band = (v // OW) % BANDS
-    n = v // (OW * BANDS)
-    p_ok = n < N
-    c_ok = c < C
+    v = v[None, :, None]
+    slots_w = (OW + 1) // 2 if PAIR else OW
+    ow = (v % slots_w) * (2 if PAIR else 1)
+    return v // (slots_w * BANDS), (v // slots_w) % BANDS, ow, v < N * BANDS * slots_w
+
+
+@triton.jit
+def pool_walk(x_ptr, y_ptr, idx_ptr, params_ptr, n, band, ow, p_ok, c4, c_ok, lo, hi, H, W, OH,
+              OW, ROWS, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, sx_n, sx_c, sx_h, sx_w,
+              sy_n, sy_c, sy_h, sy_w, KH: tl.constexpr, KW: tl.constexpr, CARRY: tl.constexpr,
+              PAIR: tl.constexpr, INSIDE: tl.constexpr, LRN_SIZE: tl.constexpr,
+              LRN: tl.constexpr, NORMAL_S: tl.constexpr, ACC: tl.constexpr,
+              TAP_CODES: tl.constexpr, RUN: tl.constexpr):
+    """Each slot walks its band's ROWS output rows, channels c4 + 0 .. RUN - 1 (c_ok: in range;
+    lo, hi: their LRN group), and writes each output and its argmax: output column ow, and with
+    PAIR ow + 1 beside it (a and b below). INSIDE: no window reaches outside the image, so every
+    tap is valid and a window's first tap seeds its maximum."""
     x_n = n * sx_n
     iw0 = ow * stride_w - pad_w
     if LRN:
         k, alpha_over_size, beta = lrn_load_params(params_ptr)
-        lo, hi = channel_group(c, C, LRN_GROUP)
     else:
-        k, alpha_over_size, beta, lo, hi = 0.0, 0.0, 0.0, c, c
+        k, alpha_over_size, beta = 0.0, 0.0, 0.0
+    c = c4 + tl.arange(0, RUN)[None, None, :]
 
     # Iterate: the window's rows one at a time, each reduced over its KW taps by `row_max`, then
     # the rows in order (the same first maximum in row-major tap order, and the same last NaN,
     # as a walk over all taps). With CARRY the last row of one output's window is the first of
-    # the next's (AlexNet's 3x3 stride-2 pools): each output normalizes and compares 6 taps,
-    # not 9, and only a band's first output computes its first row.
+    # the next's (AlexNet's 3x3 stride-2 pools): each output reduces 6 taps, not 9, and only a
+    # band's first output computes its first row; with PAIR, 5 per 2 outputs of a row, not 6.
     oh = band * ROWS
     ih0 = oh * stride_h - pad_h
     if CARRY:
-        top, top_tap = row_max(x_ptr, x_n, ih0, iw0, p_ok, c, c_ok, lo, hi, H, W, sx_c, sx_h, sx_w,
-                               dil_w, k, alpha_over_size, beta, KW, LRN_SIZE, LRN, NORMAL_S, ACC,
-                               BLOCK_C, BLOCK_P)
+        top_a, top_tap_a, top_b, top_tap_b = row_max(
+            x_ptr, x_n, ih0, iw0, p_ok, c4, c_ok, lo, hi, H, W, sx_c, sx_h, sx_w, dil_w, k,
+            alpha_over_size, beta, KW, PAIR, INSIDE, LRN_SIZE, LRN, NORMAL_S, ACC, RUN)
     for _ in range(ROWS):
         if CARRY:
-            best, best_tap = top, top_tap
+            a, tap_a, b, tap_b = top_a, top_tap_a, top_b, top_tap_b
         else:
-            best = tl.full((BLOCK_C, BLOCK_P), float("-inf"), dtype=ACC)
-            best_tap = tl.full((BLOCK_C, BLOCK_P), -1, dtype=tl.int32)
+            a = tl.full(c_ok.shape, float("-inf"), dtype=ACC)
+            tap_a = tl.full(c_ok.shape, -1, dtype=tl.int32)
+            b, tap_b = a, tap_a
         for kh in tl.static_range(1 if CARRY else 0, KH):
-            row, tap = row_max(x_ptr, x_n, ih0 + kh * dil_h, iw0, p_ok, c, c_ok, lo, hi, H, W, sx_c,
-                               sx_h, sx_w, dil_w, k, alpha_over_size, beta, KW, LRN_SIZE, LRN,
-                               NORMAL_S, ACC, BLOCK_C, BLOCK_P)
-            # torch's rule, row by row: a larger row maximum or a NaN, or the first row in the
-            # image (a row with no tap in it has tap -1 and never wins).
-            take = (tap >= 0) & ((row > best) | (row != row) | (best_tap < 0))
-            best = tl.where(take, row, best)
-            best_tap = tl.where(take, kh * KW + tap, best_tap)
-            if CARRY:
-                top, top_tap = row, tap  # the last row (kh = KH - 1): the next window's first
+            row_a, row_tap_a, row_b, row_tap_b = row_max(
+                x_ptr, x_n, ih0 + kh * dil_h, iw0, p_ok, c4, c_ok, lo, hi, H, W, sx_c, sx_h, sx_w,
+                dil_w, k, alpha_over_size, beta, KW, PAIR, INSIDE, LRN_SIZE, LRN, NORMAL_S, ACC,
+                RUN)
+            # torch's rule, row by row (a row with no tap in the image has tap -1, never wins).
+            a, tap_a = first_max(row_a, kh * KW + row_tap_a, a, tap_a, row_tap_a >= 0, kh == 0,
+                                 INSIDE)
+            if PAIR:
+                b, tap_b = first_max(row_b, kh * KW + row_tap_b, b, tap_b, row_tap_b >= 0,
+                                     kh == 0, INSIDE)
+            if CARRY:  # the last row (kh = KH - 1): the next window's first
+                top_a, top_tap_a, top_b, top_tap_b = row_a, row_tap_a, row_b, row_tap_b
 
         # Write back this output row of the band.
-        out_mask = c_ok[:, None] & (p_ok & (oh < OH))[None, :]
-        y_off = (c * sy_c)[:, None] + (n * sy_n + oh * sy_h + ow * sy_w)[None, :]
-        tl.store(y_ptr + y_off, best.to(y_ptr.dtype.element_ty), mask=out_mask)
-        if TAP_CODES:
-            tl.store(idx_ptr + y_off, best_tap.to(idx_ptr.dtype.element_ty), mask=out_mask)
-        else:
-            ih = ih0 + (best_tap // KW) * dil_h
-            iw = iw0[None, :] + (best_tap % KW) * dil_w
-            tl.store(idx_ptr + y_off, (ih * W + iw).to(tl.int64), mask=out_mask)
+        out_ok = c_ok & p_ok & (oh < OH)
+        y_off = c * sy_c + n * sy_n + oh * sy_h + ow * sy_w
+        store_output(y_ptr, idx_ptr, y_off, out_ok, a, tap_a, ih0, iw0, W, KW, dil_h, dil_w,
+                     TAP_CODES)
+        if PAIR:
+            store_output(y_ptr, idx_ptr, y_off + sy_w, out_ok & (ow + 1 < OW), b, tap_b, ih0,
+                         iw0 + stride_w, W, KW, dil_h, dil_w, TAP_CODES)
         oh += 1
         ih0 += stride_h
 
 
 @triton.jit
-def row_max(x_ptr, x_n, ih, iw0, p_ok, c, c_ok, lo, hi, H, W, sx_c, sx_h, sx_w, dil_w, k,
-            alpha_over_size, beta, KW: tl.constexpr, LRN_SIZE: tl.constexpr, LRN: tl.constexpr,
-            NORMAL_S: tl.constexpr, ACC: tl.constexpr, BLOCK_C: tl.constexpr,
-            BLOCK_P: tl.constexpr):
-    """(max, tap) over one window row, input row ih, of channels c x the slots' windows (image
-    offset x_n, first column iw0): torch's rule over its KW taps (a larger value or a NaN wins;
-    the first tap in the image seeds), tap -1 where none is in the image. LRN: each tap
-    normalized on the fly (the window's middle channel is x itself, loaded once with it)."""
-    best = tl.full((BLOCK_C, BLOCK_P), float("-inf"), dtype=ACC)
-    best_tap = tl.full((BLOCK_C, BLOCK_P), -1, dtype=tl.int32)
-    h_ok = p_ok & (ih >= 0) & (ih < H)
-    for kw in tl.static_range(KW):
-        iw = iw0 + kw * dil_w
-        tap_ok = h_ok & (iw >= 0) & (iw < W)
+def first_max(v, tap, best, best_tap, ok, FIRST: tl.constexpr, INSIDE: tl.constexpr):
+    """torch's max-pool rule, one candidate at a time: v (at tap) replaces the best so far if it
+    is larger or a NaN (so the first maximum and the last NaN win), or if nothing in the image
+    came before (best_tap -1); not where ok is false (a tap outside the image). INSIDE: every
+    candidate is valid, and the FIRST seeds."""
+    if INSIDE:
+        take = (v > best) | (v != v) | FIRST  # (folds away for the first)
+    else:
+        take = ok & ((v > best) | (v != v) | (best_tap < 0))
+    return tl.where(take, v, best), tl.where(take, tap, best_tap)
+
+
+@triton.jit
+def store_output(y_ptr, idx_ptr, y_off, mask, best, best_tap, ih0, iw0, W, KW: tl.constexpr,
+                 dil_h, dil_w, TAP_CODES: tl.constexpr):
+    """Write one output tile and its argmax (a tap code, or torch's ih*W + iw from the window's
+    first row ih0 and column iw0)."""
+    tl.store(y_ptr + y_off, best.to(y_ptr.dtype.element_ty), mask=mask)
+    if TAP_CODES:
+        tl.store(idx_ptr + y_off, best_tap.to(idx_ptr.dtype.element_ty), mask=mask)
+    else:
+        ih = ih0 + (best_tap // KW) * dil_h
+        iw = iw0 + (best_tap % KW) * dil_w
+        tl.store(idx_ptr + y_off, (ih * W + iw).to(tl.int64), mask=mask)
+
+
+@triton.jit
+def row_max(x_ptr, x_n, ih, iw0, p_ok, c4, c_ok, lo, hi, H, W, sx_c, sx_h, sx_w, dil_w, k,
+            alpha_over_size, beta, KW: tl.constexpr, PAIR: tl.constexpr, INSIDE: tl.constexpr,
+            LRN_SIZE: tl.constexpr, LRN: tl.constexpr, NORMAL_S: tl.constexpr, ACC: tl.constexpr,
+            RUN: tl.constexpr):
+    """(max, tap) over one window row, input row ih, of the tile's channels x the slots' windows
+    (image offset x_n, first column iw0), twice: for output a, and with PAIR for output b, whose
+    window starts at a's last column (stride_w == (KW - 1) * dil_w: the shared column is read
+    once). torch's rule over the KW taps; tap -1 where none is in the image. LRN: each tap
+    normalized on the fly (tiles.lrn_scale_runs, which also returns x itself)."""
+    a = tl.full(c_ok.shape, float("-inf"), dtype=ACC)
+    tap_a = tl.full(c_ok.shape, -1, dtype=tl.int32)
+    b, tap_b = a, tap_a
+    h_ok = p_ok if INSIDE else p_ok & (ih >= 0) & (ih < H)
+    c = c4 + tl.arange(0, RUN)[None, None, :]
+    for j in tl.static_range(2 * KW - 1 if PAIR else KW):  # a's taps, then b's beyond them
+        iw = iw0 + j * dil_w
+        tap_ok = h_ok if INSIDE else h_ok & (iw >= 0) & (iw < W)
         col = x_n + ih * sx_h + iw * sx_w
-        mask = c_ok[:, None] & tap_ok[None, :]
+        mask = c_ok & tap_ok
         if LRN:
-            scale, v = lrn_scale(x_ptr, col, tap_ok, c, lo, hi, sx_c, LRN_SIZE, k,
-                                 alpha_over_size, ACC, BLOCK_C, BLOCK_P)
-            v = tl.where(mask, v * pow_neg(scale, beta, NORMAL_S), float("-inf"))
+            scale, v = lrn_scale_runs(x_ptr, c4, col, tap_ok, lo, hi, sx_c, LRN_SIZE, k,
+                                      alpha_over_size, ACC, RUN)
+            v = v * pow_neg(scale, beta, NORMAL_S)
+            if not INSIDE:
+                v = tl.where(mask, v, float("-inf"))
         else:
-            v = tl.load(x_ptr + (c * sx_c)[:, None] + col[None, :], mask=mask,
-                        other=float("-inf")).to(ACC)
-        take = mask & ((v > best) | (v != v) | (best_tap < 0))
-        best = tl.where(take, v, best)
-        best_tap = tl.where(take, kw, best_tap)
-    return best, best_tap
+            v = tl.load(x_ptr + c * sx_c + col, mask=mask, other=float("-inf")).to(ACC)
+        if j < KW:
+            a, tap_a = first_max(v, j, a, tap_a, mask, j == 0, INSIDE)
+        if PAIR and j >= KW - 1:
+            b, tap_b = first_max(v, j - (KW - 1), b, tap_b, mask, j == KW - 1, INSIDE)
+    return a, tap_a, b, tap_b
 
 
 @triton.jit
@@ -472,25 +566,60 @@ def _tile(kernel, channels, pixels):
 
 
 INTERPRETER_BANDS = 1  # the tests raise it to walk several bands on the CPU
+# The forward's GPU tiles (BLOCK_C, BLOCK_P, warps), the launcher taking the one whose grid
+# divides best among the SMs (`_forward_schedule`).
+GPU_FORWARD_TILES = ((16, 32, 4), (16, 16, 2))
 
 
-def _bands(n, c, oh, ow, block_c, block_p, device):
-    """(bands, rows): the forward's output rows in bands of `rows`, each walked top to bottom by
-    its slots, carrying a row from window to window. Long walks pay the band's first row once:
-    the fewest bands that still give the GPU 4 programs per SM, among up to twice that many the
-    split with the fewest idle rows (AlexNet: lrn1 and lrn2 one band per image, 27 and 13 rows;
-    pool5 2 of 3). Under the interpreter, INTERPRETER_BANDS (every program costs time there)."""
-    def programs(bands):
-        return cdiv(n * bands * ow, block_p) * cdiv(c, block_c)
+def _forward_schedule(n, c, oh, slots_w, carry, device):
+    """(block_c, block_p, warps, bands, rows): the forward's tile, and its output rows in bands
+    of `rows`, each walked top to bottom by its slots, carrying a row from window to window.
 
+    Long walks pay the band's first row once (half an output row's work with CARRY), but a
+    launch takes as long as its busiest SM: among the GPU tiles and band counts that give at
+    least 4 programs per SM, the least work on the busiest SM, ceil(programs / SMs) programs of
+    block_p slots x (rows + 1/2) (AlexNet, bf16: lrn1 16 x 32 slots in 3 bands of 9 rows, lrn2
+    16 x 16 in one band). Under the interpreter, INTERPRETER_BANDS (every program costs time
+    there)."""
     if INTERPRETING:
+        block_c, block_p, warps = tile(None, INTERPRETER_TILE, fit=(c, n * oh * slots_w))
         bands = min(INTERPRETER_BANDS, oh)
-        return bands, cdiv(oh, bands)
-    fewest, enough = 1, 4 * sm_count(device)
-    while fewest < oh and programs(fewest) < enough:
-        fewest += 1
-    bands = min(range(fewest, min(oh, 2 * fewest) + 1), key=lambda b: b * cdiv(oh, b) - oh)
-    return bands, cdiv(oh, bands)
+        return block_c, block_p, warps, bands, cdiv(oh, bands)
+    sms = sm_count(device)
+    best = None
+    for block_c, block_p, warps in GPU_FORWARD_TILES:
+        for bands in range(1, oh + 1):
+            programs = cdiv(n * bands * slots_w, block_p) * cdiv(c, block_c)
+            if programs < 4 * sms and bands < oh:
+                continue
+            rows = cdiv(oh, bands)
+            work = cdiv(programs, sms) * block_p * block_c * (rows + (0.5 if carry else 0))
+            if best is None or work < best[0]:
+                best = (work, (block_c, block_p, warps, bands, rows))
+    return best[1]
+
+
+def windows_inside(hw, kernel, stride, padding, dilation, out_hw):
+    """Whether every pooling window lies inside the image (no padding, and the last window,
+    ceil_mode's included, ends inside): the forward then needs no tap masks."""
+    return all(p == 0 and (o - 1) * s + (k - 1) * d < size for size, k, s, p, d, o
+               in zip(hw, kernel, stride, padding, dilation, out_hw))
+
+
+def pairs_columns(kernel, stride, dilation, ow):
+    """Whether a forward slot takes two output columns: where one window's last column is the
+    next one's first (AlexNet's 3x3 stride 2: 5 columns read per 2 outputs, not 6), and on the
+    GPU only (the interpreter's tests take it by monkeypatching PAIR_COLUMNS)."""
+    return PAIR_COLUMNS and ow > 1 and (kernel[1] - 1) * dilation[1] == stride[1]
+
+
+PAIR_COLUMNS = not INTERPRETING
+
+
+def lrn_run(group, size, block_c):
+    """Channels to a run of the fused forward's tile (tiles.lrn_scale_runs): 4 where groups hold
+    whole runs, the window fits a run's halo and the tile whole runs, else 1."""
+    return 4 if group % 4 == 0 and size <= 5 and block_c % 4 == 0 else 1
 
 
 def max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw, lrn=None,
@@ -510,18 +639,26 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw, lrn=None,
                 x.device, memory_format=fmt)
     if y.numel() == 0:
         return y, idx
-    params = lrn_params(lrn[3], lrn[1], lrn[2], lrn[0], x.dtype, x.device) if lrn else x
-    block_c, block_p, warps = _tile("forward", c, n * oh * ow)
-    bands, rows = _bands(n, c, oh, ow, block_c, block_p, x.device)
-    slots = n * bands * ow
-    launch(max_pool2d_forward_kernel, (cdiv(slots, block_p), cdiv(c, block_c)),
-           x, y, idx, params, n, c, h, w, oh, ow, bands, rows, c // lrn[4] if lrn else c, *stride,
-           *padding, *dilation, *x.stride(), *y.stride(), KH=kernel[0], KW=kernel[1],
-           CARRY=(kernel[0] - 1) * dilation[0] == stride[0], LRN_SIZE=lrn[0] if lrn else 0,
-           LRN=lrn is not None, NORMAL_S=lrn is not None and normal_scale(lrn[3], lrn[1]),
-           ACC=tl_accumulator(x.dtype), INDEX_64=needs_int64(x, idx),
-           TAP_CODES=not flat_indices, BLOCK_C=block_c, BLOCK_P=block_p, num_warps=warps,
-           cost=Cost(0, nbytes(x, y, idx), trips=lambda meta: rows))
+    pair = pairs_columns(kernel, stride, dilation, ow)
+    slots_w = cdiv(ow, 2) if pair else ow
+    carry = (kernel[0] - 1) * dilation[0] == stride[0]
+    block_c, block_p, warps, bands, rows = _forward_schedule(n, c, oh, slots_w, carry, x.device)
+    grid = (cdiv(n * bands * slots_w, block_p), cdiv(c, block_c))
+    common = dict(KH=kernel[0], KW=kernel[1], CARRY=carry,
+                  INSIDE=windows_inside((h, w), kernel, stride, padding, dilation, out_hw),
+                  PAIR=pair,
+                  ACC=tl_accumulator(x.dtype), INDEX_64=needs_int64(x, idx),
+                  TAP_CODES=not flat_indices, BLOCK_C=block_c, BLOCK_P=block_p, num_warps=warps,
+                  cost=Cost(0, nbytes(x, y, idx), trips=lambda meta: rows))
+    if lrn is None:
+        launch(max_pool2d_forward_kernel, grid, x, y, idx, n, c, h, w, oh, ow, bands, rows,
+               *stride, *padding, *dilation, *x.stride(), *y.stride(), **common)
+        return y, idx
+    size, alpha, beta, k, groups = lrn
+    launch(lrn_max_pool2d_forward_kernel, grid, x, y, idx,
+           lrn_params(k, alpha, beta, size, x.dtype, x.device), n, c, h, w, oh, ow, bands, rows,
+           c // groups, *stride, *padding, *dilation, *x.stride(), *y.stride(), LRN_SIZE=size,
+           NORMAL_S=normal_scale(k, alpha), RUN=lrn_run(c // groups, size, block_c), **common)
     return y, idx
 
 

@@ -185,6 +185,118 @@ def lrn_scale(x_ptr, col, col_ok, c, lo, hi, sx_c, SIZE: tl.constexpr, k, alpha_
 
 
 @triton.jit
+def lrn_scale_runs(x_ptr, c4, off, ok, lo, hi, sx_c, SIZE: tl.constexpr, k, alpha_over_size,
+                   ACC: tl.constexpr, RUN: tl.constexpr):
+    """(s, x) as `lrn_scale`, on a tile of runs: element (g, p, r) is channel c4[g] + r at offset
+    off[p] (c4 [G, 1, 1], the runs' first channels; off and its mask ok [1, P, 1]; lo, hi the
+    runs' groups, which hold whole runs).
+
+    RUN == 4 and SIZE <= 5: one vector load of the run's 4 channels and one of 2 channels either
+    side (its halo) give the 8 squares the run's 4 windows sum, so each x is loaded and squared
+    about 2 times instead of SIZE (the band of AlexNet's size 5). Else (RUN == 1) every window
+    channel is its own shifted load, as `lrn_scale`."""
+    r = tl.arange(0, RUN)[None, None, :]
+    if RUN == 4 and SIZE <= 5:
+        # Groups hold whole runs: the run is in its group or not at all, and its halo below
+        # (c4 - 2, c4 - 1) exists unless it starts the group, above (c4 + 4, c4 + 5) unless it
+        # ends it.
+        in_group = (c4 < hi) & ok
+        x = widen(tl.load(x_ptr + (c4 + r) * sx_c + off, mask=in_group, other=0.0), ACC)
+        j = tl.arange(0, 2)[None, None, :]
+        below = widen(tl.load(x_ptr + (c4 - 2 + j) * sx_c + off, mask=in_group & (c4 > lo),
+                              other=0.0), ACC)
+        above = widen(tl.load(x_ptr + (c4 + 4 + j) * sx_c + off, mask=(c4 + 4 < hi) & ok,
+                              other=0.0), ACC)
+        q0, q1, q2, q3 = split_run(x * x)
+        qm2, qm1 = tl.split(below * below)
+        q4, q5 = tl.split(above * above)
+        s0, s1, s2, s3 = run_window_sums(qm2, qm1, q0, q1, q2, q3, q4, q5, SIZE)
+        return k + alpha_over_size * join_run(s0, s1, s2, s3), x
+    acc = tl.zeros((c4 + r + off).shape, dtype=ACC)
+    for d in tl.static_range(SIZE):
+        cc = c4 + r + d - SIZE // 2
+        v = tl.load(x_ptr + cc * sx_c + off, mask=(cc >= lo) & (cc < hi) & ok, other=0.0).to(ACC)
+        if d == SIZE // 2:
+            x = v
+        acc += v * v
+    return k + alpha_over_size * acc, x
+
+
+# `widen`'s inline PTX, on a GPU only (the interpreter cannot run PTX; see FAST_LOG2 below).
+FAST_BF16: tl.constexpr = tl.constexpr(not INTERPRETING)
+
+
+@triton.jit
+def widen(v, ACC: tl.constexpr):
+    """v in ACC. bf16 -> fp32 on a GPU by moving bits, two values per 32-bit register: one
+    instruction each (the compiler's conversion extracts a register's high half, then shifts it
+    back: two), the fp32 value being the bf16 bits followed by 16 zeros."""
+    if FAST_BF16 and v.dtype == tl.bfloat16 and ACC == tl.float32:
+        return tl.inline_asm_elementwise(
+            "{ shl.b32 $0, $2, 16; and.b32 $1, $2, 0xffff0000; }", "=r,=r,r", [v],
+            dtype=tl.float32, is_pure=True, pack=2)
+    return v.to(ACC)
+
+
+@triton.jit
+def split_run(v):
+    """The 4 channels of a [G, P, 4] run tile as 4 [G, P] tiles (no data moves: a run is one
+    thread's registers)."""
+    even, odd = tl.split(tl.reshape(v, (v.shape[0], v.shape[1], 2, 2)))  # r = 2 i + j: j = 0, 1
+    v0, v2 = tl.split(even)
+    v1, v3 = tl.split(odd)
+    return v0, v1, v2, v3
+
+
+@triton.jit
+def join_run(v0, v1, v2, v3):
+    """`split_run` undone: 4 [G, P] tiles as one [G, P, 4]."""
+    v = tl.join(tl.join(v0, v2), tl.join(v1, v3))  # [G, P, i, j], r = 2 i + j
+    return tl.reshape(v, (v0.shape[0], v0.shape[1], 4))
+
+
+@triton.jit
+def run_window_sums(qm2, qm1, q0, q1, q2, q3, q4, q5, SIZE: tl.constexpr):
+    """The window sums of a run's 4 channels from the squares at offsets -2 .. 5 of its first:
+    channel r's window is r - SIZE // 2 .. r + (SIZE - 1) // 2. SIZE 5 shares partial sums
+    (11 adds for the 4, not 16)."""
+    if SIZE == 5:
+        mid = q1 + q2
+        u = q0 + mid  # q0 + q1 + q2
+        w = mid + q3  # q1 + q2 + q3
+        return (qm2 + qm1) + u, (qm1 + q0) + w, u + (q3 + q4), w + (q4 + q5)
+    s0 = _window_of(0, qm2, qm1, q0, q1, q2, q3, q4, q5, SIZE)
+    s1 = _window_of(1, qm2, qm1, q0, q1, q2, q3, q4, q5, SIZE)
+    s2 = _window_of(2, qm2, qm1, q0, q1, q2, q3, q4, q5, SIZE)
+    s3 = _window_of(3, qm2, qm1, q0, q1, q2, q3, q4, q5, SIZE)
+    return s0, s1, s2, s3
+
+
+@triton.jit
+def _window_of(R: tl.constexpr, qm2, qm1, q0, q1, q2, q3, q4, q5, SIZE: tl.constexpr):
+    """Channel R's window sum (SIZE <= 5) from the run's squares at offsets -2 .. 5."""
+    total = tl.zeros_like(q0)
+    for d in tl.static_range(R - SIZE // 2 + 2, R + (SIZE - 1) // 2 + 3):  # offsets + 2
+        if d == 0:
+            total += qm2
+        elif d == 1:
+            total += qm1
+        elif d == 2:
+            total += q0
+        elif d == 3:
+            total += q1
+        elif d == 4:
+            total += q2
+        elif d == 5:
+            total += q3
+        elif d == 6:
+            total += q4
+        else:
+            total += q5
+    return total
+
+
+@triton.jit
 def lrn_band(SIZE: tl.constexpr, BLOCK_G: tl.constexpr, TRANSPOSED: tl.constexpr):
     """The LRN window as a 0/1 matrix over one tile of channels: band[c, j] = 1 where channel j is
     in channel c's window (c - size//2 <= j <= c + (size-1)//2), so band @ v sums v over each
@@ -263,11 +375,12 @@ def lrn_terms(x_ptr, col, col_ok, j, lo, hi, sx_c, SIZE: tl.constexpr, k, alpha_
     """(a_j, s_j^(-beta-1), s_j^-beta) at channels j x columns col (offsets from x_ptr) by plain
     sums over each window, cut at the group lo..hi-1 (a_j = 0 outside it): output j's part of the
     LRN backward. The band kernels' redo of a tile holding a NaN or an infinity sums these over
-    the outputs j whose window holds each channel."""
+    the outputs j whose window holds each channel. s_j^-beta is a power of its own, not
+    s_j^(-beta-1) * s_j: an infinite s_j gives 0 as torch's x / s^beta does, not 0 * inf (an
+    even window reaches an infinity whose own window does not reach back)."""
     s, a = lrn_scale(x_ptr, col, col_ok, j, lo, hi, sx_c, SIZE, k, alpha_over_size, ACC, BLOCK_C,
                      BLOCK_S)
-    s_neg = pow_neg(s, beta + 1.0, NORMAL_S)
-    return a, s_neg, s_neg * s
+    return a, pow_neg(s, beta + 1.0, NORMAL_S), pow_neg(s, beta, NORMAL_S)
 
 
 @triton.jit

@@ -242,15 +242,19 @@ def test_max_pool_ties_nan_and_neg_inf_follow_torch():
             assert torch.allclose(ga.nan_to_num(), gb.nan_to_num(), rtol=1e-12, atol=0)
 
 
+@pytest.mark.parametrize("pair", [False, True])
 @pytest.mark.parametrize("kwargs", [dict(kernel_size=3, stride=2),
                                     dict(kernel_size=3, stride=2, padding=1),
                                     dict(kernel_size=(3, 2), stride=(1, 2), dilation=(2, 1))])
-def test_max_pool_forward_walks_row_bands(kwargs, monkeypatch):
+def test_max_pool_forward_walks_row_bands(kwargs, pair, monkeypatch):
     """The forward walks bands of output rows, carrying the window row two outputs share (3x3
     stride 2: 13 output rows in 2 bands of 7, the last row of the second idle; a dilated window
-    carries nothing). Integer values make ties, and NaN and -inf sit on the shared rows: values,
-    int64 indices and the tap codes' gradients equal torch's, fused LRN -> pool too."""
+    carries nothing), and with `pair` (the GPU's choice) a slot takes two output columns whose
+    windows share a column (3x3 stride 2; 3 output columns: the last pair half idle).
+    Integer values make ties, and NaN and -inf sit on the shared rows: values, int64 indices and
+    the tap codes' gradients equal torch's, fused LRN -> pool too."""
     monkeypatch.setattr(pool_kernels, "INTERPRETER_BANDS", 2)
+    monkeypatch.setattr(pool_kernels, "PAIR_COLUMNS", pair)
     rnd = Inputs()
     x = torch.randint(-2, 3, (2, 3, 27, 7), generator=rnd.generator, dtype=torch.float64).to(DEVICE)
     x[0, 0, 2, 3] = x[0, 0, 4, 1] = float("nan")
@@ -273,6 +277,49 @@ def test_max_pool_forward_walks_row_bands(kwargs, monkeypatch):
         (gb,) = torch.autograd.grad(yb, xb, dy)
         assert torch.equal(torch.isnan(ga), torch.isnan(gb))
         assert torch.allclose(ga.nan_to_num(), gb.nan_to_num(), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("pool", [dict(kernel_size=3, stride=2),
+                                  dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)])
+@pytest.mark.parametrize("size", [5, 4, 3, 1])
+def test_fused_forward_channel_runs_and_column_pairs(size, pool, monkeypatch):
+    """The fused forward's tile of 4-channel runs (tiles.lrn_scale_runs: a run's squares from one
+    load and its 2-channel halos, cut at group edges; SIZE 5's shared partial sums, the other
+    sizes' plain ones) and column pairs, windows inside the image or not: 2 groups of 12
+    channels (3 runs each), a NaN and an infinity on run edges, integer values for ties. Values,
+    torch's int64 indices and the gradients equal the two ops per group."""
+    monkeypatch.setattr(pool_kernels, "PAIR_COLUMNS", True)
+    runs = []
+    real_launch = pool_kernels.launch
+
+    def spy(kernel, grid, *args, **kwargs):
+        if "RUN" in kwargs:
+            runs.append((kwargs["RUN"], kwargs["PAIR"], kwargs["INSIDE"]))
+        return real_launch(kernel, grid, *args, **kwargs)
+
+    monkeypatch.setattr(pool_kernels, "launch", spy)
+    rnd = Inputs()
+    x = torch.randint(-3, 4, (2, 24, 11, 9), generator=rnd.generator, dtype=torch.float64)
+    x = as_layout(x.to(DEVICE), "channels_last")
+    x[0, 4, 3, 2] = float("nan")  # run 1's first channel: the halo of run 0
+    x[1, 15, 5, 5] = float("inf")  # group 1's run 0, last channel: the halo of its run 1
+    lrn = (size, 0.5, 0.75, 2.0)
+    ours = lambda t: F.lrn_max_pool2d(t, *lrn, groups=2, **pool)
+    theirs = _per_group(_two_ops(lrn, pool), 2)
+    y, idx = F.lrn_max_pool2d(x, *lrn, groups=2, return_indices=True, **pool)
+    ref = theirs(x)
+    _, ref_idx = TF.max_pool2d(TF.local_response_norm(x[:, :12], *lrn), return_indices=True,
+                               **pool)
+    assert torch.equal(torch.isnan(y), torch.isnan(ref))
+    assert torch.allclose(y.nan_to_num(), ref.nan_to_num(), rtol=1e-12, atol=0)
+    assert torch.equal(idx[:, :12], ref_idx)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    dy = rnd.randn(*ref.shape)
+    (ga,) = torch.autograd.grad(ours(xa), xa, dy)
+    (gb,) = torch.autograd.grad(theirs(xb), xb, dy)
+    assert torch.equal(torch.isnan(ga), torch.isnan(gb))
+    assert torch.allclose(ga.nan_to_num(), gb.nan_to_num(), rtol=1e-10, atol=1e-12)
+    assert runs and all(r == (4, True, "padding" not in pool) for r in runs)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
