@@ -81,7 +81,7 @@ def test_step_report(compile_env, tmp_path):
                     "bound", "estimate_us", "floor_us"):
             assert key in row, key
         assert row["spill_bytes"] == 0
-        assert row["bound"] in ("tensor", "issue", "memory", "latency")
+        assert row["bound"] in ("tensor", "issue", "sfu", "memory", "latency")
         # Every term divides by a rate at or below the datasheet peak, and the MMA work counted
         # includes padding: the estimate can never beat the floor.
         assert row["estimate_us"] >= row["floor_us"]
@@ -183,11 +183,12 @@ def test_occupancy_and_mma_shapes():
 
 def test_split_tail_and_nested_loops_count():
     """A split reduction's last arrival reads its partials after the main loop (a serial tail at
-    L2_BYTES_PER_CLOCK), and a main loop nested in another is counted as the outer loop's
-    instructions per trip."""
+    L2_BYTES_PER_CLOCK), a main loop nested in another is counted as the outer loop's
+    instructions per trip, and special-function instructions at their quarter rate."""
     card = model.CARDS["h100"]
     facts = dict(registers=128, shared_bytes=0, loop_instructions=100, nest_instructions=100,
-                 instructions=300, loop_mma=[], kernel_mma=[], stages=3, async_loads=True)
+                 instructions=300, loop_mma=[], kernel_mma=[], loop_mufu=0, kernel_mufu=0,
+                 stages=3, async_loads=True)
     args = dict(ctas=132, warps=4, trips=50, flops=0, min_bytes=0, precision="bf16")
     plain = model.estimate(card, facts, **args)
     tail = model.estimate(card, facts, **args, tail_bytes=64 * 1830)  # 1830 clocks: 1 us
@@ -195,6 +196,12 @@ def test_split_tail_and_nested_loops_count():
     nested = model.estimate(card, {**facts, "nest_instructions": 200}, **args)
     assert nested["terms_us"]["issue"] == pytest.approx(
         plain["terms_us"]["issue"] * (200 * 50 + 100) / (100 * 50 + 200), rel=1e-3)
+    # The special functions' quarter rate: 60 MUFU of a 100-instruction loop bind (before issue
+    # and load latency): 4 warps x 60 x 50 trips x 32 lanes / 16 per clock, one program per SM.
+    special = model.estimate(card, {**facts, "loop_mufu": 60, "kernel_mufu": 60}, **args)
+    assert special["bound"] == "sfu" and special["terms_us"]["sfu"] == pytest.approx(
+        1e6 * 4 * 60 * 50 * 32 / 16 / card.clock_hz, rel=1e-3)
+    assert special["terms_us"]["sfu"] > plain["terms_us"]["issue"]
 
 
 NESTED_KERNEL = """

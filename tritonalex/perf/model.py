@@ -12,6 +12,8 @@ bytes, main-loop trips per program):
                 (HGMMA m x n x k per warpgroup, HMMA/DMMA per warp): padding and waste included
     tensor    = per SM * mma flops / (tensor FLOPs per clock per SM * clock)
     issue     = per SM * instr / (4 warp-instructions per clock * ISSUE_EFFICIENCY * clock)
+    sfu       = per SM * warps * MUFU instructions (counted as instr) * 32 lanes
+                / (SFU_PER_CLOCK lanes per clock * clock): lg2, ex2, rcp run at a quarter rate
     memory    = (min bytes + workspace bytes) / (bandwidth * MEMORY_EFFICIENCY); workspace: what
                 a split reduction's partial sums write and read back (counted as DRAM traffic,
                 though much of it stays in L2)
@@ -20,8 +22,8 @@ bytes, main-loop trips per program):
     tail      = tail bytes / (L2_BYTES_PER_CLOCK * clock): what one program reads after its main
                 loop before the launch can end (a split reduction's last arrival summing its
                 tile's partials, from L2), serial after the rest
-    estimate  = max(tensor, issue, memory, latency) + tail + LAUNCH_US;  bound = the largest of
-                the four
+    estimate  = max(tensor, issue, sfu, memory, latency) + tail + LAUNCH_US;  bound = the
+                largest of the five
     floor     = max(flops / datasheet tensor peak, min bytes / datasheet bandwidth)
 
 For an autotuned launch every config is compiled and estimated, and the one with the smallest
@@ -37,7 +39,9 @@ Hardware constants, with their sources:
   A100 SXM4 80GB: 108 SMs, 1.41 GHz boost; 312 TFLOP/s bf16/fp16 (2048 FLOPs/clock/SM), 156
     tf32, 19.5 fp64 tensor and fp32; HBM2e 2.039 TB/s (NVIDIA A100 datasheet); 164 KB shared,
     64K registers, 64 warps, 32 CTAs per SM (compute capability 8.0).
-  Both: 4 warp schedulers per SM, each issuing one warp-instruction per clock (whitepapers).
+  Both: 4 warp schedulers per SM, each issuing one warp-instruction per clock (whitepapers); 16
+    results per clock per SM of the special functions (lg2, ex2, rcp, rsqrt, sin, cos: CUDA C++
+    Programming Guide, arithmetic instruction throughput, compute capabilities 8.0 and 9.0).
 Assumptions (to be calibrated against a GPU when one is lent; `bench/gpu_check.sh` does it):
   TENSOR_EFFICIENCY 0.8 (a well-fed bf16 GEMM reaches ~800 TFLOP/s on the lent H100, measured),
   MEMORY_EFFICIENCY 0.9 (~3.0 TB/s device-to-device copy on the lent H100, measured),
@@ -101,6 +105,7 @@ LOAD_LATENCY = 600
 LAUNCH_US = 2.0
 L2_BYTES_PER_CLOCK = 64
 ISSUE_PER_CLOCK = 4
+SFU_PER_CLOCK = 16
 
 
 def mma_flops(opcode):
@@ -159,6 +164,7 @@ def estimate(card, facts, ctas, warps, trips, flops, min_bytes, precision, works
     rounds = math.ceil(per_sm / occ)
     loop = facts.get("nest_instructions") or facts["loop_instructions"]  # (nested: see sass.py)
     instr = warps * (loop * trips + facts["instructions"] - loop)
+    mufu = warps * (facts["loop_mufu"] * trips + facts["kernel_mufu"] - facts["loop_mufu"])
     loop_mma = sum(mma_flops(op) for op in facts["loop_mma"]) * warps
     other_mma = (sum(mma_flops(op) for op in facts["kernel_mma"]) * warps - loop_mma)
     per_program_mma = loop_mma * trips + other_mma
@@ -167,6 +173,7 @@ def estimate(card, facts, ctas, warps, trips, flops, min_bytes, precision, works
         "tensor": per_sm * per_program_mma / (tc_rate * TENSOR_EFFICIENCY * card.clock_hz)
         if per_program_mma and tc_rate else 0.0,
         "issue": per_sm * instr / (ISSUE_PER_CLOCK * ISSUE_EFFICIENCY * card.clock_hz),
+        "sfu": per_sm * mufu * 32 / (SFU_PER_CLOCK * card.clock_hz),
         "memory": (min_bytes + workspace_bytes) / (card.bandwidth * MEMORY_EFFICIENCY),
         "latency": rounds * max(trips, 1) * LOAD_LATENCY
         / (card.clock_hz * (max(facts["stages"] - 1, 1) if facts["async_loads"] else 1)),

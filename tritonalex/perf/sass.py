@@ -11,7 +11,8 @@ STL/LDL local-memory instructions ptxas inserts), shared memory (Triton's metada
 loads are asynchronous (LDGSTS = cp.async, UTMALDG = TMA) and how many shared-memory stages the
 pipeliner really made (the leading dimension of the multi-buffered allocations in the TTGIR), and
 the loops: a backward branch closes a loop; the main loop is the innermost loop holding the tensor-
-core instructions (HGMMA on sm_90, HMMA on sm_80, DMMA for fp64), else the largest innermost loop.
+core instructions (HGMMA on sm_90, HMMA on sm_80, DMMA for fp64), else the largest innermost loop;
+and the special-function instructions (MUFU), in the main loop (or its nest) and in all.
 """
 
 import functools
@@ -78,7 +79,7 @@ def _cache_dir():
 
 def analyze(compiled, arch):
     """The SASS facts of a CompiledKernel (a dict), cached on disk by its hash."""
-    key = hashlib.sha256(f"{compiled.hash}-{arch}-v3".encode()).hexdigest()[:32]
+    key = hashlib.sha256(f"{compiled.hash}-{arch}-v4".encode()).hexdigest()[:32]
     path = os.path.join(_cache_dir(), key + ".json")
     if os.path.exists(path):
         with open(path) as f:
@@ -165,6 +166,9 @@ def _read_sass(cubin):
         nest_instructions=len(inside(outer)) if outer else 0,
         loop_mma=[op for _, op, _ in body if is_mma(op)],
         kernel_mma=[op for _, op, _ in instructions if is_mma(op)],
+        # The special-function unit's (lg2, ex2, rcp, rsqrt, sin, cos): a quarter-rate pipe.
+        loop_mufu=sum(1 for _, op, _ in (inside(outer) if outer else []) if op.startswith("MUFU")),
+        kernel_mufu=sum(1 for _, op, _ in instructions if op.startswith("MUFU")),
         async_loads=any(op.startswith(("LDGSTS", "UTMALDG")) for _, op, _ in scope),
         tma=any(op.startswith("UTMALDG") for _, op, _ in instructions),
     )
