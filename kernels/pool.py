@@ -1,7 +1,8 @@
 """Max-pool 2-D (torch.nn.functional.max_pool2d semantics), and the fused LRN -> max-pool.
 
-Forward: each program owns BLOCK_C channels x BLOCK_P slots, a slot being one output column of
-one band of output rows of one image, and each slot walks its band's rows. Per output it takes
+Forward: each program owns BLOCK_C channels x BLOCK_P slots, a slot being one output column (two
+with PAIR, see `pairs_columns`) of one band of output rows of one image, and each slot walks its
+band's rows. Per output it takes
 torch's argmax exactly: the first maximum in row-major tap order wins, a NaN always wins (the
 last NaN, as in torch's `val > max || isnan(val)`), and a window of -inf reports its first
 in-image tap. It gets there row by row: each window row is reduced over its KW taps by that
@@ -17,12 +18,16 @@ pixels and gathers, over the taps, the output pixels whose window holds that inp
 saved index points at it (a tap code: whose winning tap is the one that reaches it).
 Overlapping windows (3x3 stride 2) just add several terms.
 
-Fused LRN -> max-pool (LRN=True): the forward normalizes each tap on the fly (lrn.py's window sum
-of squares over `size` channels) and pools the normalized values, so the full-size LRN output is
-never written; only the input is saved. Its backward is one kernel where an LRN group has at most
-BAND_MAX channels (`lrn_band_max_pool2d_backward_kernel`: the pooled gradient gathered once per
-element, then the LRN backward by band sums, see lrn.py), else (tritonalex/ops/pool.py) this
-file's backward kernel into an fp32 buffer (the LRN output's gradient), then lrn.py's backward.
+Fused LRN -> max-pool: the forward (the same kernel and walk, LRN=True) normalizes each tap on
+the fly and pools the normalized values, so the full-size LRN output is never
+written; only the input is saved. Its tile is of channel runs, [BLOCK_C / RUN, BLOCK_P, RUN]:
+with RUN = 4 a run's window sums come from one vector load and 2-channel halos
+(tiles.lrn_scale_runs), else (RUN = 1) from `size` shifted loads; the plain pool's tile is the
+same shape with one channel to a run, so both share the walk (`pool_walk`, `row_max`). The
+backward is one kernel where an LRN group has at most BAND_MAX channels
+(`lrn_band_max_pool2d_backward_kernel`: the pooled gradient gathered once per element, then the
+LRN backward by band sums, see lrn.py), else (tritonalex/ops/pool.py) this file's backward
+kernel into an fp32 buffer (the LRN output's gradient), then lrn.py's backward.
 """
 
 import torch
@@ -74,8 +79,10 @@ def max_pool2d_forward_kernel(
     x_ptr,  # input [N, C, H, W], any strides
     y_ptr,  # output [N, C, OH, OW], any strides
     idx_ptr,  # argmax per output, same strides as y: int64 ih*W + iw, or a tap code
+    params_ptr,  # LRN [k, alpha/size, beta] in the ACC dtype (read only when LRN)
     N, C, H, W, OH, OW,  # images, channels, input and output spatial sizes
     BANDS, ROWS,  # output rows in bands of ROWS (BANDS per image), a program's slots walk them
+    LRN_GROUP,  # LRN channels per group: no window crosses a group's edge (used only when LRN)
     stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,  # pooling geometry
     sx_n, sx_c, sx_h, sx_w,  # input strides
     sy_n, sy_c, sy_h, sy_w,  # output (and index) strides
@@ -83,60 +90,33 @@ def max_pool2d_forward_kernel(
     CARRY: tl.constexpr,  # (KH - 1) * dil_h == stride_h: a window's last row is the next one's first
     INSIDE: tl.constexpr,  # every window lies inside the image (`windows_inside`)
     PAIR: tl.constexpr,  # a slot is 2 output columns (`pairs_columns`), else 1
-    ACC: tl.constexpr,  # compare dtype: fp32, or fp64 for fp64 inputs
-    INDEX_64: tl.constexpr,  # compute element offsets in int64
-    TAP_CODES: tl.constexpr,  # write the argmax as its tap kh*KW + kw, not ih*W + iw
-    BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,  # tile: channels x slots (n, band, ow)
-):
-    # Map program ids: each of BLOCK_P slots is one output column ow of one band of ROWS output
-    # rows of one image (slots numbered image by image, band by band, so a tile is full whatever
-    # OW is), and walks that band's rows top to bottom. A [BLOCK_C, BLOCK_P, 1] tile: the shape
-    # of the fused LRN's tile of channel runs (one channel to a run here).
-    n, band, ow, p_ok = pool_slots(N, OW, BANDS, PAIR, INDEX_64, BLOCK_P)
-    c = (tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C))[:, None, None]
-    if INDEX_64:
-        c = c.to(tl.int64)
-    pool_walk(x_ptr, y_ptr, idx_ptr, x_ptr, n, band, ow, p_ok, c, c < C, c, c, H, W, OH, OW,
-              ROWS, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, sx_n, sx_c, sx_h, sx_w, sy_n,
-              sy_c, sy_h, sy_w, KH, KW, CARRY, PAIR, INSIDE, 0, False, False, ACC, TAP_CODES, 1)
-
-
-@triton.jit
-def lrn_max_pool2d_forward_kernel(
-    x_ptr,  # input [N, C, H, W], any strides
-    y_ptr,  # output [N, C, OH, OW], any strides
-    idx_ptr,  # argmax per output, same strides as y: int64 ih*W + iw, or a tap code
-    params_ptr,  # LRN [k, alpha/size, beta] in the ACC dtype
-    N, C, H, W, OH, OW,  # images, channels, input and output spatial sizes
-    BANDS, ROWS,  # output rows in bands of ROWS (BANDS per image), a program's slots walk them
-    LRN_GROUP,  # LRN channels per group: no window crosses a group's edge
-    stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,  # pooling geometry
-    sx_n, sx_c, sx_h, sx_w,  # input strides
-    sy_n, sy_c, sy_h, sy_w,  # output (and index) strides
-    KH: tl.constexpr, KW: tl.constexpr,  # window size (the tap loops unroll)
-    CARRY: tl.constexpr,  # (KH - 1) * dil_h == stride_h: a window's last row is the next one's first
-    INSIDE: tl.constexpr,  # every window lies inside the image (`windows_inside`)
-    PAIR: tl.constexpr,  # a slot is 2 output columns (`pairs_columns`), else 1
-    LRN_SIZE: tl.constexpr,  # LRN window in channels
+    LRN_SIZE: tl.constexpr,  # LRN window in channels (used only when LRN)
+    LRN: tl.constexpr,  # normalize across channels before pooling (the fused LRN -> max-pool)
     NORMAL_S: tl.constexpr,  # no LRN scale s is subnormal (tiles.normal_scale)
     ACC: tl.constexpr,  # compute dtype: fp32, or fp64 for fp64 inputs
     INDEX_64: tl.constexpr,  # compute element offsets in int64
     TAP_CODES: tl.constexpr,  # write the argmax as its tap kh*KW + kw, not ih*W + iw
-    RUN: tl.constexpr,  # channels to a run (4 where LRN_GROUP divides by 4: tiles.lrn_scale_runs)
+    RUN: tl.constexpr,  # channels to a run (LRN: 4 where LRN_GROUP divides by 4, see lrn_run)
     BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,  # tile: channels x slots (n, band, ow)
 ):
-    """The fused LRN -> max-pool's forward: max_pool2d_forward_kernel's walk with each tap
-    normalized on the fly, on a [BLOCK_C / RUN, BLOCK_P, RUN] tile of channel runs."""
+    """The max-pool's forward and, LRN, the fused LRN -> max-pool's, each tap normalized on the
+    fly, on a [BLOCK_C / RUN, BLOCK_P, RUN] tile of channel runs (the plain pool: one channel to
+    a run). Minimum bytes: x read once, y and its argmax written once (the LRN's halos and the
+    windows' overlaps are cache hits)."""
+    # Map program ids: BLOCK_P slots (`pool_slots`) x BLOCK_C channels, in runs of RUN.
     n, band, ow, p_ok = pool_slots(N, OW, BANDS, PAIR, INDEX_64, BLOCK_P)
     c4 = (tl.program_id(1) * BLOCK_C + RUN * tl.arange(0, BLOCK_C // RUN))[:, None, None]
     if INDEX_64:
         c4 = c4.to(tl.int64)
     c = c4 + tl.arange(0, RUN)[None, None, :]
-    lo, hi = channel_group(c4, C, LRN_GROUP)  # a group holds whole runs
+    if LRN:
+        lo, hi = channel_group(c4, C, LRN_GROUP)  # a group holds whole runs
+    else:
+        lo, hi = c4, c4
     pool_walk(x_ptr, y_ptr, idx_ptr, params_ptr, n, band, ow, p_ok, c4, c < C, lo, hi, H, W, OH,
               OW, ROWS, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, sx_n, sx_c, sx_h, sx_w,
-              sy_n, sy_c, sy_h, sy_w, KH, KW, CARRY, PAIR, INSIDE, LRN_SIZE, True, NORMAL_S,
-              ACC, TAP_CODES, RUN)
+              sy_n, sy_c, sy_h, sy_w, KH, KW, CARRY, PAIR, INSIDE, LRN_SIZE, LRN, NORMAL_S, ACC,
+              TAP_CODES, RUN)
 
 
 @triton.jit
@@ -650,15 +630,12 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw, lrn=None,
                   ACC=tl_accumulator(x.dtype), INDEX_64=needs_int64(x, idx),
                   TAP_CODES=not flat_indices, BLOCK_C=block_c, BLOCK_P=block_p, num_warps=warps,
                   cost=Cost(0, nbytes(x, y, idx), trips=lambda meta: rows))
-    if lrn is None:
-        launch(max_pool2d_forward_kernel, grid, x, y, idx, n, c, h, w, oh, ow, bands, rows,
-               *stride, *padding, *dilation, *x.stride(), *y.stride(), **common)
-        return y, idx
-    size, alpha, beta, k, groups = lrn
-    launch(lrn_max_pool2d_forward_kernel, grid, x, y, idx,
-           lrn_params(k, alpha, beta, size, x.dtype, x.device), n, c, h, w, oh, ow, bands, rows,
-           c // groups, *stride, *padding, *dilation, *x.stride(), *y.stride(), LRN_SIZE=size,
-           NORMAL_S=normal_scale(k, alpha), RUN=lrn_run(c // groups, size, block_c), **common)
+    size, alpha, beta, k, groups = lrn or (0, 0.0, 0.0, 0.0, 1)
+    launch(max_pool2d_forward_kernel, grid, x, y, idx,
+           lrn_params(k, alpha, beta, size, x.dtype, x.device) if lrn else x, n, c, h, w, oh, ow,
+           bands, rows, c // groups, *stride, *padding, *dilation, *x.stride(), *y.stride(),
+           LRN_SIZE=size, LRN=lrn is not None, NORMAL_S=lrn is not None and normal_scale(k, alpha),
+           RUN=lrn_run(c // groups, size, block_c) if lrn else 1, **common)
     return y, idx
 
 

@@ -265,34 +265,17 @@ def run_window_sums(qm2, qm1, q0, q1, q2, q3, q4, q5, SIZE: tl.constexpr):
         u = q0 + mid  # q0 + q1 + q2
         w = mid + q3  # q1 + q2 + q3
         return (qm2 + qm1) + u, (qm1 + q0) + w, u + (q3 + q4), w + (q4 + q5)
-    s0 = _window_of(0, qm2, qm1, q0, q1, q2, q3, q4, q5, SIZE)
-    s1 = _window_of(1, qm2, qm1, q0, q1, q2, q3, q4, q5, SIZE)
-    s2 = _window_of(2, qm2, qm1, q0, q1, q2, q3, q4, q5, SIZE)
-    s3 = _window_of(3, qm2, qm1, q0, q1, q2, q3, q4, q5, SIZE)
-    return s0, s1, s2, s3
+    squares = (qm2, qm1, q0, q1, q2, q3, q4, q5)
+    return (_window_of(0, squares, SIZE), _window_of(1, squares, SIZE),
+            _window_of(2, squares, SIZE), _window_of(3, squares, SIZE))
 
 
 @triton.jit
-def _window_of(R: tl.constexpr, qm2, qm1, q0, q1, q2, q3, q4, q5, SIZE: tl.constexpr):
-    """Channel R's window sum (SIZE <= 5) from the run's squares at offsets -2 .. 5."""
-    total = tl.zeros_like(q0)
+def _window_of(R: tl.constexpr, squares, SIZE: tl.constexpr):
+    """Channel R's window sum (SIZE <= 5) from the run's squares at offsets -2 .. 5 (a tuple)."""
+    total = tl.zeros_like(squares[0])
     for d in tl.static_range(R - SIZE // 2 + 2, R + (SIZE - 1) // 2 + 3):  # offsets + 2
-        if d == 0:
-            total += qm2
-        elif d == 1:
-            total += qm1
-        elif d == 2:
-            total += q0
-        elif d == 3:
-            total += q1
-        elif d == 4:
-            total += q2
-        elif d == 5:
-            total += q3
-        elif d == 6:
-            total += q4
-        else:
-            total += q5
+        total += squares[d]
     return total
 
 

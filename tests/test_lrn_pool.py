@@ -251,8 +251,8 @@ def test_max_pool_forward_walks_row_bands(kwargs, pair, monkeypatch):
     stride 2: 13 output rows in 2 bands of 7, the last row of the second idle; a dilated window
     carries nothing), and with `pair` (the GPU's choice) a slot takes two output columns whose
     windows share a column (3x3 stride 2; 3 output columns: the last pair half idle).
-    Integer values make ties, and NaN and -inf sit on the shared rows: values, int64 indices and
-    the tap codes' gradients equal torch's, fused LRN -> pool too."""
+    Integer values make ties, NaN and -inf sit on the shared rows, and some windows are all -inf:
+    values, int64 indices and the tap codes' gradients equal torch's, fused LRN -> pool too."""
     monkeypatch.setattr(pool_kernels, "INTERPRETER_BANDS", 2)
     monkeypatch.setattr(pool_kernels, "PAIR_COLUMNS", pair)
     rnd = Inputs()
@@ -260,6 +260,7 @@ def test_max_pool_forward_walks_row_bands(kwargs, pair, monkeypatch):
     x[0, 0, 2, 3] = x[0, 0, 4, 1] = float("nan")
     x[1, 1, 6] = float("-inf")
     x[1, 2, 8:11] = float("inf")
+    x[0, 2, 11:16, 1:7] = float("-inf")  # whole windows of -inf: the first tap is the argmax
     dy = rnd.randn(*TF.max_pool2d(x, **kwargs).shape)
     y, idx = F.max_pool2d(x, return_indices=True, **kwargs)
     ref, ref_idx = TF.max_pool2d(x, return_indices=True, **kwargs)
