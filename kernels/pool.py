@@ -157,13 +157,18 @@ def pool_walk(x_ptr, y_ptr, idx_ptr, params_ptr, n, band, ow, p_ok, c4, c_ok, lo
     # as a walk over all taps). With CARRY the last row of one output's window is the first of
     # the next's (AlexNet's 3x3 stride-2 pools): each output reduces 6 taps, not 9, and only a
     # band's first output computes its first row; with PAIR, 5 per 2 outputs of a row, not 6.
+    # Loads are masked to the outputs that exist (a band's rows past OH, a pair's second column
+    # past OW): INSIDE drops only the image-edge masks, which those outputs' windows need not.
+    b_ok = p_ok & (ow + 1 < OW)
     oh = band * ROWS
     ih0 = oh * stride_h - pad_h
     if CARRY:
         top_a, top_tap_a, top_b, top_tap_b = row_max(
-            x_ptr, x_n, ih0, iw0, p_ok, c4, c_ok, lo, hi, H, W, sx_c, sx_h, sx_w, dil_w, k,
-            alpha_over_size, beta, KW, PAIR, INSIDE, LRN_SIZE, LRN, NORMAL_S, ACC, RUN)
+            x_ptr, x_n, ih0, iw0, p_ok & (oh < OH), b_ok & (oh < OH), c4, c_ok, lo, hi, H, W,
+            sx_c, sx_h, sx_w, dil_w, k, alpha_over_size, beta, KW, PAIR, INSIDE, LRN_SIZE, LRN,
+            NORMAL_S, ACC, RUN)
     for _ in range(ROWS):
+        row_ok = oh < OH
         if CARRY:
             a, tap_a, b, tap_b = top_a, top_tap_a, top_b, top_tap_b
         else:
@@ -172,9 +177,9 @@ def pool_walk(x_ptr, y_ptr, idx_ptr, params_ptr, n, band, ow, p_ok, c4, c_ok, lo
             b, tap_b = a, tap_a
         for kh in tl.static_range(1 if CARRY else 0, KH):
             row_a, row_tap_a, row_b, row_tap_b = row_max(
-                x_ptr, x_n, ih0 + kh * dil_h, iw0, p_ok, c4, c_ok, lo, hi, H, W, sx_c, sx_h, sx_w,
-                dil_w, k, alpha_over_size, beta, KW, PAIR, INSIDE, LRN_SIZE, LRN, NORMAL_S, ACC,
-                RUN)
+                x_ptr, x_n, ih0 + kh * dil_h, iw0, p_ok & row_ok, b_ok & row_ok, c4, c_ok, lo, hi,
+                H, W, sx_c, sx_h, sx_w, dil_w, k, alpha_over_size, beta, KW, PAIR, INSIDE,
+                LRN_SIZE, LRN, NORMAL_S, ACC, RUN)
             # torch's rule, row by row (a row with no tap in the image has tap -1, never wins).
             a, tap_a = first_max(row_a, kh * KW + row_tap_a, a, tap_a, row_tap_a >= 0, kh == 0,
                                  INSIDE)
@@ -185,12 +190,11 @@ def pool_walk(x_ptr, y_ptr, idx_ptr, params_ptr, n, band, ow, p_ok, c4, c_ok, lo
                 top_a, top_tap_a, top_b, top_tap_b = row_a, row_tap_a, row_b, row_tap_b
 
         # Write back this output row of the band.
-        out_ok = c_ok & p_ok & (oh < OH)
         y_off = c * sy_c + n * sy_n + oh * sy_h + ow * sy_w
-        store_output(y_ptr, idx_ptr, y_off, out_ok, a, tap_a, ih0, iw0, W, KW, dil_h, dil_w,
-                     TAP_CODES)
+        store_output(y_ptr, idx_ptr, y_off, c_ok & p_ok & row_ok, a, tap_a, ih0, iw0, W, KW,
+                     dil_h, dil_w, TAP_CODES)
         if PAIR:
-            store_output(y_ptr, idx_ptr, y_off + sy_w, out_ok & (ow + 1 < OW), b, tap_b, ih0,
+            store_output(y_ptr, idx_ptr, y_off + sy_w, c_ok & b_ok & row_ok, b, tap_b, ih0,
                          iw0 + stride_w, W, KW, dil_h, dil_w, TAP_CODES)
         oh += 1
         ih0 += stride_h
@@ -224,23 +228,29 @@ def store_output(y_ptr, idx_ptr, y_off, mask, best, best_tap, ih0, iw0, W, KW: t
 
 
 @triton.jit
-def row_max(x_ptr, x_n, ih, iw0, p_ok, c4, c_ok, lo, hi, H, W, sx_c, sx_h, sx_w, dil_w, k,
+def row_max(x_ptr, x_n, ih, iw0, a_ok, b_ok, c4, c_ok, lo, hi, H, W, sx_c, sx_h, sx_w, dil_w, k,
             alpha_over_size, beta, KW: tl.constexpr, PAIR: tl.constexpr, INSIDE: tl.constexpr,
             LRN_SIZE: tl.constexpr, LRN: tl.constexpr, NORMAL_S: tl.constexpr, ACC: tl.constexpr,
             RUN: tl.constexpr):
     """(max, tap) over one window row, input row ih, of the tile's channels x the slots' windows
     (image offset x_n, first column iw0), twice: for output a, and with PAIR for output b, whose
     window starts at a's last column (stride_w == (KW - 1) * dil_w: the shared column is read
-    once). torch's rule over the KW taps; tap -1 where none is in the image. LRN: each tap
-    normalized on the fly (tiles.lrn_scale_runs, which also returns x itself)."""
+    once); a_ok, b_ok: the outputs exist (nothing is loaded for one that does not). torch's rule
+    over the KW taps; tap -1 where none is in the image. LRN: each tap normalized on the fly
+    (tiles.lrn_scale_runs, which also returns x itself)."""
     a = tl.full(c_ok.shape, float("-inf"), dtype=ACC)
     tap_a = tl.full(c_ok.shape, -1, dtype=tl.int32)
     b, tap_b = a, tap_a
-    h_ok = p_ok if INSIDE else p_ok & (ih >= 0) & (ih < H)
+    in_rows = True if INSIDE else (ih >= 0) & (ih < H)
     c = c4 + tl.arange(0, RUN)[None, None, :]
     for j in tl.static_range(2 * KW - 1 if PAIR else KW):  # a's taps, then b's beyond them
         iw = iw0 + j * dil_w
-        tap_ok = h_ok if INSIDE else h_ok & (iw >= 0) & (iw < W)
+        if j < KW:
+            tap_ok = a_ok & in_rows
+        else:
+            tap_ok = b_ok & in_rows
+        if not INSIDE:
+            tap_ok = tap_ok & (iw >= 0) & (iw < W)
         col = x_n + ih * sx_h + iw * sx_w
         mask = c_ok & tap_ok
         if LRN:
@@ -588,12 +598,11 @@ def windows_inside(hw, kernel, stride, padding, dilation, out_hw):
 
 def pairs_columns(kernel, stride, dilation, ow):
     """Whether a forward slot takes two output columns: where one window's last column is the
-    next one's first (AlexNet's 3x3 stride 2: 5 columns read per 2 outputs, not 6), and on the
-    GPU only (the interpreter's tests take it by monkeypatching PAIR_COLUMNS)."""
+    next one's first (AlexNet's 3x3 stride 2: 5 columns read per 2 outputs, not 6)."""
     return PAIR_COLUMNS and ow > 1 and (kernel[1] - 1) * dilation[1] == stride[1]
 
 
-PAIR_COLUMNS = not INTERPRETING
+PAIR_COLUMNS = True  # the tests turn it off to walk single columns too
 
 
 def lrn_run(group, size, block_c):
