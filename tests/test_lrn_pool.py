@@ -323,6 +323,22 @@ def test_fused_forward_channel_runs_and_column_pairs(size, pool, monkeypatch):
     assert runs and all(r == (4, True, "padding" not in pool) for r in runs)
 
 
+def test_forward_schedule_weighs_the_busiest_sm(monkeypatch):
+    """On a GPU (132 SMs here) the forward's tile and bands give the least work to the busiest SM
+    among those with at least 4 programs per SM: AlexNet's lrn1 (96 channels, 27 x 14 pair
+    slots) walks 3 bands of 9 rows on 16 x 32 tiles, lrn2 (256 channels, 13 x 7) whole images
+    on 16 x 16, where 16 x 32 tiles would leave the busiest SM 7 programs of 7.5 rows."""
+    from tritonalex.kernels import launch
+
+    monkeypatch.setattr(pool_kernels, "INTERPRETING", False)
+    monkeypatch.setattr(launch, "_sm_count_override", 132)
+    schedule = pool_kernels._forward_schedule
+    assert schedule(128, 96, 27, 14, True, "cuda") == (16, 32, 4, 3, 9)
+    assert schedule(128, 256, 13, 7, True, "cuda") == (16, 16, 2, 1, 13)
+    # Too little work for 4 programs per SM: one row per band, the most programs there are.
+    assert schedule(1, 16, 5, 3, True, "cuda") == (16, 16, 2, 5, 1)
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_fused_lrn_pool_saves_tap_codes_for_64_channel_bands(dtype, monkeypatch):
     """16-bit inputs whose LRN groups take a 64-channel band tile (AlexNet's lrn1: 48 per
