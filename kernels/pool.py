@@ -632,19 +632,17 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw, lrn=None,
     slots_w = cdiv(ow, 2) if pair else ow
     carry = (kernel[0] - 1) * dilation[0] == stride[0]
     block_c, block_p, warps, bands, rows = _forward_schedule(n, c, oh, slots_w, carry, x.device)
-    grid = (cdiv(n * bands * slots_w, block_p), cdiv(c, block_c))
-    common = dict(KH=kernel[0], KW=kernel[1], CARRY=carry,
-                  INSIDE=windows_inside((h, w), kernel, stride, padding, dilation, out_hw),
-                  PAIR=pair,
-                  ACC=tl_accumulator(x.dtype), INDEX_64=needs_int64(x, idx),
-                  TAP_CODES=not flat_indices, BLOCK_C=block_c, BLOCK_P=block_p, num_warps=warps,
-                  cost=Cost(0, nbytes(x, y, idx), trips=lambda meta: rows))
     size, alpha, beta, k, groups = lrn or (0, 0.0, 0.0, 0.0, 1)
-    launch(max_pool2d_forward_kernel, grid, x, y, idx,
-           lrn_params(k, alpha, beta, size, x.dtype, x.device) if lrn else x, n, c, h, w, oh, ow,
-           bands, rows, c // groups, *stride, *padding, *dilation, *x.stride(), *y.stride(),
+    launch(max_pool2d_forward_kernel, (cdiv(n * bands * slots_w, block_p), cdiv(c, block_c)),
+           x, y, idx, lrn_params(k, alpha, beta, size, x.dtype, x.device) if lrn else x, n, c, h,
+           w, oh, ow, bands, rows, c // groups, *stride, *padding, *dilation, *x.stride(),
+           *y.stride(), KH=kernel[0], KW=kernel[1], CARRY=carry,
+           INSIDE=windows_inside((h, w), kernel, stride, padding, dilation, out_hw), PAIR=pair,
            LRN_SIZE=size, LRN=lrn is not None, NORMAL_S=lrn is not None and normal_scale(k, alpha),
-           RUN=lrn_run(c // groups, size, block_c) if lrn else 1, **common)
+           ACC=tl_accumulator(x.dtype), INDEX_64=needs_int64(x, idx), TAP_CODES=not flat_indices,
+           RUN=lrn_run(c // groups, size, block_c) if lrn else 1, BLOCK_C=block_c,
+           BLOCK_P=block_p, num_warps=warps,
+           cost=Cost(0, nbytes(x, y, idx), trips=lambda meta: rows))
     return y, idx
 
 
