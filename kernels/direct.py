@@ -11,9 +11,10 @@ path; the table keeps the CompiledKernel Triton returned, and later launches wit
 call its launcher with exactly the arguments Triton passes (`*bound_args.values()`: every
 parameter in order, constexprs included, which the launcher skips), on the current stream. The
 key: integers and floats by value (so it fixes every specialization Triton derives from them),
-tensors by dtype and data_ptr % 16, the constexprs, the current device. Values, not types: 1 and
-1.0 share a key, so launchers pass floats as floats (they do: sizes and strides come from torch
-as ints, float arguments pass through float()); a mix-up would be harmless or loud (an int where
+tensors by dtype, data_ptr % 16 and whether on CUDA (a CPU tensor must reach launch.check_on_gpu),
+the constexprs, the current device. Values, not types: 1 and 1.0 share a key, so launchers pass
+floats as floats (they do: sizes and strides come from torch as ints, float arguments pass
+through float()); a mix-up would be harmless or loud (an int where
 a kernel took a float converts; a float where it took an int is a TypeError), never silent.
 
 Not direct (Triton's path every time): kernels with pre-run hooks, tensors passed by keyword, a
@@ -88,7 +89,7 @@ def _key(positions, args, constexprs, device):
     try:
         for i in positions:
             t = values[i]
-            values[i] = (t.dtype, t.data_ptr() & 15 == 0)
+            values[i] = (t.dtype, t.data_ptr() & 15 == 0, t.is_cuda)
     except AttributeError:
         return None
     return tuple(values), tuple(constexprs.items()), device

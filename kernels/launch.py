@@ -103,13 +103,28 @@ def launch(kernel, grid, *args, cost, configs=None, **kwargs):
     if runs_nothing(args):
         return
     if configs is not None:  # the autotuner: Triton's path
+        check_on_gpu(args)
         kernel[grid](*args, **kwargs)
         return
     table = _direct_launches(kernel)
     if table is None or not table.launch(grid, args, kwargs):
+        check_on_gpu(args)
         compiled = kernel[grid](*args, **kwargs)
         if table is not None:
             table.remember(args, kwargs, kwargs, compiled)
+
+
+def check_on_gpu(args):
+    """Where CUDA is available the kernels run compiled and take CUDA tensors only: a tensor on
+    another device is refused as torch refuses mixed devices (Triton's own error would name an
+    argument number). Checked on Triton's path; the direct path's key holds each tensor's device
+    type, so a CPU tensor never takes it."""
+    if INTERPRETING or not torch.cuda.is_available():
+        return
+    for a in args:
+        if isinstance(a, torch.Tensor) and not (a.is_cuda or a.is_meta):
+            raise RuntimeError(f"Expected all tensors to be on a CUDA device: CUDA is available, so "
+                               f"tritonalex runs its kernels compiled, but got a tensor on {a.device}")
 
 
 # Set by the host-overhead measurement (tritonalex/perf/overhead.py), which stubs the GPU call

@@ -10,7 +10,7 @@ import tritonalex
 import tritonalex.functional as F
 import tritonalex.nn as tnn
 from tritonalex.kernels import batchnorm as bn_kernels
-from reference import TOLERANCE, Inputs, as_layout, assert_close
+from reference import DEVICE, TOLERANCE, Inputs, as_layout, assert_close
 
 ops = torch.ops.tritonalex
 
@@ -50,14 +50,17 @@ def _opinfo_samples():
 
     # Importing torch's test suite freezes torch.backends' global flags for the whole process
     # (common_utils calls disable_global_flags): thaw them again for the other tests.
-    from torch.testing._internal.common_methods_invocations import op_db
+    try:
+        from torch.testing._internal.common_methods_invocations import op_db
+    except ImportError:  # torch's test suite needs expecttest, which the GPU machines lack
+        return
 
     torch.backends.flags_frozen.__globals__["__allow_nonbracketed_mutation_flag"] = True
     assert not torch.backends.flags_frozen()
 
     (info,) = [op for op in op_db if op.name == "nn.functional.batch_norm" and not op.variant_test_name]
     for dtype in (torch.float64, torch.float32):
-        for sample in info.sample_inputs("cpu", dtype, requires_grad=True):
+        for sample in info.sample_inputs(DEVICE.type, dtype, requires_grad=True):
             yield pytest.param(sample, dtype, id=f"{dtype}-{tuple(sample.input.shape)}-{sample.kwargs}")
 
 

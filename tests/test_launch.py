@@ -1,5 +1,6 @@
 """kernels/launch.py's host-side rules (meta tensors: shapes only, nothing allocated)."""
 
+import pytest
 import torch
 
 from tritonalex.kernels.launch import needs_int64
@@ -26,3 +27,17 @@ def test_split_count_fills_waves_and_weighs_the_serial_tail(monkeypatch):
     assert launch.split_count(20, None, most=24, reduction=2000) == 4  # 80: the tail outweighs
     assert launch.split_count(20, None, most=24) == 13  # 260 programs: 2 rounds of 1/13 each
     assert launch.split_count(20, None, most=5) == 5
+
+
+def test_a_cpu_tensor_is_refused_where_kernels_run_compiled(monkeypatch):
+    """With CUDA available a CPU tensor gets torch's kind of device error, before Triton's launcher
+    (whose own error names only an argument number), and never takes the direct path."""
+    from tritonalex.kernels import direct, launch
+
+    monkeypatch.setattr(launch, "INTERPRETING", False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.raises(RuntimeError, match="Expected all tensors to be on a CUDA device.*cpu"):
+        launch.check_on_gpu((torch.empty(2, device="meta"), 3, torch.empty(2)))
+    launch.check_on_gpu((torch.empty(2, device="meta"), 3))  # meta tensors pass
+    cpu_key = direct._key([0], (torch.empty(2),), {}, 0)
+    assert cpu_key[0][0][-1] is False  # the device type is part of the direct path's key

@@ -7,7 +7,7 @@ import torch
 import tritonalex
 from tritonalex import functional as XF
 from tritonalex.ops._library import IMPLEMENTATIONS
-from reference import Inputs
+from reference import DEVICE, Inputs
 
 ops = torch.ops.tritonalex
 
@@ -36,7 +36,7 @@ def _op_samples():
           .permute(0, 3, 1, 2).contiguous())
     s2d = ([1, 1], [0, 0, 0, 0], [1, 1], 1)
     a, fw, fb = g.randn(5, 8, requires_grad=True), g.randn(3, 8, requires_grad=True), g.randn(3)
-    seed = torch.randint(0, 2**31 - 1, (1,))
+    seed = torch.randint(0, 2**31 - 1, (1,), device=DEVICE)
     fy = ops.linear(a, fw, fb, True, 0.5, seed, False).detach()
     return [
         ("conv2d", (x, w, b, None, *geometry, True, False, False, False)),

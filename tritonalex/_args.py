@@ -82,8 +82,11 @@ def autocast_dtype(input):
     inside the kernel as torch's cast would round it and the bias added in fp32, without a cast
     kernel per step; their gradients come back in their own dtype."""
     device_type = input.device.type
-    # meta tensors (shape-only runs) have no autocast: asking torch about it would raise.
-    if not (torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type)):
+    # meta tensors (shape-only runs) have no autocast: asking torch about it would raise. CUDA
+    # and CPU always have it, and are not asked: torch.compile on torch 2.11 cannot trace the
+    # question (a graph break, then one recompile per layer; seen on an H200).
+    available = device_type in ("cuda", "cpu") or torch.amp.is_autocast_available(device_type)
+    if not (available and torch.is_autocast_enabled(device_type)):
         return None
     return torch.get_autocast_dtype(device_type)
 

@@ -1,0 +1,116 @@
+"""Find the launch behind an illegal memory access on a GPU: one case per process (a fault ends
+the process's CUDA context), each launch synchronized and named as it runs.
+
+    python bench/gpu_diagnose.py CASE [--batch N]
+    compute-sanitizer --tool memcheck --print-limit 3 python bench/gpu_diagnose.py CASE
+
+Cases (the faults the first H200 run found, 2026-11-28, bench/results/gpu-h200-2026-11-28.log):
+  lrn2-backward      the fused LRN -> max-pool backward on lrn2's shapes (256 channels in two
+                     128-channel LRN groups, 27x27 -> 13x13), bf16, channels_last; --band-tile
+                     and --band-splits try other tiles (cells, warps) and band-sum splits
+  conv1-weight-grad  conv1 (space-to-depth) with an NCHW output gradient, its weight gradient
+                     run with each autotune config in turn
+  step               one bf16 training step of the alexnet spec, first configs only
+Prints `ok KERNEL ...` after each launch synchronizes, `FAULT ...` at the first that does not.
+"""
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TRITONALEX_AUTOTUNE", "0")
+
+import torch  # noqa: E402
+
+import tritonalex  # noqa: E402
+import tritonalex.functional as F  # noqa: E402
+from tritonalex.kernels import conv, launch, pool  # noqa: E402
+
+_launch = launch.launch
+
+
+def _synchronized_launch(kernel, grid, *args, cost, configs=None, **kwargs):
+    """The launch, then a synchronize: a fault is reported here, naming this launch."""
+    name = getattr(getattr(kernel, "fn", kernel), "__name__", repr(kernel))
+    shapes = [tuple(a.shape) for a in args if isinstance(a, torch.Tensor)]
+    try:
+        _launch(kernel, grid, *args, cost=cost, configs=configs, **kwargs)
+        torch.cuda.synchronize()
+    except Exception as error:
+        print(f"FAULT {name} {shapes} {kwargs}: {error}", flush=True)
+        raise
+    print(f"ok {name} {shapes} {({k: v for k, v in kwargs.items() if k.isupper()})}", flush=True)
+
+
+def _trace_every_launch():
+    for name, module in list(sys.modules.items()):
+        if name.startswith("tritonalex") and getattr(module, "launch", None) is _launch:
+            module.launch = _synchronized_launch
+
+
+def lrn2_backward(batch, band_tile=None, band_splits=None):
+    from tritonalex.kernels import tiles
+
+    if band_tile:
+        tiles.GPU_BAND_TILES[128] = tuple(int(v) for v in band_tile.split(","))
+    if band_splits is not None:
+        pool.band_splits = lambda dtype, block_g: band_splits
+    print(f"band tile {tiles.band_tile(128, 196, torch.bfloat16, torch.device('cuda'))}, "
+          f"splits {pool.band_splits(torch.bfloat16, 128)}", flush=True)
+    lrn = (5, 1e-4, 0.75, 2.0, 2)
+    x = torch.randn(batch, 256, 27, 27, device="cuda", dtype=torch.bfloat16).relu()
+    x = x.contiguous(memory_format=torch.channels_last)
+    y, idx = pool.max_pool2d_forward(x, (3, 3), (2, 2), (0, 0), (1, 1), (13, 13), lrn=lrn,
+                                     flat_indices=False)
+    dy = torch.randn_like(y)
+    pool.lrn_max_pool2d_backward(dy, idx, x, (3, 3), (2, 2), (0, 0), (1, 1), lrn, mask_input=True)
+
+
+def conv1_weight_grad(batch, **_):
+    x = torch.randn(batch, 3, 227, 227, device="cuda", dtype=torch.bfloat16)
+    w = (0.05 * torch.randn(96, 3, 11, 11, device="cuda")).to(torch.bfloat16).requires_grad_()
+    b = torch.zeros(96, device="cuda", dtype=torch.bfloat16).requires_grad_()
+    kernel = conv._weight_grad
+    (cls,) = [c for c in kernel.gpu_configs if c == "tensor_core"]
+    for config in kernel.gpu_configs[cls]:
+        print(f"-- config {config}", flush=True)
+        kernel.offered[cls] = [config]
+        kernel.tuned[cls].configs = [config]
+        kernel.chosen.clear()
+        kernel.direct.entries.clear()  # (keyed without the config)
+        y = F.conv2d(x, w, b, stride=4)
+        torch.autograd.grad(y, (w, b), torch.randn(y.shape, device="cuda", dtype=y.dtype))
+        torch.cuda.synchronize()
+
+
+def step(batch, **_):
+    import torch.nn.functional as TF
+
+    spec = tritonalex.load_spec("alexnet")
+    model = tritonalex.compile(spec, backend="triton", devices=("cuda:0",)).train()
+    images = torch.randn(batch, spec.channels, spec.size, spec.size, device="cuda")
+    labels = torch.randint(0, 10, (batch,), device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        logits = model(images)
+    TF.cross_entropy(logits.float(), labels).backward()
+
+
+CASES = {"lrn2-backward": lrn2_backward, "conv1-weight-grad": conv1_weight_grad, "step": step}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("case", choices=list(CASES))
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--band-tile", metavar="CELLS,WARPS")
+    parser.add_argument("--band-splits", type=int)
+    args = parser.parse_args()
+    _trace_every_launch()
+    torch.manual_seed(0)
+    CASES[args.case](args.batch, band_tile=args.band_tile, band_splits=args.band_splits)
+    torch.cuda.synchronize()
+    print(f"{args.case}: no fault", flush=True)
+
+
+if __name__ == "__main__":
+    main()

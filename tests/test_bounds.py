@@ -1,0 +1,55 @@
+"""Every launch stays inside its tensors with a GPU's choices. Under the interpreter a load or
+store past a tensor reads or writes whatever host memory lies there, silently; on a GPU it is an
+illegal memory access. So AlexNet's training step runs here as sm_90 would launch it (GPU tiles,
+split counts and paths, and each autotune config in turn), every load, store and atomic checked
+against the launch's tensors (memcheck.py). Slow (the interpreter runs the GPU's many small
+programs: about 8 minutes a step on 2 cores): run with -m slow, or before a GPU session."""
+
+import pytest
+import torch
+import torch.nn.functional as TF
+import triton
+import triton.language as tl
+
+import tritonalex
+from memcheck import bounds_checked, gpu_choices
+
+
+@triton.jit
+def _copy_one_too_many(x_ptr, y_ptr, N, BLOCK: tl.constexpr):
+    offs = tl.arange(0, BLOCK)
+    tl.store(y_ptr + offs, tl.load(x_ptr + offs, mask=offs < N), mask=offs < N + 1)
+
+
+def test_memcheck_catches_a_stray_store():
+    x, y = torch.randn(10), torch.empty(10)
+    _copy_one_too_many[(1,)](x, y, 9, BLOCK=16)  # in bounds: fine
+    with bounds_checked(), pytest.raises(Exception, match="store of 1 element"):
+        _copy_one_too_many[(1,)](x, y, 10, BLOCK=16)
+
+
+def _training_step(spec, batch, layout):
+    torch.manual_seed(0)
+    spec = tritonalex.load_spec(spec)
+    model = tritonalex.compile(spec, backend="triton", devices="cpu").train()
+    images = torch.randn(batch, spec.channels, spec.size, spec.size).to(memory_format=layout)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(images)
+    TF.cross_entropy(logits.float(), torch.arange(batch) % 10).backward()
+    return model
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format],
+                         ids=["channels_last", "nchw"])
+def test_alexnet_step_stays_in_bounds_with_first_configs(layout):
+    """The whole bf16 step at batch 2 with the config TRITONALEX_AUTOTUNE=0 runs."""
+    with bounds_checked(), gpu_choices(configs="first"):
+        model = _training_step("alexnet", 2, layout)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.mark.slow
+def test_alexnet_step_stays_in_bounds_with_every_config():
+    with bounds_checked(), gpu_choices(configs="all"):
+        _training_step("alexnet", 2, torch.contiguous_format)
