@@ -4,6 +4,8 @@
 # 0. (about 100 s) the illegal memory accesses the first run found (2026-11-28): each case of
 #    bench/gpu_diagnose.py at batch 128 with every launch synchronized and named, then under
 #    compute-sanitizer's memcheck at batch 8 where one faulted (it names the access);
+# The whole-net bench and the calibration run each kernel's first config (TRITONALEX_AUTOTUNE=0):
+# the first run's autotuning of a whole training step outlasted its 130 s.
 # 1. (first 4 minutes, compiles included) the GPU tests on AlexNet's shapes (compiled kernels, first
 #    config of each list: TRITONALEX_AUTOTUNE=0, so each shape costs one compile), then
 #    `tritonalex bench --net alexnet` (inference and a training step vs cuDNN/cuBLAS, bf16; the
@@ -37,8 +39,9 @@ source "$(dirname "$0")/gpu_env.sh"
     for case in lrn2-backward conv1-weight-grad step; do
       timed 45 "diagnose $case (batch 128)" python "$repo/bench/gpu_diagnose.py" "$case"
     done
-    # lrn2's other tiles and sums: which of them run (each 16-cell tile is a wgmma with N = 16)
-    for variant in "--band-tile 32,8" "--band-tile 16,4" "--band-splits -1"; do
+    # lrn2 on the sliding kernels (what it runs now), and the band kernel's other tiles and sums:
+    # which of them run (a 16-cell tile's band sums are wgmmas with a 16-wide B operand)
+    for variant in "--band-max 64" "--band-tile 16,4" "--band-tile 32,8" "--band-splits -1"; do
       timed 30 "diagnose lrn2-backward $variant" python "$repo/bench/gpu_diagnose.py" \
           lrn2-backward $variant
     done
@@ -58,9 +61,9 @@ source "$(dirname "$0")/gpu_env.sh"
       "$repo/tests/test_graphed.py::test_replays_draw_new_dropout_masks" \
       "$repo/tests/test_lrn_pool.py" "$repo/tests/test_linear.py" "$repo/tests/test_library.py"
   timed 130 "alexnet spec: inference and training step (eager, CUDA graph, torch.compile) vs torch backend (bf16)" \
-      python -m tritonalex.cli bench --csv "$out/bench.csv" --net alexnet --dtype bf16
+      env TRITONALEX_AUTOTUNE=0 python -m tritonalex.cli bench --csv "$out/bench.csv" --net alexnet --dtype bf16
   timed 100 "static model calibration: measured vs estimated, per layer" \
-      python -m tritonalex.perf.measure --spec alexnet --out "$out/calibration.json"
+      env TRITONALEX_AUTOTUNE=0 python -m tritonalex.perf.measure --spec alexnet --out "$out/calibration.json"
   timed 120 "every layer: bf16, channels_last, forward+backward, with torch.compile" \
       python -m tritonalex.cli bench --csv "$out/bench.csv" --layer all --dtype bf16 \
       --layout channels_last --direction both

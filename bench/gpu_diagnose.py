@@ -6,8 +6,10 @@ the process's CUDA context), each launch synchronized and named as it runs.
 
 Cases (the faults the first H200 run found, 2026-11-28, bench/results/gpu-h200-2026-11-28.log):
   lrn2-backward      the fused LRN -> max-pool backward on lrn2's shapes (256 channels in two
-                     128-channel LRN groups, 27x27 -> 13x13), bf16, channels_last; --band-tile
-                     and --band-splits try other tiles (cells, warps) and band-sum splits
+                     128-channel LRN groups, 27x27 -> 13x13), bf16, channels_last, on the band
+                     kernel (sm_90's default until 2026-11-28); --band-tile and --band-splits
+                     try other tiles (cells, warps) and band-sum splits, --band-max 64 the
+                     sliding kernels that run it now
   conv1-weight-grad  conv1 (space-to-depth) with an NCHW output gradient, its weight gradient
                      run with each autotune config in turn
   step               one bf16 training step of the alexnet spec, first configs only
@@ -48,14 +50,16 @@ def _trace_every_launch():
             module.launch = _synchronized_launch
 
 
-def lrn2_backward(batch, band_tile=None, band_splits=None):
+def lrn2_backward(batch, band_tile=None, band_splits=None, band_max=128):
     from tritonalex.kernels import tiles
 
+    tiles.BAND_MAX[90] = band_max  # 128: the band kernel that faulted; 64: the sliding kernels
     if band_tile:
         tiles.GPU_BAND_TILES[128] = tuple(int(v) for v in band_tile.split(","))
     if band_splits is not None:
         pool.band_splits = lambda dtype, block_g: band_splits
-    print(f"band tile {tiles.band_tile(128, 196, torch.bfloat16, torch.device('cuda'))}, "
+    print(f"band max {band_max}, "
+          f"band tile {tiles.band_tile(128, 196, torch.bfloat16, torch.device('cuda'))}, "
           f"splits {pool.band_splits(torch.bfloat16, 128)}", flush=True)
     lrn = (5, 1e-4, 0.75, 2.0, 2)
     x = torch.randn(batch, 256, 27, 27, device="cuda", dtype=torch.bfloat16).relu()
@@ -104,10 +108,13 @@ def main():
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--band-tile", metavar="CELLS,WARPS")
     parser.add_argument("--band-splits", type=int)
+    parser.add_argument("--band-max", type=int, default=128,
+                        help="tiles.BAND_MAX on sm_90 (64: lrn2 runs the sliding kernels)")
     args = parser.parse_args()
     _trace_every_launch()
     torch.manual_seed(0)
-    CASES[args.case](args.batch, band_tile=args.band_tile, band_splits=args.band_splits)
+    CASES[args.case](args.batch, band_tile=args.band_tile, band_splits=args.band_splits,
+                     band_max=args.band_max)
     torch.cuda.synchronize()
     print(f"{args.case}: no fault", flush=True)
 

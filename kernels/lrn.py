@@ -13,7 +13,7 @@ s (or b) from the forward: LRN is memory-bound, and the recompute only costs cac
 loads per element for size 5 instead of 42.
 Minimum bytes: forward reads x and writes y; backward reads x and dy and writes dx.
 
-The backward of a group of at most BAND_MAX channels (64 on sm_80, 128 on sm_90: tiles.py) runs
+The backward of a group of at most BAND_MAX channels (64; 128 on sm_90 once a GPU clears it: tiles.py) runs
 the band kernel instead: a
 program holds all of the group's channels x BLOCK_S positions (no halo: no window leaves its
 group), loads x and dy once, and forms both sums over the channel axis as a 0/1 band matrix times

@@ -400,8 +400,13 @@ def pow_neg(s, beta, NORMAL_S: tl.constexpr):
 # reads the band matrix from shared memory, so 128-channel groups (AlexNet's lrn2) fit a tile
 # there (its fused LRN -> max-pool backward: 127 us by the static model, bf16, sm_90, against 404
 # for the two sliding kernels); Ampere's mma.sync holds it in registers, and every 128-channel
-# tile tried spills on sm_80 with Triton 3.6, so there groups stop at 64.
-BAND_MAX = {80: 64, 90: 128}
+# tile tried spills on sm_80 with Triton 3.6, so there groups stop at 64. But on an H200 (Triton
+# 3.6, 2026-11-28) lrn2's band backward (128 channels x 16 cells, 8 warps: each band sum a wgmma
+# with a 16-wide B operand) made an illegal memory access that the interpreter, with the GPU's
+# tiles and every access bounds-checked, does not: until bench/gpu_diagnose.py clears a 128-channel
+# band tile on a GPU, sm_90 stops at 64 too (lrn2 then runs the sliding kernels, slower by the
+# static model, and free of tensor-core operands).
+BAND_MAX = {80: 64, 90: 64}
 # (32 cells of 64 channels with 2-part bf16 sums spilled with Triton 3.6 on sm_90 and sm_80.)
 GPU_BAND_TILES = {16: (32, 4), 32: (32, 4), 64: (16, 4), 128: (16, 8)}
 # bf16's one-dot TF32 sums (`band_splits`) leave room for 32 positions of 64 channels on sm_90

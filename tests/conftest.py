@@ -31,4 +31,6 @@ def lrn_path(request, monkeypatch):
 
     if request.param == "sliding":
         monkeypatch.setattr(tiles, "BAND_MAX", {80: 0, 90: 0})
+    else:  # sm_90's 128-channel band tiles too (off on GPUs for now: see tiles.BAND_MAX)
+        monkeypatch.setattr(tiles, "BAND_MAX", {80: 64, 90: 128})
     return request.param
