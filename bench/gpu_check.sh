@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The one prepared GPU check, for a fresh machine with about 10 usable minutes:
 #     bash bench/gpu_check.sh OUT_DIR
-# 0. (about 100 s) the illegal memory accesses the first run found (2026-11-28): each case of
-#    bench/gpu_diagnose.py at batch 128 with every launch synchronized and named, then under
-#    compute-sanitizer's memcheck at batch 8 where one faulted (it names the access);
+# 0. (2 to 4 minutes) bench/gpu_diagnose.py at batch 128, every launch synchronized and named:
+#    a whole training step, then the illegal memory accesses the first run found (2026-11-28)
+#    and lrn2's band kernel on other tiles; where one faulted, lrn2's under compute-sanitizer's
+#    memcheck at batch 8 (it names the access);
 # The whole-net bench and the calibration run each kernel's first config (TRITONALEX_AUTOTUNE=0):
 # the first run's autotuning of a whole training step outlasted its 130 s.
 # 1. (first 4 minutes, compiles included) the GPU tests on AlexNet's shapes (compiled kernels, first
@@ -36,21 +37,21 @@ source "$(dirname "$0")/gpu_env.sh"
   python -c "import sys, torch, triton; print('python', sys.version.split()[0], 'torch', torch.__version__, 'triton', triton.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
 
   {
-    for case in lrn2-backward conv1-weight-grad step; do
-      timed 45 "diagnose $case (batch 128)" python "$repo/bench/gpu_diagnose.py" "$case"
+    # The whole step first (with this commit's paths: does a training step run?), then the two
+    # faults of 2026-11-28, then lrn2's band kernel on one warpgroup and with one TF32 sum (its
+    # 16-cell tile's band sums are wgmmas with a 16-wide B operand; 32 cells spill with 3.6).
+    timed 45 "diagnose step (batch 128)" python "$repo/bench/gpu_diagnose.py" step
+    for case in conv1-weight-grad lrn2-backward; do
+      timed 30 "diagnose $case (batch 128)" python "$repo/bench/gpu_diagnose.py" "$case"
     done
-    # lrn2 on the sliding kernels (what it runs now), and the band kernel's other tiles and sums:
-    # which of them run (a 16-cell tile's band sums are wgmmas with a 16-wide B operand)
-    for variant in "--band-max 64" "--band-tile 16,4" "--band-tile 32,8" "--band-splits -1"; do
-      timed 30 "diagnose lrn2-backward $variant" python "$repo/bench/gpu_diagnose.py" \
+    for variant in "--band-tile 16,4" "--band-splits -1"; do
+      timed 25 "diagnose lrn2-backward $variant" python "$repo/bench/gpu_diagnose.py" \
           lrn2-backward $variant
     done
   } 2>&1 | tee "$out/diagnose.log"
   if grep -q "^FAULT\|illegal memory" "$out/diagnose.log"; then
-    for case in lrn2-backward conv1-weight-grad; do
-      timed 60 "memcheck $case (batch 8)" compute-sanitizer --tool memcheck --print-limit 3 \
-          python "$repo/bench/gpu_diagnose.py" "$case" --batch 8
-    done
+    timed 60 "memcheck lrn2-backward (batch 8)" compute-sanitizer --tool memcheck \
+        --print-limit 3 python "$repo/bench/gpu_diagnose.py" lrn2-backward --batch 8
   fi
 
   # Most telling first: AlexNet's layer shapes, then the LRN/pool and FC suites.

@@ -11,7 +11,7 @@ Cases (the faults the first H200 run found, 2026-11-28, bench/results/gpu-h200-2
                      try other tiles (cells, warps) and band-sum splits, --band-max 64 the
                      sliding kernels that run it now
   conv1-weight-grad  conv1 (space-to-depth) with an NCHW output gradient, its weight gradient
-                     run with each autotune config in turn
+                     run with each autotune config offered to it on sm_90 in turn
   step               one bf16 training step of the alexnet spec, first configs only
 Prints `ok KERNEL ...` after each launch synchronizes, `FAULT ...` at the first that does not.
 """
@@ -76,7 +76,8 @@ def conv1_weight_grad(batch, **_):
     b = torch.zeros(96, device="cuda", dtype=torch.bfloat16).requires_grad_()
     kernel = conv._weight_grad
     (cls,) = [c for c in kernel.gpu_configs if c == "tensor_core"]
-    for config in kernel.gpu_configs[cls]:
+    conv1 = dict(TRANSPOSED=True, REST_M=32, ALIGNED_C=True)  # its launch's constexprs
+    for config in [c for c in kernel.gpu_configs[cls] if launch.offered_on(c, 90, conv1)]:
         print(f"-- config {config}", flush=True)
         kernel.offered[cls] = [config]
         kernel.tuned[cls].configs = [config]
