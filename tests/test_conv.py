@@ -135,7 +135,7 @@ def test_space_to_depth_matches_a_reshape(shape, s, pad, out, layout):
     x = as_layout(Inputs().randn(*shape), layout)
     n, c, h, w = shape
     (u, v), (ph, pw) = out, pad
-    padded = torch.zeros(n, c, s * u, s * v, dtype=x.dtype)
+    padded = torch.zeros(n, c, s * u, s * v, dtype=x.dtype, device=x.device)
     rows, cols = min(h, s * u - ph), min(w, s * v - pw)
     padded[:, :, ph:ph + rows, pw:pw + cols] = x[:, :, :rows, :cols]
     want = (padded.reshape(n, c, u, s, v, s).permute(0, 3, 5, 1, 2, 4).reshape(n, s * s * c, u, v))

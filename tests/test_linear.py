@@ -54,7 +54,7 @@ def test_linear_split_k(splits, monkeypatch):
     rnd = Inputs()
     x = rnd.randn(4, 300, requires_grad=True)
     w, b, dy = rnd.randn(260, 300), rnd.randn(260), rnd.randn(4, 260)
-    seed = torch.tensor([7])
+    seed = torch.tensor([7], device=DEVICE)
     ys = [F.linear(x, w, b, dropout=0.3, seed=seed) for _ in range(2)]
     grads = [torch.autograd.grad(y, x, dy)[0] for y in ys]
     ref = TF.linear(x.detach().double(), w.double(), b.double())
@@ -261,9 +261,10 @@ def test_convert_torchvision_style_alexnet():
 
 def test_relu_and_dropout_keep_channels_last():
     """The compiled net runs channels_last: the elementwise kernels keep that layout (no copy)."""
-    x = torch.randn(2, 3, 4, 5, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(2, 3, 4, 5, dtype=torch.float64, device=DEVICE).contiguous(
+        memory_format=torch.channels_last)
     x.requires_grad_()
-    g = torch.randn(2, 3, 4, 5, dtype=torch.float64)  # an NCHW gradient: read in x's layout
+    g = torch.randn(2, 3, 4, 5, dtype=torch.float64, device=DEVICE)  # an NCHW gradient: read in x's layout
     y = F.relu(x)
     assert y.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(y, torch.relu(x))
@@ -291,14 +292,14 @@ def test_autocast_reads_fp32_weights_in_the_kernel(dtype):
 def test_dropout_seed_passed_in():
     """A seed passed in gives the mask it draws, the same in linear's epilogue and in dropout,
     and is checked like torch checks its arguments."""
-    x = torch.randn(8, 16, dtype=torch.float64) + 3  # positive: the zeros are the mask's
-    w = torch.randn(32, 16, dtype=torch.float64) * 0.1
-    seeds = torch.randint(0, 2**31 - 1, (2,))
+    x = torch.randn(8, 16, dtype=torch.float64, device=DEVICE) + 3  # positive: the zeros are the mask's
+    w = torch.randn(32, 16, dtype=torch.float64, device=DEVICE) * 0.1
+    seeds = torch.randint(0, 2**31 - 1, (2,), device=DEVICE)
     a = F.linear(x, w, dropout=0.5, seed=seeds[0:1])
     b = F.linear(x, w, dropout=0.5, seed=seeds[0:1])
     c = F.linear(x, w, dropout=0.5, seed=seeds[1:2])
     assert torch.equal(a, b) and not torch.equal(a == 0, c == 0)
-    y = torch.ones(8, 32, dtype=torch.float64)
+    y = torch.ones(8, 32, dtype=torch.float64, device=DEVICE)
     assert torch.equal(F.dropout(y, 0.5, seed=seeds[1:2]), F.dropout(y, 0.5, seed=seeds[1:2]))
     with pytest.raises(TypeError, match="one-element int64 tensor"):
         F.linear(x, w, dropout=0.5, seed=seeds)

@@ -368,12 +368,12 @@ def test_fused_lrn_pool_saves_tap_codes_for_64_channel_bands(dtype, monkeypatch)
 def test_pool_indices_are_tap_codes_unless_returned():
     """Tap codes (kh*KW + kw in the window, int16 for 16-bit inputs, int32 else) pick the same
     tap as torch's index; returned indices are torch's int64."""
-    x = torch.randn(2, 3, 9, 8, dtype=torch.float64)
+    x = torch.randn(2, 3, 9, 8, dtype=torch.float64, device=DEVICE)
     geometry = ((3, 2), (2, 2), (1, 0), (1, 1), (5, 4))  # kernel, stride, padding, dilation, out
     _, codes = pool_kernels.max_pool2d_forward(x, *geometry, flat_indices=False)
     _, flat = TF.max_pool2d(x, (3, 2), (2, 2), (1, 0), return_indices=True)
-    oh = torch.arange(5).view(1, 1, 5, 1)
-    ow = torch.arange(4).view(1, 1, 1, 4)
+    oh = torch.arange(5, device=DEVICE).view(1, 1, 5, 1)
+    ow = torch.arange(4, device=DEVICE).view(1, 1, 1, 4)
     kh, kw = flat // 8 - (2 * oh - 1), flat % 8 - 2 * ow
     assert codes.dtype == torch.int32 and torch.equal(codes.long(), kh * 2 + kw)
     assert pool_kernels.max_pool2d_forward(x.half(), *geometry, flat_indices=False)[1].dtype \
