@@ -61,13 +61,10 @@ def lrn2_backward(batch, band_tile=None, band_splits=None, band_max=128):
     print(f"band max {band_max}, "
           f"band tile {tiles.band_tile(128, 196, torch.bfloat16, torch.device('cuda'))}, "
           f"splits {pool.band_splits(torch.bfloat16, 128)}", flush=True)
-    lrn = (5, 1e-4, 0.75, 2.0, 2)
     x = torch.randn(batch, 256, 27, 27, device="cuda", dtype=torch.bfloat16).relu()
-    x = x.contiguous(memory_format=torch.channels_last)
-    y, idx = pool.max_pool2d_forward(x, (3, 3), (2, 2), (0, 0), (1, 1), (13, 13), lrn=lrn,
-                                     flat_indices=False)
-    dy = torch.randn_like(y)
-    pool.lrn_max_pool2d_backward(dy, idx, x, (3, 3), (2, 2), (0, 0), (1, 1), lrn, mask_input=True)
+    x = x.contiguous(memory_format=torch.channels_last).requires_grad_()
+    y = F.lrn_max_pool2d(x, 5, 1e-4, 0.75, 2.0, groups=2, kernel_size=3, stride=2)
+    torch.autograd.grad(y, x, torch.randn_like(y))
 
 
 def conv1_weight_grad(batch, **_):
