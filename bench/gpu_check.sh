@@ -13,7 +13,8 @@
 #    step also replayed from a CUDA graph and compiled by torch.compile, both paths);
 # 2. the static model's calibration: one profiled alexnet training step, measured time per layer
 #    beside the model's estimate (`python -m tritonalex.perf.measure`, calibration.json);
-# 3. the per-layer sweep, cut to fit: every layer, bf16, channels_last, forward+backward, then the
+# 3. the per-layer sweep, cut to fit: every layer, bf16, channels_last, forward+backward, eager
+#    and replayed from CUDA graphs (GPU time alone; torch.compile skipped for time), then the
 #    conv layers in NCHW; then the speedup plot;
 # 4. if time is left, a short `tritonalex train` (triton backend) and `eval`;
 # 5. the whole test suite, compiled, in what is left: every step's limit is cut to what is left
@@ -65,9 +66,9 @@ source "$(dirname "$0")/gpu_env.sh"
       env TRITONALEX_AUTOTUNE=0 python -m tritonalex.cli bench --csv "$out/bench.csv" --net alexnet --dtype bf16
   timed 100 "static model calibration: measured vs estimated, per layer" \
       env TRITONALEX_AUTOTUNE=0 python -m tritonalex.perf.measure --spec alexnet --out "$out/calibration.json"
-  timed 120 "every layer: bf16, channels_last, forward+backward, with torch.compile" \
+  timed 120 "every layer: bf16, channels_last, forward+backward, eager and CUDA-graph replays" \
       python -m tritonalex.cli bench --csv "$out/bench.csv" --layer all --dtype bf16 \
-      --layout channels_last --direction both
+      --layout channels_last --direction both --cuda-graph --no-compile
   timed 40 "conv layers: NCHW bf16, forward+backward" \
       python -m tritonalex.cli bench --csv "$out/bench.csv" --layer conv --dtype bf16 \
       --layout nchw --direction both --no-compile

@@ -147,6 +147,25 @@ def test_cpu_check_fails_on_a_wrong_kernel(capsys, monkeypatch):
     assert "FAIL" in out.out
 
 
+def test_graph_replay_rows_compare_like_with_like(monkeypatch):
+    """--cuda-graph adds each layer's steps replayed from a graph (capture stubbed: no GPU here);
+    a replay's speedup divides torch's replay, an eager step's torch's eager step."""
+    order = ("tritonalex", "torch", "tritonalex.graph", "torch.graph")
+    fake = dict(zip(order, [(1.0,) * 3, (2.0,) * 3, (0.5,) * 3, (1.5,) * 3]))
+    calls = iter(fake[impl] for impl in order)
+    monkeypatch.setattr(harness, "time_ms", lambda step: next(calls))
+    monkeypatch.setattr(harness, "peak_mib", lambda step: 1.0)
+    monkeypatch.setattr(measure, "_replayed", lambda step: (step, None))
+    monkeypatch.setattr(harness, "run_info", lambda batch: dict(
+        date="d", gpu="NVIDIA H200", torch="t", triton="tr", tritonalex="x", batch=batch))
+    args = argparse.Namespace(batch=1, dtype=["fp32"], no_compile=True, json=True, csv="",
+                              no_csv=True, spec="alexnet", cuda_graph=True)
+    rows = measure.measure(["pool5"], None, args, ("forward",), ("nchw",), "cpu")
+    speedups = {r["impl"]: r["speedup_vs_torch"] for r in rows}
+    assert speedups == {"tritonalex": 2.0, "torch": 1.0, "tritonalex.graph": 3.0,
+                        "torch.graph": 1.0}
+
+
 def test_measured_rows_csv_and_table(monkeypatch, tmp_path, capsys):
     """The GPU path's plumbing with the timer stubbed (no GPU here): rows, roofline, speedup,
     the atomic CSV append and the table. No time here is a measurement."""
@@ -159,7 +178,7 @@ def test_measured_rows_csv_and_table(monkeypatch, tmp_path, capsys):
         tritonalex="x", batch=batch))
     path = tmp_path / "results" / "bench.csv"
     args = argparse.Namespace(batch=1, dtype=["fp32"], no_compile=True, json=False, csv=str(path),
-                              no_csv=False, spec="alexnet")
+                              no_csv=False, spec="alexnet", cuda_graph=False)
     rows = measure.measure(["pool5"], None, args, ("forward",), ("nchw",), "cpu")
     assert [r["impl"] for r in rows] == ["tritonalex", "torch"]
     ours = rows[0]

@@ -41,6 +41,10 @@ def add_parser(commands):
     p.add_argument("--layout", choices=["nchw", "channels_last", "both"], default="both",
                    help="activation layout of conv/LRN/pool layers (default both; fc is row-major)")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="also time each layer's tritonalex and torch steps replayed from a CUDA "
+                        "graph (rows tritonalex.graph, torch.graph: the GPU's time without the "
+                        "host's; --net always times its training step so)")
     p.add_argument("--csv", default=DEFAULT_CSV,
                    help=f"CSV file that measured rows are appended to (GPU only; default {DEFAULT_CSV})")
     p.add_argument("--no-csv", action="store_true", help="append nothing to the CSV")

@@ -4,7 +4,8 @@ Every row compares implementations measured side by side in one process on one c
 20th and 80th percentile times (triton.testing.do_bench: CUDA events after warm-up, L2 flushed
 between runs), achieved TFLOP/s and GB/s, the roofline floor (the larger of FLOPs over peak compute
 and minimum bytes over peak bandwidth), the % of that floor reached, the speedup over torch eager
-and the peak memory of one call. Result files are written atomically.
+(a CUDA-graph replay's, `*.graph`, over torch's replay) and the peak memory of one call. Result
+files are written atomically.
 """
 
 import csv
@@ -101,10 +102,16 @@ def measurement_rows(info, case, precision, layout, direction, steps, flops, byt
             row.update(p50_ms=round(p50, 4), p20_ms=round(p20, 4), p80_ms=round(p80, 4),
                        tflops=round(flops / p50 / 1e9, 2), gbps=round(bytes_ / p50 / 1e6, 1),
                        floor_ms=round(floor, 4), pct_of_roofline=round(100 * floor / p50, 1),
-                       speedup_vs_torch=round(times["torch"][0] / p50, 3),
+                       speedup_vs_torch=round(times[_baseline(impl, times)][0] / p50, 3),
                        peak_mib=round(peak_mib(step), 1))
         rows.append(row)
     return rows
+
+
+def _baseline(impl, times):
+    """The row a speedup divides: torch eager, or for a graph replay (`*.graph`) torch's replay
+    where one was timed (like against like: both without host time)."""
+    return "torch.graph" if impl.endswith(".graph") and "torch.graph" in times else "torch"
 
 
 def append_csv_atomically(rows, path):

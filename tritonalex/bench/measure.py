@@ -23,6 +23,10 @@ def measure(chosen, spec, args, directions, layouts, device):
                     for direction in directions:
                         steps, step_notes = _steps(fns, notes, lambda fn, d=direction:
                                                    layers.step(fn, args_, d, grad_output))
+                        if args.cuda_graph:  # each eager step replayed from a graph too
+                            for impl in ("tritonalex", "torch"):
+                                steps[f"{impl}.graph"], note = _replayed(steps[impl])
+                                step_notes.update({f"{impl}.graph": note} if note else {})
                         flops, bytes_ = layers.cost(layer, args.batch, args_[0].element_size(),
                                                     direction, spec=args.spec)
                         rows += _record(harness.measurement_rows(
@@ -68,6 +72,26 @@ def _graphed(model, x, labels):
     """(step, None), or (None, why) when the capture fails: the row says so, the run goes on."""
     try:
         return net.graphed_step(model, x, labels), None
+    except Exception as exc:  # noqa: BLE001 - reported in the row, never hidden
+        return None, f"CUDA graph capture failed: {exc}"[:200]
+
+
+def _replayed(step):
+    """(the replay of `step` captured once into a CUDA graph, None), or (None, why) when the
+    capture fails. A replay launches everything in one call: its time is the GPU's alone, where
+    an eager step's is its host's whenever launching outlasts the kernels. The step warms up on
+    a side stream first (tuning, compiling, the allocator's pools), as torch's graph docs ask."""
+    try:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                step()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            step()
+        return graph.replay, None
     except Exception as exc:  # noqa: BLE001 - reported in the row, never hidden
         return None, f"CUDA graph capture failed: {exc}"[:200]
 
