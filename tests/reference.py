@@ -36,7 +36,8 @@ class Inputs:
         self.generator = torch.Generator().manual_seed(self.seed)
 
     def randn(self, *shape, dtype=torch.float64, requires_grad=False):
-        t = torch.randn(shape, generator=self.generator, dtype=torch.float64).to(DEVICE, dtype)
+        t = torch.randn(shape, generator=self.generator, device=self.generator.device,
+                        dtype=torch.float64).to(DEVICE, dtype)
         return t.requires_grad_(requires_grad)
 
 

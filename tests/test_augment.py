@@ -13,7 +13,7 @@ from reference import DEVICE, TOLERANCE, Inputs, assert_close
 
 def stored_images(inputs, count, h, w, channels=3):
     return torch.randint(0, 256, (count, h, w, channels), generator=inputs.generator,
-                         dtype=torch.uint8).to(DEVICE)
+                         device=inputs.generator.device, dtype=torch.uint8).to(DEVICE)
 
 
 def expected(images, views, stats, crop):
@@ -41,9 +41,10 @@ def test_random_views_match_reference(dtype, memory_format):
     inputs = Inputs()
     images = stored_images(inputs, 7, 21, 19)  # odd, non-square stored images
     stats = ColorStats.from_images([images.cpu()])
-    index = torch.randint(0, 7, (11,), generator=inputs.generator)
+    index = torch.randint(0, 7, (11,), generator=inputs.generator, device=inputs.generator.device)
     views = random_views(index, 19, 17, inputs.generator, alpha_std=0.5)
-    views.top = torch.randint(0, 21 - 17 + 1, (11,), generator=inputs.generator, dtype=torch.int32)
+    views.top = torch.randint(0, 21 - 17 + 1, (11,), generator=inputs.generator,
+                              device=inputs.generator.device, dtype=torch.int32)
     out = augment(images, views, stats, 17, dtype, memory_format)
     assert out.dtype == dtype and out.shape == (11, 3, 17, 17)
     assert out.is_contiguous(memory_format=memory_format)
@@ -84,7 +85,7 @@ def test_pca_lighting_matches_numpy():
     ours = np.array(stats.eigvecs)
     signs = np.sign((ours * eigvecs).sum(0))  # eigenvectors are defined up to sign
     np.testing.assert_allclose(ours, eigvecs * signs, atol=1e-9)
-    alphas = torch.randn(6, 3, generator=inputs.generator) * 0.1
+    alphas = torch.randn(6, 3, generator=inputs.generator, device=inputs.generator.device) * 0.1
     want = (alphas.numpy().astype(np.float64) * eigvals) @ (eigvecs * signs).T  # sum a_i l_i p_i
     np.testing.assert_allclose(stats.lighting_shift(alphas).numpy(), want, rtol=1e-5, atol=1e-9)
 
@@ -110,3 +111,17 @@ def test_bad_input_raises_before_launch():
         augment(images, ten_crop_views(torch.tensor([0]), 12, 8), stats, 8)
     assert augment_reference(images, center_views(torch.tensor([1]), 10, 8), stats, 8).shape == \
         (1, 3, 8, 8)
+
+
+def test_draws_follow_their_generator_not_the_default_device():
+    """Random draws happen where their generator lives, whatever torch.set_default_device says
+    (a user's default device, or a GPU test run's)."""
+    from tritonalex.data import epoch_order
+
+    index, gen = torch.arange(3), torch.Generator().manual_seed(0)
+    with torch.device("meta"):
+        views = random_views(index, 10, 8, gen)
+        no_flips = random_views(index, 10, 8, gen, flip=False)
+        order = epoch_order(10, 0, 0, 0, 1)
+    drawn = (views.top, views.left, views.flip, views.alphas, no_flips.flip, order)
+    assert all(t.device.type == "cpu" for t in drawn)

@@ -24,7 +24,7 @@ def _run(fn, x, running_mean, running_var, weight, bias, *args, **kwargs):
     stats = [None if t is None else t.detach().clone() for t in (running_mean, running_var)]
     y = fn(x, *stats, *params, *args, **kwargs)
     wrt = [t for t in (x, *params) if t is not None and t.requires_grad]
-    dy = torch.randn(y.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    dy = torch.randn(y.shape, generator=torch.Generator().manual_seed(1), device="cpu", dtype=torch.float64)
     grads = torch.autograd.grad(y, wrt, dy.to(y.dtype)) if wrt and y.numel() else ()
     return y, list(grads), stats
 

@@ -21,8 +21,8 @@ def _rerun(body):
 
 def test_sgd_update_equals_torch_sgd():
     gen = torch.Generator().manual_seed(0)
-    params = [torch.randn(5, 3, generator=gen, dtype=torch.float64), torch.randn(7, generator=gen,
-                                                                               dtype=torch.float64)]
+    params = [torch.randn(5, 3, generator=gen, device=gen.device, dtype=torch.float64),
+              torch.randn(7, generator=gen, device=gen.device, dtype=torch.float64)]
     ours = [p.clone() for p in params]
     theirs = [p.clone().requires_grad_() for p in params]
     opt = torch.optim.SGD(theirs, lr=0.1, momentum=0.9, weight_decay=5e-4)
@@ -32,7 +32,7 @@ def test_sgd_update_equals_torch_sgd():
         if step == 3:  # a plateau drop: the tensor changes, the update follows
             lr.fill_(0.01)
             opt.param_groups[0]["lr"] = 0.01
-        grads = [torch.randn(p.shape, generator=gen, dtype=torch.float64) for p in params]
+        grads = [torch.randn(p.shape, generator=gen, device=gen.device, dtype=torch.float64) for p in params]
         for p, g in zip(theirs, grads):
             p.grad = g.clone()
         opt.step()
@@ -49,8 +49,8 @@ def _tiny_model(seed):
 
 def _batches(sizes):
     gen = torch.Generator().manual_seed(1)
-    return [(torch.randn(n, 3, 6, 6, generator=gen, dtype=torch.float64),
-             torch.randint(0, 5, (n,), generator=gen)) for n in sizes]
+    return [(torch.randn(n, 3, 6, 6, generator=gen, device=gen.device, dtype=torch.float64),
+             torch.randint(0, 5, (n,), generator=gen, device=gen.device)) for n in sizes]
 
 
 def test_static_buffers_train_as_the_eager_loop():

@@ -259,7 +259,8 @@ def test_max_pool_forward_walks_row_bands(kwargs, pair, monkeypatch):
     monkeypatch.setattr(pool_kernels, "INTERPRETER_BANDS", 2)
     monkeypatch.setattr(pool_kernels, "PAIR_COLUMNS", pair)
     rnd = Inputs()
-    x = torch.randint(-2, 3, (2, 3, 27, 7), generator=rnd.generator, dtype=torch.float64).to(DEVICE)
+    x = torch.randint(-2, 3, (2, 3, 27, 7), generator=rnd.generator, device=rnd.generator.device,
+                      dtype=torch.float64).to(DEVICE)
     x[0, 0, 2, 3] = x[0, 0, 4, 1] = float("nan")
     x[1, 1, 6] = float("-inf")
     x[1, 2, 8:11] = float("inf")
@@ -303,7 +304,8 @@ def test_fused_forward_channel_runs_and_column_pairs(size, pool, monkeypatch):
 
     monkeypatch.setattr(pool_kernels, "launch", spy)
     rnd = Inputs()
-    x = torch.randint(-3, 4, (2, 24, 11, 9), generator=rnd.generator, dtype=torch.float64)
+    x = torch.randint(-3, 4, (2, 24, 11, 9), generator=rnd.generator, device=rnd.generator.device,
+                      dtype=torch.float64)
     x = as_layout(x.to(DEVICE), "channels_last")
     x[0, 4, 3, 2] = float("nan")  # run 1's first channel: the halo of run 0
     x[1, 15, 5, 5] = float("inf")  # group 1's run 0, last channel: the halo of its run 1

@@ -337,12 +337,14 @@ def test_convert_does_not_fuse_across_hooks():
     seen = []
     model[0].register_forward_hook(lambda m, i, o: seen.append(("conv", o.min().item())))
     model[1].register_forward_hook(lambda m, i, o: seen.append(("relu", o.min().item())))
-    expected = model(torch.randn(1, 3, 9, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(1)))
+    expected = model(torch.randn(1, 3, 9, 9, dtype=torch.float64, device="cpu",
+                                 generator=torch.Generator().manual_seed(1)))
     seen.clear()
     tritonalex.convert(model)
     assert isinstance(model[1], torch.nn.ReLU) and model[0].activation is None  # not fused
     assert isinstance(model[3], torch.nn.Identity) and model[2].activation == "relu"  # no hooks
-    out = model(torch.randn(1, 3, 9, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(1)))
+    out = model(torch.randn(1, 3, 9, 9, dtype=torch.float64, device="cpu",
+                            generator=torch.Generator().manual_seed(1)))
     assert [k for k, _ in seen] == ["conv", "relu"] and seen[0][1] < 0  # pre-ReLU values
     check_close(out, expected, "converted model")
 

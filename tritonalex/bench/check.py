@@ -73,7 +73,7 @@ def _check_layer(layer, batch, layout, backward, spec="alexnet"):
         out = fn(*args_)
         grads = ()
         if backward:
-            grad_output = torch.randn(out.shape, generator=torch.Generator().manual_seed(1),
+            grad_output = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), device="cpu",
                                       dtype=torch.float64)
             grads = torch.autograd.grad(out, [a for a in args_ if a.requires_grad], grad_output)
         results[impl] = (out.detach(),) + tuple(grads)

@@ -101,7 +101,8 @@ def inputs(name, batch, dtype, layout, device, seed=0, spec="alexnet"):
     gen = torch.Generator().manual_seed(seed)
 
     def randn(*shape, scale=1.0):
-        return (scale * torch.randn(*shape, generator=gen, dtype=torch.float64)).to(device, dtype)
+        drawn = torch.randn(*shape, generator=gen, device=gen.device, dtype=torch.float64)
+        return (scale * drawn).to(device, dtype)
 
     fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
     return case(name, spec).inputs(batch, dtype, fmt, device, randn)

@@ -53,8 +53,9 @@ def models(spec, dtype, device, seed=0):
 def batch_of(spec, batch, dtype, device, seed=0):
     """Random images and labels for `spec`."""
     gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, spec.channels, spec.size, spec.size, generator=gen, dtype=torch.float64)
-    labels = torch.randint(0, spec.classes, (batch,), generator=gen)
+    x = torch.randn(batch, spec.channels, spec.size, spec.size, generator=gen, device=gen.device,
+                    dtype=torch.float64)
+    labels = torch.randint(0, spec.classes, (batch,), generator=gen, device=gen.device)
     return x.to(device, dtype), labels.to(device)
 
 
@@ -95,7 +96,7 @@ def augmentation_case(spec, batch, dtype, device, seed=0):
     uint8 images (random, at the spec's stored size) into the network's input, two ways."""
     stored = stored_size(spec.size)
     gen = torch.Generator().manual_seed(seed)
-    images = torch.randint(0, 256, (batch, stored, stored, spec.channels), generator=gen,
+    images = torch.randint(0, 256, (batch, stored, stored, spec.channels), generator=gen, device=gen.device,
                            dtype=torch.uint8)
     stats = ColorStats.from_images([images])
     views = random_views(torch.arange(batch), stored, spec.size, gen, channels=spec.channels)

@@ -28,7 +28,7 @@ def stored_size(input_size):
 def epoch_order(count, seed, epoch, rank, world):
     """Indices of this rank's images for one epoch."""
     gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    order = torch.randperm(count, generator=gen)
+    order = torch.randperm(count, generator=gen, device=gen.device)
     per_rank = count // world
     return order[rank::world][:per_rank]
 

@@ -67,11 +67,12 @@ class Views:
 def random_views(index, stored, crop, generator, channels=3, alpha_std=0.1, flip=True):
     """Training views: uniform random crop corners, reflection with probability 1/2, alphas."""
     n = index.shape[0]
-    top = torch.randint(0, stored - crop + 1, (n,), generator=generator, dtype=torch.int32)
-    left = torch.randint(0, stored - crop + 1, (n,), generator=generator, dtype=torch.int32)
-    flips = (torch.randint(0, 2, (n,), generator=generator, dtype=torch.int32) if flip
-             else torch.zeros(n, dtype=torch.int32))
-    alphas = torch.randn(n, channels, generator=generator) * alpha_std
+    drawn = dict(generator=generator, device=generator.device)  # where the generator draws
+    top = torch.randint(0, stored - crop + 1, (n,), dtype=torch.int32, **drawn)
+    left = torch.randint(0, stored - crop + 1, (n,), dtype=torch.int32, **drawn)
+    flips = (torch.randint(0, 2, (n,), dtype=torch.int32, **drawn) if flip
+             else torch.zeros(n, dtype=torch.int32, device=generator.device))
+    alphas = torch.randn(n, channels, generator=generator, device=generator.device) * alpha_std
     return Views(index.to(torch.int64), top, left, flips, alphas)
 
 

@@ -430,9 +430,10 @@ def _training_views(index, stored, crop, gen, config):
         return random_views(index, stored, crop, gen, alpha_std=config.pca_std, flip=config.flip)
     views = center_views(index, stored, crop)
     if config.flip:  # reflections without crops
-        views.flip = torch.randint(0, 2, views.flip.shape, generator=gen, dtype=torch.int32)
+        views.flip = torch.randint(0, 2, views.flip.shape, generator=gen, device=gen.device,
+                                   dtype=torch.int32)
     if config.pca_std:
-        views.alphas = torch.randn(views.alphas.shape, generator=gen) * config.pca_std
+        views.alphas = torch.randn(views.alphas.shape, generator=gen, device=gen.device) * config.pca_std
     return views
 
 
