@@ -5,25 +5,23 @@
 #    a whole training step, then the illegal memory accesses the first run found (2026-11-28)
 #    and lrn2's band kernel on other tiles; where one faulted, lrn2's under compute-sanitizer's
 #    memcheck at batch 8 (it names the access);
-# The whole-net bench and the calibration run each kernel's first config (TRITONALEX_AUTOTUNE=0):
-# the first run's autotuning of a whole training step outlasted its 130 s.
-# 1. (first 4 minutes, compiles included) the GPU tests on AlexNet's shapes (compiled kernels, first
-#    config of each list: TRITONALEX_AUTOTUNE=0, so each shape costs one compile), then
-#    `tritonalex bench --net alexnet` (inference and a training step vs cuDNN/cuBLAS, bf16; the
-#    step also replayed from a CUDA graph and compiled by torch.compile, both paths);
-# 2. the static model's calibration: one profiled alexnet training step, measured time per layer
-#    beside the model's estimate (`python -m tritonalex.perf.measure`, calibration.json);
+# 1. the GPU tests on AlexNet's shapes (compiled, first config of each list:
+#    TRITONALEX_AUTOTUNE=0, so each shape costs one compile), then `tritonalex bench --net
+#    alexnet` (inference and a training step vs cuDNN/cuBLAS, bf16; the step also replayed from a
+#    CUDA graph and compiled by torch.compile, both paths), first configs too: the first run's
+#    autotuning of a whole training step outlasted its 130 s;
+# 2. the static model's calibration (first configs): one profiled alexnet training step, measured
+#    time per layer beside the model's estimate (`python -m tritonalex.perf.measure`);
 # 3. the per-layer sweep, cut to fit: every layer, bf16, channels_last, forward+backward, eager
 #    and replayed from CUDA graphs (GPU time alone; torch.compile skipped for time), then the
 #    conv layers in NCHW; then the speedup plot;
-# 4. if time is left, a short `tritonalex train` (triton backend) and `eval`;
-# 5. the whole test suite, compiled, in what is left: every step's limit is cut to what is left
-#    of BUDGET seconds (default 560) and a step with nothing left is skipped.
-# Writes gpu_check.log, diagnose.log, pytest.xml, bench.csv, calibration.json, speedup.png, train_metrics.jsonl
-# and pytest_all.xml under OUT_DIR (eight files: the device tool brings back at most eight; the
-# checkpoints stay in a temporary folder).
-# Each step has its own time limit and prints its time; the bench command appends to its CSV after
-# every case, so a step cut short keeps what it measured.
+# 4. a short `tritonalex train` (triton backend) and `eval`;
+# 5. the whole test suite, compiled, in what is left. Every step's limit is cut to what is left
+#    of BUDGET seconds (default 560); a step with nothing left is skipped.
+# Writes gpu_check.log, diagnose.log, pytest.xml, bench.csv, calibration.json, speedup.png,
+# train_metrics.jsonl and pytest_all.xml under OUT_DIR (eight files: the device tool brings back
+# at most eight; the checkpoints stay in a temporary folder). The bench command appends to its
+# CSV after every case, so a step cut short keeps what it measured.
 set -uo pipefail
 out=${1:?usage: bench/gpu_check.sh OUT_DIR}
 mkdir -p "$out"
