@@ -168,6 +168,12 @@ def _resolve(config, run, explicit):
         run.say(f"backend: {backend} ({reason})")
     else:
         run.say(f"backend: {config.backend} (chosen)")
+    if config.backend == "triton" and torch.cuda.is_available():
+        from ..kernels.launch import AUTOTUNE
+
+        if AUTOTUNE:  # minutes of silence otherwise: the first H200 run's step tuned > 130 s
+            run.say("the first steps compile and time every kernel's configs for this GPU (minutes "
+                    "on a first run; TRITONALEX_AUTOTUNE=0 takes each kernel's first config)")
     if config.out is None:
         config = dataclasses.replace(config, out=_default_out(config.spec))
     _validate(config)
