@@ -18,7 +18,6 @@ Prints `ok KERNEL ...` after each launch synchronizes, `FAULT ...` at the first 
 
 import argparse
 import os
-import sys
 
 os.environ.setdefault("TRITONALEX_AUTOTUNE", "0")
 
@@ -26,14 +25,16 @@ import torch  # noqa: E402
 
 import tritonalex  # noqa: E402
 import tritonalex.functional as F  # noqa: E402
+from trace_launches import replace_launch  # noqa: E402  (beside this file)
 from tritonalex.kernels import conv, launch, pool  # noqa: E402
+from tritonalex.perf.capture import kernel_name  # noqa: E402
 
 _launch = launch.launch
 
 
 def _synchronized_launch(kernel, grid, *args, cost, configs=None, **kwargs):
     """The launch, then a synchronize: a fault is reported here, naming this launch."""
-    name = getattr(getattr(kernel, "fn", kernel), "__name__", repr(kernel))
+    name = kernel_name(kernel)
     shapes = [tuple(a.shape) for a in args if isinstance(a, torch.Tensor)]
     try:
         _launch(kernel, grid, *args, cost=cost, configs=configs, **kwargs)
@@ -42,12 +43,6 @@ def _synchronized_launch(kernel, grid, *args, cost, configs=None, **kwargs):
         print(f"FAULT {name} {shapes} {kwargs}: {error}", flush=True)
         raise
     print(f"ok {name} {shapes} {({k: v for k, v in kwargs.items() if k.isupper()})}", flush=True)
-
-
-def _trace_every_launch():
-    for name, module in list(sys.modules.items()):
-        if name.startswith("tritonalex") and getattr(module, "launch", None) is _launch:
-            module.launch = _synchronized_launch
 
 
 def lrn2_backward(batch, band_tile=None, band_splits=None, band_max=128):
@@ -109,7 +104,7 @@ def main():
     parser.add_argument("--band-max", type=int, default=128,
                         help="tiles.BAND_MAX on sm_90 (64: lrn2 runs the sliding kernels)")
     args = parser.parse_args()
-    _trace_every_launch()
+    replace_launch(_synchronized_launch)
     torch.manual_seed(0)
     CASES[args.case](args.batch, band_tile=args.band_tile, band_splits=args.band_splits,
                      band_max=args.band_max)

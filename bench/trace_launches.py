@@ -17,6 +17,7 @@ import tritonalex  # noqa: F401  (first: without CUDA it turns the interpreter o
 import triton.runtime.autotuner as autotuner
 from tritonalex.kernels import direct
 from tritonalex.kernels import launch as launch_module
+from tritonalex.perf.capture import kernel_name
 
 
 def _say(*parts):
@@ -29,16 +30,11 @@ def _describe(args):
                     if isinstance(a, torch.Tensor) else repr(a) for a in args)
 
 
-def _name(kernel):
-    inner = getattr(kernel, "base_fn", None) or getattr(kernel, "fn", None) or kernel
-    return getattr(inner, "__name__", repr(inner))
-
-
 _bench = autotuner.Autotuner._bench
 
 
 def _traced_bench(self, *args, config, **meta):
-    _say("tune", _name(self), config)
+    _say("tune", kernel_name(self), config)
     return _bench(self, *args, config=config, **meta)
 
 
@@ -46,7 +42,7 @@ _launch = launch_module.launch
 
 
 def _traced_launch(kernel, grid, *args, cost, configs=None, **kwargs):
-    _say("run", _name(kernel), "grid", grid if not callable(grid) else "(callable)",
+    _say("run", kernel_name(kernel), "grid", grid if not callable(grid) else "(callable)",
          _describe(args), kwargs, "autotuned" if configs else "")
     return _launch(kernel, grid, *args, cost=cost, configs=configs, **kwargs)
 
@@ -61,13 +57,18 @@ def _traced_direct(self, grid, args, constexprs):
     return done
 
 
+def replace_launch(replacement):
+    """Every launch in tritonalex goes through `replacement` (which may call launch.launch): the
+    kernel modules took `launch` by name when tritonalex loaded them, so each is repointed."""
+    for name, module in list(sys.modules.items()):
+        if name.startswith("tritonalex") and getattr(module, "launch", None) is _launch:
+            module.launch = replacement
+
+
 def main():
     autotuner.Autotuner._bench = _traced_bench
     direct.DirectLaunches.launch = _traced_direct
-    # The kernel modules took `launch` by name when tritonalex loaded them.
-    for name, module in list(sys.modules.items()):
-        if name.startswith("tritonalex") and getattr(module, "launch", None) is _launch:
-            module.launch = _traced_launch
+    replace_launch(_traced_launch)
     module_name, sys.argv = sys.argv[1], sys.argv[1:]
     runpy.run_module(module_name, run_name="__main__", alter_sys=True)
 

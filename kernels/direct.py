@@ -14,8 +14,8 @@ key: integers and floats by value (so it fixes every specialization Triton deriv
 tensors by dtype, data_ptr % 16 and whether on CUDA (a CPU tensor must reach launch.check_on_gpu),
 the constexprs, the current device. Values, not types: 1 and 1.0 share a key, so launchers pass
 floats as floats (they do: sizes and strides come from torch as ints, float arguments pass
-through float()); a mix-up would be harmless or loud (an int where
-a kernel took a float converts; a float where it took an int is a TypeError), never silent.
+through float()); a mix-up would be harmless or loud (an int where a kernel took a float
+converts; a float where it took an int is a TypeError), never silent.
 
 Not direct (Triton's path every time): kernels with pre-run hooks, tensors passed by keyword, a
 kernel whose launches put tensors at different positions, launches while a profiler's launch hook

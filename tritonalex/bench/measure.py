@@ -81,17 +81,13 @@ def _replayed(step):
     capture fails. A replay launches everything in one call: its time is the GPU's alone, where
     an eager step's is its host's whenever launching outlasts the kernels. The step warms up on
     a side stream first (tuning, compiling, the allocator's pools), as torch's graph docs ask."""
+    from ..train.graphed import cuda_graph, side_stream
+
     try:
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
+        with side_stream(torch.device("cuda", torch.cuda.current_device())):
             for _ in range(3):
                 step()
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            step()
-        return graph.replay, None
+        return cuda_graph(step), None
     except Exception as exc:  # noqa: BLE001 - reported in the row, never hidden
         return None, f"CUDA graph capture failed: {exc}"[:200]
 
