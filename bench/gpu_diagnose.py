@@ -9,7 +9,7 @@ Cases (the faults the first H200 run found, 2026-11-28, bench/results/gpu-h200-2
                      128-channel LRN groups, 27x27 -> 13x13), bf16, channels_last, on the band
                      kernel (sm_90's default until 2026-11-28); --band-tile and --band-splits
                      try other tiles (cells, warps) and band-sum splits, --band-max 64 the
-                     sliding kernels that run it now
+                     walk that runs it now
   conv1-weight-grad  conv1 (space-to-depth) with an NCHW output gradient, its weight gradient
                      run with each autotune config offered to it on sm_90 in turn
   step               one bf16 training step of the alexnet spec, first configs only
@@ -48,7 +48,7 @@ def _synchronized_launch(kernel, grid, *args, cost, configs=None, **kwargs):
 def lrn2_backward(batch, band_tile=None, band_splits=None, band_max=128):
     from tritonalex.kernels import tiles
 
-    tiles.BAND_MAX[90] = band_max  # 128: the band kernel that faulted; 64: the sliding kernels
+    tiles.BAND_MAX[90] = band_max  # 128: the band kernel that faulted; 64: the walk
     if band_tile:
         tiles.GPU_BAND_TILES[128] = tuple(int(v) for v in band_tile.split(","))
     if band_splits is not None:
@@ -102,7 +102,7 @@ def main():
     parser.add_argument("--band-tile", metavar="CELLS,WARPS")
     parser.add_argument("--band-splits", type=int)
     parser.add_argument("--band-max", type=int, default=128,
-                        help="tiles.BAND_MAX on sm_90 (64: lrn2 runs the sliding kernels)")
+                        help="tiles.BAND_MAX on sm_90 (64: lrn2 walks its channels)")
     args = parser.parse_args()
     replace_launch(_synchronized_launch)
     torch.manual_seed(0)

@@ -13,19 +13,24 @@ s (or b) from the forward: LRN is memory-bound, and the recompute only costs cac
 loads per element for size 5 instead of 42.
 Minimum bytes: forward reads x and writes y; backward reads x and dy and writes dx.
 
-The backward of a group of at most BAND_MAX channels (64; 128 on sm_90 once a GPU clears it: tiles.py) runs
-the band kernel instead: a
-program holds all of the group's channels x BLOCK_S positions (no halo: no window leaves its
-group), loads x and dy once, and forms both sums over the channel axis as a 0/1 band matrix times
+The backward of a group of at most BAND_MAX channels (64; 128 on sm_90 once a GPU clears it:
+tiles.py) runs the band kernel instead, wider groups with windows of up to 5 channels the walk
+(`lrn_walk_backward_kernel`): each position walks its group's channels in runs of 4 (one run per
+thread), loading x and dy once and forming each scale once, every other term from registers
+(tiles.lrn_walk_step); lrn2's backward, bf16 on sm_90, 141 us sliding -> 65 us walking by the
+static model, memory-bound. The sliding kernel above is left to windows wider than 5. The band
+kernel: a program holds all of the group's channels x BLOCK_S positions (no halo: no window
+leaves its group), loads x and dy once, and forms both sums over the channel axis as a 0/1 band matrix times
 the tile on the tensor cores (tiles.band_sum: one TF32 dot for bf16 on tiles of up to 64
 channels, else the summands split into bf16 parts so the sums keep fp32's precision for fp32
 inputs; tiles.band_splits). A dot spreads a NaN or an infinity to every channel of its
 position, so a tile whose dx comes out non-finite anywhere is redone by plain sums over each
 window, which spread them only to their windows (tiles.lrn_band_backward; a call finite data
 never makes).
-lrn2's 128-channel groups take the band kernels on sm_90 only (their tiles spill on sm_80,
-tiles.py). The same band sum made the forward slower (183 against 108 us: one sum does not pay
-for the tile's trips through shared memory), so the forward always slides.
+lrn2's 128-channel groups would take the band kernels on sm_90 only (their tiles spill on
+sm_80); they walk until a GPU clears those tiles (tiles.BAND_MAX). The same band sum made the
+forward slower (183 against 108 us: one sum does not pay for the tile's trips through shared
+memory), so the forward always slides.
 The window math (`lrn_scale`, `squares`, `pow_neg`, the band sums, the parameter tensor) lives in
 tiles.py: the fused LRN -> max-pool kernels (pool.py) compute it too.
 """
@@ -53,17 +58,21 @@ from .tiles import (
     lrn_band_backward,
     lrn_load_params,
     lrn_params,
+    lrn_walk_step,
     lrn_scale,
     lrn_terms,
     nonfinite_probe,
     normal_scale,
     pow_neg,
     squares,
+    walks,
+    widen,
 )
 
 # (BLOCK_C, BLOCK_S, warps): channels x positions per program. One GPU config: the kernel is
 # memory-bound and the tile only needs to be wide along the contiguous axis.
 GPU_TILE = (4, 256, 4)
+WALK_GPU_TILE = (128, 4)  # the walk's (BLOCK_S, warps): one position per thread
 INTERPRETER_TILE = (64, 4096, 1)
 
 
@@ -150,6 +159,61 @@ def lrn_backward_kernel(
         dx = tl.where(a > 0, dx, 0.0)
     dx_off = n * sdx_n + (c * sdx_c)[:, None] + (s * sdx_s)[None, :]
     tl.store(dx_ptr + dx_off, dx.to(dx_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def lrn_walk_backward_kernel(
+    x_ptr,  # forward input viewed as [N, C, S], any strides
+    dy_ptr,  # output gradient [N, C, S], any strides
+    dx_ptr,  # input gradient [N, C, S], any strides
+    params_ptr,  # [k, alpha/size, beta] in the ACC dtype
+    S,  # flattened spatial size
+    GROUP,  # channels per group: no window crosses a group's edge
+    sx_n, sx_c, sx_s,  # input strides
+    sdy_n, sdy_c, sdy_s,  # output-gradient strides
+    sdx_n, sdx_c, sdx_s,  # input-gradient strides
+    SIZE: tl.constexpr,  # window length in channels, at most 5
+    MASK_INPUT: tl.constexpr,  # x is a ReLU's output: zero dx where x <= 0 (its deferred derivative)
+    NORMAL_S: tl.constexpr,  # no scale s is subnormal (tiles.normal_scale)
+    ACC: tl.constexpr,  # compute dtype
+    INDEX_64: tl.constexpr,  # compute element offsets in int64
+    BLOCK_S: tl.constexpr,  # positions per program
+):
+    """The backward as a walk: each of BLOCK_S positions walks its group's channels in runs of
+    4 ([1, BLOCK_S, 4] tiles, one run per thread and position), each x and dy loaded once and
+    each scale s formed once (tiles.lrn_walk_step)."""
+    # Map program ids: image n, BLOCK_S positions, the channels lo.. of group program_id(1).
+    n = tl.program_id(2)
+    s = (tl.program_id(0) * BLOCK_S + tl.arange(0, BLOCK_S))[None, :, None]
+    lo = tl.program_id(1) * GROUP
+    if INDEX_64:
+        n, s, lo = n.to(tl.int64), s.to(tl.int64), lo.to(tl.int64)
+    r = tl.arange(0, 4)[None, None, :]
+    s_ok = s < S
+    k, alpha_over_size, beta = lrn_load_params(params_ptr)
+    x_at = x_ptr + n * sx_n + s * sx_s + (lo + r) * sx_c  # run 0, a step 4 * sx_c apart
+    dy_at = dy_ptr + n * sdy_n + s * sdy_s + (lo + r) * sdy_c
+    dx_at = dx_ptr + n * sdx_n + s * sdx_s + (lo + r) * sdx_c
+
+    # Iterate over the runs: step i loads run i + 1 (the last of run i's windows) and writes run
+    # i - 1 (the last whose windows' terms it needed).
+    x = widen(tl.load(x_at, mask=s_ok & (r < GROUP), other=0.0), ACC)
+    g = widen(tl.load(dy_at, mask=s_ok & (r < GROUP), other=0.0), ACC)
+    zero = tl.zeros((1, BLOCK_S, 4), dtype=ACC)
+    q_prev, q, x_prev, t_prev2, t_prev, own_prev = zero, x * x, zero, zero, zero, zero
+    for i in range(0, tl.cdiv(GROUP, 4) + 1):
+        next_ok = s_ok & (4 * i + 4 + r < GROUP)
+        x_next = widen(tl.load(x_at + (4 * i + 4) * sx_c, mask=next_ok, other=0.0), ACC)
+        g_next = widen(tl.load(dy_at + (4 * i + 4) * sdy_c, mask=next_ok, other=0.0), ACC)
+        q_next = x_next * x_next
+        t, own, dx = lrn_walk_step(q_prev, q, q_next, x_prev, x, g, t_prev2, t_prev, own_prev,
+                                   4 * i + r < GROUP, k, alpha_over_size, beta, SIZE, NORMAL_S)
+        if MASK_INPUT:  # the derivative of the ReLU that produced x, deferred to here by its conv
+            dx = tl.where(x_prev > 0, dx, 0.0)
+        tl.store(dx_at + (4 * i - 4) * sdx_c, dx.to(dx_ptr.dtype.element_ty),
+                 mask=s_ok & (i > 0) & (4 * i - 4 + r < GROUP))
+        q_prev, q, x_prev, x, g = q, q_next, x, x_next, g_next
+        t_prev2, t_prev, own_prev = t_prev, t, own
 
 
 @triton.jit
@@ -281,6 +345,15 @@ def lrn_backward(x, dy, dx, size, alpha, beta, k, groups=1, mask_input=False):
                ACC=tl_accumulator(x.dtype), INDEX_64=needs_int64(x, dy, dx), BLOCK_G=block_g,
                BLOCK_S=block_s, num_warps=warps,
                cost=Cost(0, nbytes(x, dy, dx), common_path=dict(REDO_NONFINITE=False)))
+        return dx
+    if walks(size):
+        block_s, warps = tile(WALK_GPU_TILE, (INTERPRETER_TILE[1], 1), fit=(s,))
+        launch(lrn_walk_backward_kernel, (cdiv(s, block_s), groups, n),
+               x, dy, dx, params, s, c // groups, *x.stride(), *dy.stride(), *dx.stride(),
+               SIZE=size, MASK_INPUT=mask_input, NORMAL_S=normal_scale(k, alpha),
+               ACC=tl_accumulator(x.dtype), INDEX_64=needs_int64(x, dy, dx), BLOCK_S=block_s,
+               num_warps=warps,
+               cost=Cost(0, nbytes(x, dy, dx), trips=lambda meta: cdiv(c // groups, 4) + 1))
         return dx
     block_c, block_s, warps = _tile(x.dtype, c, s)
     launch(lrn_backward_kernel, (cdiv(s, block_s), cdiv(c, block_c), n),

@@ -26,7 +26,10 @@ with RUN = 4 a run's window sums come from one vector load and 2-channel halos
 same shape with one channel to a run, so both share the walk (`pool_walk`, `row_max`). The
 backward is one kernel where an LRN group has at most BAND_MAX channels
 (`lrn_band_max_pool2d_backward_kernel`: the pooled gradient gathered once per element, then the
-LRN backward by band sums, see lrn.py), else (tritonalex/ops/pool.py) this file's backward
+LRN backward by band sums, see lrn.py) or, wider, where the LRN window is at most 5 channels
+(`lrn_walk_max_pool2d_backward_kernel`: each pixel walks its group's channels in runs of 4,
+gathering each run's pooled gradient once; lrn2's backward, bf16 on sm_90: 182 us for the two
+kernels below -> 102 by the static model), else (tritonalex/ops/pool.py) this file's backward
 kernel into an fp32 buffer (the LRN output's gradient), then lrn.py's backward.
 """
 
@@ -58,12 +61,15 @@ from .tiles import (
     lrn_load_params,
     lrn_params,
     lrn_scale_runs,
+    lrn_walk_step,
     lrn_terms,
     nonfinite_probe,
     normal_scale,
     pow_neg,
     stride_cells,
     stride_class,
+    walks,
+    widen,
     window_source,
 )
 
@@ -71,6 +77,9 @@ from .tiles import (
 # the static model (`tritonalex kernels --step`) estimated fastest on the channels_last step, and
 # that compiles without spills for every dtype, with and without the fused LRN.
 GPU_TILES = {"backward": (64, 16, 4)}  # re-swept 2026-11-27; the forward's: GPU_FORWARD_TILES
+# The fused backward's walk: (BLOCK_P, warps), one pixel per thread (swept 2026-11-28 over 64 x 2,
+# 128 x 4 and 256 x 4: 2 warps fill the SMs best).
+GPU_WALK_TILE = (64, 2)
 INTERPRETER_TILE = (64, 1024, 1)
 
 
@@ -269,33 +278,34 @@ def row_max(x_ptr, x_n, ih, iw0, a_ok, b_ok, c4, c_ok, lo, hi, H, W, sx_c, sx_h,
 
 
 @triton.jit
-def pool_grad_gather(dy_base, idx_base, ch, ch_ok, ih, iw, pix_ok, W, OH, OW, pad_h, pad_w,
-                     sdy_c, sdy_h, sdy_w, KH: tl.constexpr, KW: tl.constexpr,
-                     STRIDE_H: tl.constexpr, STRIDE_W: tl.constexpr, DIL_H: tl.constexpr,
-                     DIL_W: tl.constexpr, CLASS_H: tl.constexpr, CLASS_W: tl.constexpr,
-                     TAP_CODES: tl.constexpr, ACC: tl.constexpr, BLOCK_C: tl.constexpr,
-                     BLOCK_P: tl.constexpr):
-    """Gradient reaching input pixels (ih, iw) of channels ch through the max-pool: the sum of dy
-    over the output pixels whose window holds the pixel and whose saved argmax is that pixel
-    (TAP_CODES: whose argmax tap is the tap that reaches the pixel, a compile-time constant).
+def pool_grad_gather(g, dy_base, idx_base, ch_off, ch_ok, ih, iw, pix_ok, W, OH, OW, pad_h, pad_w,
+                     sdy_h, sdy_w, KH: tl.constexpr, KW: tl.constexpr, STRIDE_H: tl.constexpr,
+                     STRIDE_W: tl.constexpr, DIL_H: tl.constexpr, DIL_W: tl.constexpr,
+                     CLASS_H: tl.constexpr, CLASS_W: tl.constexpr, TAP_CODES: tl.constexpr,
+                     ACC: tl.constexpr):
+    """g plus the gradient reaching input pixels (ih, iw) of some channels through the max-pool:
+    the sum of dy over the output pixels whose window holds the pixel and whose saved argmax is
+    that pixel (TAP_CODES: whose argmax tap is the tap that reaches the pixel, a compile-time
+    constant). The channels come as their offsets ch_off (ch * the channel stride) with ch_ok,
+    the pixels as ih, iw, pix_ok, each shaped to broadcast to g's tile ([C, 1] and [1, P]; the
+    run kernels' [G, 1, R] and [1, P, 1]).
     CLASS_H, CLASS_W >= 0: every pixel is of that stride class (tiles.stride_class), and only
     the taps that reach an output from it are gathered; -1: any pixels, every tap."""
     # Compared in the pixels' index type (int32 unless the launch indexes in int64): one compare.
     target = ih * W + iw
-    g = tl.zeros((BLOCK_C, BLOCK_P), dtype=ACC)
     for kh in tl.static_range(KH):
         if CLASS_H < 0 or (CLASS_H - kh * DIL_H) % STRIDE_H == 0:
             oh, h_ok = window_source(ih, pad_h, kh, DIL_H, STRIDE_H, OH, pix_ok, CLASS_H >= 0)
             for kw in tl.static_range(KW):
                 if CLASS_W < 0 or (CLASS_W - kw * DIL_W) % STRIDE_W == 0:
                     ow, ok = window_source(iw, pad_w, kw, DIL_W, STRIDE_W, OW, h_ok, CLASS_W >= 0)
-                    off = (ch * sdy_c)[:, None] + (oh * sdy_h + ow * sdy_w)[None, :]
-                    mask = ch_ok[:, None] & ok[None, :]
+                    off = ch_off + (oh * sdy_h + ow * sdy_w)
+                    mask = ch_ok & ok
                     if TAP_CODES:  # compared with a constant
                         hit = tl.load(idx_base + off, mask=mask, other=0) == kh * KW + kw
                     else:
                         hit = tl.load(idx_base + off, mask=mask, other=-1).to(target.dtype) \
-                            == target[None, :]
+                            == target
                     # dy under the tap's mask (the same for a pixel's channels: the load
                     # vectorizes), then kept where the argmax is this pixel.
                     dy = tl.load(dy_base + off, mask=mask, other=0.0)
@@ -363,9 +373,10 @@ def _pool_backward_tile(dy_ptr, idx_ptr, x_ptr, dx_ptr, n, c, c_ok, ih, iw, q_ok
                         MASK_INPUT: tl.constexpr, ACC: tl.constexpr, BLOCK_C: tl.constexpr,
                         BLOCK_P: tl.constexpr):
     """dx for channels c x input pixels (ih, iw) of image n: gather, mask, write back."""
-    g = pool_grad_gather(dy_ptr + n * sdy_n, idx_ptr + n * sdy_n, c, c_ok, ih, iw, q_ok, W, OH,
-                         OW, pad_h, pad_w, sdy_c, sdy_h, sdy_w, KH, KW, STRIDE_H, STRIDE_W, DIL_H,
-                         DIL_W, CLASS_H, CLASS_W, TAP_CODES, ACC, BLOCK_C, BLOCK_P)
+    g = pool_grad_gather(tl.zeros((BLOCK_C, BLOCK_P), dtype=ACC), dy_ptr + n * sdy_n,
+                         idx_ptr + n * sdy_n, (c * sdy_c)[:, None], c_ok[:, None], ih[None, :],
+                         iw[None, :], q_ok[None, :], W, OH, OW, pad_h, pad_w, sdy_h, sdy_w, KH,
+                         KW, STRIDE_H, STRIDE_W, DIL_H, DIL_W, CLASS_H, CLASS_W, TAP_CODES, ACC)
     dx_off = n * sdx_n + (c * sdx_c)[:, None] + (ih * sdx_h + iw * sdx_w)[None, :]
     dx_mask = c_ok[:, None] & q_ok[None, :]
     if MASK_INPUT:  # the derivative of the ReLU that produced x, deferred to here by its conv
@@ -507,18 +518,20 @@ def _lrn_pool_backward_tile(dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, c, c_
             j = c - (LRN_SIZE - 1) // 2 + d
             a_j, u_j, own_j = lrn_terms(x_base, col, q_ok, j, lo, hi, sx_c, LRN_SIZE, k,
                                         alpha_over_size, beta, NORMAL_S, ACC, BLOCK_G, BLOCK_P)
-            g_j = pool_grad_gather(dy_base, idx_base, j, (j >= lo) & (j < hi), ih, iw, q_ok, W,
-                                   OH, OW, pad_h, pad_w, sdy_c, sdy_h, sdy_w, KH, KW, STRIDE_H,
-                                   STRIDE_W, DIL_H, DIL_W, CLASS_H, CLASS_W, TAP_CODES, ACC,
-                                   BLOCK_G, BLOCK_P)
+            g_j = pool_grad_gather(tl.zeros((BLOCK_G, BLOCK_P), dtype=ACC), dy_base, idx_base,
+                                   (j * sdy_c)[:, None], ((j >= lo) & (j < hi))[:, None],
+                                   ih[None, :], iw[None, :], q_ok[None, :], W, OH, OW, pad_h,
+                                   pad_w, sdy_h, sdy_w, KH, KW, STRIDE_H, STRIDE_W, DIL_H, DIL_W,
+                                   CLASS_H, CLASS_W, TAP_CODES, ACC)
             cross += g_j * a_j * u_j
             a = tl.where(d == (LRN_SIZE - 1) // 2, a_j, a)  # j == c
             own = tl.where(d == (LRN_SIZE - 1) // 2, g_j * own_j, own)
         dx = own - 2.0 * alpha_over_size * beta * a * cross
     else:
-        g = pool_grad_gather(dy_base, idx_base, c, c_ok, ih, iw, q_ok, W, OH, OW, pad_h, pad_w,
-                             sdy_c, sdy_h, sdy_w, KH, KW, STRIDE_H, STRIDE_W, DIL_H, DIL_W,
-                             CLASS_H, CLASS_W, TAP_CODES, ACC, BLOCK_G, BLOCK_P)
+        g = pool_grad_gather(tl.zeros((BLOCK_G, BLOCK_P), dtype=ACC), dy_base, idx_base,
+                             (c * sdy_c)[:, None], c_ok[:, None], ih[None, :], iw[None, :],
+                             q_ok[None, :], W, OH, OW, pad_h, pad_w, sdy_h, sdy_w, KH, KW,
+                             STRIDE_H, STRIDE_W, DIL_H, DIL_W, CLASS_H, CLASS_W, TAP_CODES, ACC)
         a = tl.load(x_base + (c * sx_c)[:, None] + col[None, :],
                     mask=c_ok[:, None] & q_ok[None, :], other=0.0).to(ACC)
         dx = lrn_band_backward(a, g, k, alpha_over_size, beta, LRN_SIZE, BLOCK_G, SPLITS, NORMAL_S,
@@ -528,6 +541,145 @@ def _lrn_pool_backward_tile(dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, c, c_
     dx_off = n * sdx_n + (c * sdx_c)[:, None] + (ih * sdx_h + iw * sdx_w)[None, :]
     tl.store(dx_ptr + dx_off, dx.to(dx_ptr.dtype.element_ty), mask=c_ok[:, None] & q_ok[None, :])
     return nonfinite_probe(dx)
+
+
+@triton.jit
+def lrn_walk_max_pool2d_backward_kernel(
+    dy_ptr,  # output gradient [N, C, OH, OW], with the strides of idx
+    idx_ptr,  # argmax indices saved by the forward (int64 positions, or tap codes)
+    x_ptr,  # forward input [N, C, H, W], any strides
+    dx_ptr,  # input gradient [N, C, H, W], any strides
+    params_ptr,  # LRN [k, alpha/size, beta] in the ACC dtype
+    H, W, OH, OW,  # input and output spatial sizes
+    CELLS_W, CELLS,  # stride-class cells per row and per image (used only when CLASSES)
+    GROUP,  # LRN channels per group
+    pad_h, pad_w,  # pooling geometry
+    sdy_n, sdy_c, sdy_h, sdy_w,  # output-gradient and index strides
+    sx_n, sx_c, sx_h, sx_w,  # input strides
+    sdx_n, sdx_c, sdx_h, sdx_w,  # input-gradient strides
+    KH: tl.constexpr, KW: tl.constexpr,  # window size (the tap loops unroll)
+    STRIDE_H: tl.constexpr, STRIDE_W: tl.constexpr,  # constants: inverting a window divides by them
+    DIL_H: tl.constexpr, DIL_W: tl.constexpr,  # dilation (constants: which taps reach a class)
+    CLASSES: tl.constexpr,  # pixels by stride class (as in max_pool2d_backward_kernel)
+    TAP_CODES: tl.constexpr,  # idx holds tap codes (see the forward)
+    LRN_SIZE: tl.constexpr,  # LRN window in channels, at most 5
+    MASK_INPUT: tl.constexpr,  # x is a ReLU's output: zero dx where x <= 0 (its deferred derivative)
+    NORMAL_S: tl.constexpr,  # no LRN scale s is subnormal (tiles.normal_scale)
+    ONE_CLASS: tl.constexpr,  # -1; else only that class's code (the static model's build)
+    ACC: tl.constexpr,  # compute dtype
+    INDEX_64: tl.constexpr,  # compute element offsets in int64
+    BLOCK_P: tl.constexpr,  # pixels (or cells) per program
+):
+    """The fused LRN -> max-pool's backward in one pass: each of BLOCK_P pixels walks its LRN
+    group's channels in runs of 4, gathering the pooled gradient of each run once (the LRN
+    output's gradient, never written) and loading x once, and forms each scale once
+    (tiles.lrn_walk_step). With CLASSES a program takes the pixels of one stride class of
+    BLOCK_P cells (the class from program_id(0), so that classes run in parallel), gathering
+    only the taps that reach it; a program runs one class's code, so the static model counts the
+    build with only the class of the most taps (ONE_CLASS, `busiest_class`). Minimum bytes: dy
+    and idx read once, x read once, dx written once."""
+    # Map program ids: image n, group program_id(1), BLOCK_P pixels (or one class of cells).
+    n = tl.program_id(2)
+    lo = tl.program_id(1) * GROUP
+    if CLASSES:
+        classes: tl.constexpr = STRIDE_H * STRIDE_W
+        block, cls = tl.program_id(0) // classes, tl.program_id(0) % classes
+    else:
+        block, cls = tl.program_id(0), 0
+    v = (block * BLOCK_P + tl.arange(0, BLOCK_P))[None, :, None]
+    if INDEX_64:
+        n, lo, v = n.to(tl.int64), lo.to(tl.int64), v.to(tl.int64)
+    if CLASSES:
+        for e_h in tl.static_range(STRIDE_H):
+            for e_w in tl.static_range(STRIDE_W):
+                if ONE_CLASS < 0 or ONE_CLASS == e_h * STRIDE_W + e_w:
+                    if cls == e_h * STRIDE_W + e_w:
+                        _lrn_pool_backward_class(
+                            dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, lo, GROUP, v, H, W, OH,
+                            OW, CELLS_W, CELLS, pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n,
+                            sx_c, sx_h, sx_w, sdx_n, sdx_c, sdx_h, sdx_w, KH, KW, STRIDE_H,
+                            STRIDE_W, DIL_H, DIL_W, e_h, e_w, TAP_CODES, LRN_SIZE, MASK_INPUT,
+                            NORMAL_S, ACC, BLOCK_P)
+    else:
+        _lrn_pool_backward_walk(
+            dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, lo, GROUP, v // W, v % W, v < H * W,
+            W, OH, OW, pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n, sx_c, sx_h, sx_w, sdx_n,
+            sdx_c, sdx_h, sdx_w, KH, KW, STRIDE_H, STRIDE_W, DIL_H, DIL_W, -1, -1, TAP_CODES,
+            LRN_SIZE, MASK_INPUT, NORMAL_S, ACC, BLOCK_P)
+
+
+@triton.jit
+def _lrn_pool_backward_class(dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, lo, GROUP, v, H, W,
+                             OH, OW, CELLS_W, CELLS, pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w,
+                             sx_n, sx_c, sx_h, sx_w, sdx_n, sdx_c, sdx_h, sdx_w, KH: tl.constexpr,
+                             KW: tl.constexpr, STRIDE_H: tl.constexpr, STRIDE_W: tl.constexpr,
+                             DIL_H: tl.constexpr, DIL_W: tl.constexpr, E_H: tl.constexpr,
+                             E_W: tl.constexpr, TAP_CODES: tl.constexpr, LRN_SIZE: tl.constexpr,
+                             MASK_INPUT: tl.constexpr, NORMAL_S: tl.constexpr, ACC: tl.constexpr,
+                             BLOCK_P: tl.constexpr):
+    """The walk over cells v's pixels of stride class (E_H, E_W)."""
+    ih, iw, q_ok = class_pixels(v, v < CELLS, CELLS_W, H, W, pad_h, pad_w, E_H, E_W, STRIDE_H,
+                                STRIDE_W)
+    _lrn_pool_backward_walk(dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, lo, GROUP, ih, iw, q_ok,
+                            W, OH, OW, pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n, sx_c, sx_h,
+                            sx_w, sdx_n, sdx_c, sdx_h, sdx_w, KH, KW, STRIDE_H, STRIDE_W, DIL_H,
+                            DIL_W, E_H, E_W, TAP_CODES, LRN_SIZE, MASK_INPUT, NORMAL_S, ACC,
+                            BLOCK_P)
+
+
+@triton.jit
+def _lrn_pool_backward_walk(dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, lo, GROUP, ih, iw,
+                            q_ok, W, OH, OW, pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n, sx_c,
+                            sx_h, sx_w, sdx_n, sdx_c, sdx_h, sdx_w, KH: tl.constexpr,
+                            KW: tl.constexpr, STRIDE_H: tl.constexpr, STRIDE_W: tl.constexpr,
+                            DIL_H: tl.constexpr, DIL_W: tl.constexpr, CLASS_H: tl.constexpr,
+                            CLASS_W: tl.constexpr, TAP_CODES: tl.constexpr,
+                            LRN_SIZE: tl.constexpr, MASK_INPUT: tl.constexpr,
+                            NORMAL_S: tl.constexpr, ACC: tl.constexpr, BLOCK_P: tl.constexpr):
+    """dx of the group's channels lo.. x input pixels (ih, iw) ([1, P, 1]) of image n, walking
+    the channels in runs of 4: step i gathers run i + 1's pooled gradient and loads its x, and
+    writes run i - 1's dx."""
+    r = tl.arange(0, 4)[None, None, :]
+    k, alpha_over_size, beta = lrn_load_params(params_ptr)
+    dy_base, idx_base = dy_ptr + n * sdy_n, idx_ptr + n * sdy_n
+    x_at = x_ptr + n * sx_n + ih * sx_h + iw * sx_w + (lo + r) * sx_c  # run 0
+    dx_at = dx_ptr + n * sdx_n + ih * sdx_h + iw * sdx_w + (lo + r) * sdx_c
+    zero = tl.zeros((1, BLOCK_P, 4), dtype=ACC)
+
+    x = widen(tl.load(x_at, mask=q_ok & (r < GROUP), other=0.0), ACC)
+    g = pool_grad_gather(zero, dy_base, idx_base, (lo + r) * sdy_c, r < GROUP, ih, iw, q_ok, W,
+                         OH, OW, pad_h, pad_w, sdy_h, sdy_w, KH, KW, STRIDE_H, STRIDE_W, DIL_H,
+                         DIL_W, CLASS_H, CLASS_W, TAP_CODES, ACC)
+    q_prev, q, x_prev, t_prev2, t_prev, own_prev = zero, x * x, zero, zero, zero, zero
+    for i in range(0, tl.cdiv(GROUP, 4) + 1):
+        c_next = 4 * i + 4 + r  # run i + 1, from lo
+        x_next = widen(tl.load(x_at + (4 * i + 4) * sx_c, mask=q_ok & (c_next < GROUP),
+                               other=0.0), ACC)
+        g_next = pool_grad_gather(zero, dy_base, idx_base, (lo + c_next) * sdy_c, c_next < GROUP,
+                                  ih, iw, q_ok, W, OH, OW, pad_h, pad_w, sdy_h, sdy_w, KH, KW,
+                                  STRIDE_H, STRIDE_W, DIL_H, DIL_W, CLASS_H, CLASS_W, TAP_CODES,
+                                  ACC)
+        q_next = x_next * x_next
+        t, own, dx = lrn_walk_step(q_prev, q, q_next, x_prev, x, g, t_prev2, t_prev, own_prev,
+                                   4 * i + r < GROUP, k, alpha_over_size, beta, LRN_SIZE,
+                                   NORMAL_S)
+        if MASK_INPUT:  # the derivative of the ReLU that produced x, deferred to here by its conv
+            dx = tl.where(x_prev > 0, dx, 0.0)
+        tl.store(dx_at + (4 * i - 4) * sdx_c, dx.to(dx_ptr.dtype.element_ty),
+                 mask=q_ok & (i > 0) & (4 * i - 4 + r < GROUP))
+        q_prev, q, x_prev, x, g = q, q_next, x, x_next, g_next
+        t_prev2, t_prev, own_prev = t_prev, t, own
+
+
+def busiest_class(kernel, stride, dilation):
+    """The stride class (e_h * stride_w + e_w) whose pixels the most taps reach: the static
+    model's stand-in for every program of the walk (an upper bound)."""
+    def taps(e, k, s, d):
+        return sum((e - t * d) % s == 0 for t in range(k))
+    counts = [taps(e_h, kernel[0], stride[0], dilation[0]) * taps(e_w, kernel[1], stride[1],
+                                                                    dilation[1])
+              for e_h in range(stride[0]) for e_w in range(stride[1])]
+    return counts.index(max(counts))
 
 
 def keeps_flat_indices(x, lrn):
@@ -690,18 +842,35 @@ def max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation, out_dtype
 
 def lrn_max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation, lrn, mask_input=False):
     """dx of the fused LRN -> max-pool (lrn = (size, alpha, beta, k, groups)) in one kernel, or
-    None when an LRN group is wider than a band tile holds (tiles.band_max; ops/pool.py then runs
-    the pool's backward into an fp32 buffer and the LRN's backward from it)."""
+    None when an LRN group is wider than a band tile holds (tiles.band_max) and its window wider
+    than a walk takes (tiles.walks; ops/pool.py then runs the pool's backward into an fp32 buffer
+    and the LRN's backward from it)."""
     n, c, h, w = x.shape
     oh, ow = idx.shape[2:]
     size, alpha, beta, k, groups = lrn
     cells_w, cells, positions = _cells(h, w, stride, padding)
     band = band_tile(c // groups, positions, x.dtype, x.device)
-    if band is None:
+    walk = band is None and walks(size)
+    if not walk and band is None:
         return None
     dy = with_strides_of(dy, idx)
     dx = empty(x.shape, x.dtype, x.device, memory_format=memory_format_of(x))
     if dx.numel() == 0:
+        return dx
+    if walk:
+        block_p, warps = tile(GPU_WALK_TILE, (INTERPRETER_TILE[1], 1), fit=(positions,))
+        classes = stride[0] * stride[1] if cells else 1
+        launch(lrn_walk_max_pool2d_backward_kernel, (cdiv(positions, block_p) * classes, groups, n),
+               dy, idx, x, dx, lrn_params(k, alpha, beta, size, x.dtype, x.device), h, w, oh,
+               ow, cells_w, cells, c // groups, *padding, *dy.stride(), *x.stride(), *dx.stride(),
+               KH=kernel[0], KW=kernel[1], STRIDE_H=stride[0], STRIDE_W=stride[1],
+               DIL_H=dilation[0], DIL_W=dilation[1], CLASSES=cells > 0,
+               TAP_CODES=idx.dtype != torch.int64, LRN_SIZE=size, MASK_INPUT=mask_input,
+               NORMAL_S=normal_scale(k, alpha), ONE_CLASS=-1, ACC=tl_accumulator(x.dtype),
+               INDEX_64=needs_int64(dy, idx, x, dx), BLOCK_P=block_p, num_warps=warps,
+               cost=Cost(0, nbytes(dy, idx, x, dx), trips=lambda meta: cdiv(c // groups, 4) + 1,
+                         common_path=dict(ONE_CLASS=busiest_class(kernel, stride, dilation))
+                         if cells else None))
         return dx
     block_g, block_p, warps = band
     launch(lrn_band_max_pool2d_backward_kernel, (cdiv(positions, block_p), groups, n),

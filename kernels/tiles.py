@@ -257,26 +257,81 @@ def join_run(v0, v1, v2, v3):
 
 @triton.jit
 def run_window_sums(qm2, qm1, q0, q1, q2, q3, q4, q5, SIZE: tl.constexpr):
-    """The window sums of a run's 4 channels from the squares at offsets -2 .. 5 of its first:
-    channel r's window is r - SIZE // 2 .. r + (SIZE - 1) // 2. SIZE 5 shares partial sums
-    (11 adds for the 4, not 16)."""
+    """The window sums of a run's 4 channels from values at offsets -2 .. 5 of its first (the
+    squares of a scale; the backward's t terms): channel r's window is r - SIZE // 2 ..
+    r + (SIZE - 1) // 2. SIZE 5 shares partial sums (11 adds for the 4, not 16), each sum holding
+    only its window's values."""
     if SIZE == 5:
         mid = q1 + q2
         u = q0 + mid  # q0 + q1 + q2
         w = mid + q3  # q1 + q2 + q3
         return (qm2 + qm1) + u, (qm1 + q0) + w, u + (q3 + q4), w + (q4 + q5)
-    squares = (qm2, qm1, q0, q1, q2, q3, q4, q5)
-    return (_window_of(0, squares, SIZE), _window_of(1, squares, SIZE),
-            _window_of(2, squares, SIZE), _window_of(3, squares, SIZE))
+    squares = (qm2, qm1, q0, q1, q2, q3, q4, q5)  # channel r's window: r - SIZE // 2 + 2 ..
+    return (tuple_sum(squares, 2 - SIZE // 2, 2 + (SIZE - 1) // 2),
+            tuple_sum(squares, 3 - SIZE // 2, 3 + (SIZE - 1) // 2),
+            tuple_sum(squares, 4 - SIZE // 2, 4 + (SIZE - 1) // 2),
+            tuple_sum(squares, 5 - SIZE // 2, 5 + (SIZE - 1) // 2))
 
 
 @triton.jit
-def _window_of(R: tl.constexpr, squares, SIZE: tl.constexpr):
-    """Channel R's window sum (SIZE <= 5) from the run's squares at offsets -2 .. 5 (a tuple)."""
-    total = tl.zeros_like(squares[0])
-    for d in tl.static_range(R - SIZE // 2 + 2, R + (SIZE - 1) // 2 + 3):  # offsets + 2
-        total += squares[d]
+def tuple_sum(v, FIRST: tl.constexpr, LAST: tl.constexpr):
+    """v[FIRST] + ... + v[LAST] of a tuple of tiles, in index order."""
+    total = v[FIRST]
+    for i in tl.static_range(FIRST + 1, LAST + 1):
+        total += v[i]
     return total
+
+
+@triton.jit
+def lrn_walk_step(q_prev, q, q_next, x_prev, x, g, t_prev2, t_prev, own_prev, in_group, k,
+                  alpha_over_size, beta, SIZE: tl.constexpr, NORMAL_S: tl.constexpr):
+    """One step of the LRN backward's walk along each pixel's channels in runs of 4 (tiles
+    [1, P, 4], a run in one thread's registers; 0 outside the group):
+
+        da_c = g_c s_c^-beta - (2 alpha beta / size) a_c * sum_{j: c in window(j)} t_j,
+        t_j = g_j a_j s_j^(-beta-1).
+
+    With the squares q of runs i-1, i, i+1 (SIZE <= 5: no window reaches further) and run i's x
+    and g, it forms run i's s (each once), t and own terms g s^-beta; with the t of runs i-2,
+    i-1 and i, run i-1's gradient. Returns (t, own term) of run i, da of run i-1. `in_group`:
+    run i is in the group (its t is 0 otherwise: needed only where s may be 0, not NORMAL_S).
+    Each sum is summed whole (a NaN reaches only the windows that hold it), the 4 of a run
+    sharing partial sums (`run_window_sums`)."""
+    qs = split_run(q_prev) + split_run(q) + split_run(q_next)  # offset o of run i at o + 4
+    w0, w1, w2, w3 = run_window_sums(qs[2], qs[3], qs[4], qs[5], qs[6], qs[7], qs[8], qs[9],
+                                     SIZE)
+    x0, x1, x2, x3 = split_run(x)
+    g0, g1, g2, g3 = split_run(g)
+    t0, own0 = _walk_term(w0, x0, g0, in_group, k, alpha_over_size, beta, NORMAL_S)
+    t1, own1 = _walk_term(w1, x1, g1, in_group, k, alpha_over_size, beta, NORMAL_S)
+    t2, own2 = _walk_term(w2, x2, g2, in_group, k, alpha_over_size, beta, NORMAL_S)
+    t3, own3 = _walk_term(w3, x3, g3, in_group, k, alpha_over_size, beta, NORMAL_S)
+    # Run i-1's cross terms: channel c sums the t_j of j in c - (SIZE-1)//2 .. c + SIZE//2, its
+    # window mirrored (the same window for odd sizes).
+    ts = split_run(t_prev2) + split_run(t_prev) + (t0, t1, t2, t3)  # run i-1's o at o + 4
+    if SIZE % 2 == 1:
+        c0, c1, c2, c3 = run_window_sums(ts[2], ts[3], ts[4], ts[5], ts[6], ts[7], ts[8], ts[9],
+                                         SIZE)
+    else:
+        c0 = tuple_sum(ts, 4 - (SIZE - 1) // 2, 4 + SIZE // 2)
+        c1 = tuple_sum(ts, 5 - (SIZE - 1) // 2, 5 + SIZE // 2)
+        c2 = tuple_sum(ts, 6 - (SIZE - 1) // 2, 6 + SIZE // 2)
+        c3 = tuple_sum(ts, 7 - (SIZE - 1) // 2, 7 + SIZE // 2)
+    cross = join_run(c0, c1, c2, c3)
+    dx_prev = own_prev - 2.0 * alpha_over_size * beta * x_prev * cross
+    return join_run(t0, t1, t2, t3), join_run(own0, own1, own2, own3), dx_prev
+
+
+@triton.jit
+def _walk_term(window, x, g, in_group, k, alpha_over_size, beta, NORMAL_S: tl.constexpr):
+    """(t, g s^-beta) of one channel from its window's sum of squares (see `lrn_walk_step`).
+    s^-beta is s^(-beta-1) * s but where s is infinite: 0 there, as torch's x / s^beta."""
+    s = k + alpha_over_size * window
+    s_neg = pow_neg(s, beta + 1.0, NORMAL_S)  # s^(-beta-1), no division
+    t = g * x * s_neg
+    if not NORMAL_S:  # outside the group x = g = 0, but s may be 0: 0 * inf
+        t = tl.where(in_group, t, 0.0)
+    return t, g * tl.where(s == float("inf"), 0.0, s_neg * s)
 
 
 @triton.jit
@@ -396,7 +451,8 @@ def pow_neg(s, beta, NORMAL_S: tl.constexpr):
 # The band LRN kernels (lrn.py, and pool.py's fused LRN -> max-pool): a program holds all channels
 # of one group (at most BAND_MAX, padded to BLOCK_G) x BLOCK_S positions (the fused backward's
 # positions are cells of 4 pixels, see stride_class), (BLOCK_S, warps) per BLOCK_G on a GPU.
-# Wider groups run the sliding-window kernels. BAND_MAX depends on the target: Hopper's wgmma
+# Wider groups walk their channels (`lrn_walk_step`; windows of up to 5) or, wider windows, run the
+# sliding-window kernels. BAND_MAX depends on the target: Hopper's wgmma
 # reads the band matrix from shared memory, so 128-channel groups (AlexNet's lrn2) fit a tile
 # there (its fused LRN -> max-pool backward: 127 us by the static model, bf16, sm_90, against 404
 # for the two sliding kernels); Ampere's mma.sync holds it in registers, and every 128-channel
@@ -404,8 +460,8 @@ def pow_neg(s, beta, NORMAL_S: tl.constexpr):
 # 3.6, 2026-11-28) lrn2's band backward (128 channels x 16 cells, 8 warps: each band sum a wgmma
 # with a 16-wide B operand) made an illegal memory access that the interpreter, with the GPU's
 # tiles and every access bounds-checked, does not: until bench/gpu_diagnose.py clears a 128-channel
-# band tile on a GPU, sm_90 stops at 64 too (lrn2 then runs the sliding kernels, slower by the
-# static model, and free of tensor-core operands).
+# band tile on a GPU, sm_90 stops at 64 too (lrn2 then walks its channels, `lrn_walk_step`: 102
+# us by the static model against the band's 120, and free of tensor-core operands).
 BAND_MAX = {80: 64, 90: 64}
 # (32 cells of 64 channels with 2-part bf16 sums spilled with Triton 3.6 on sm_90 and sm_80.)
 GPU_BAND_TILES = {16: (32, 4), 32: (32, 4), 64: (16, 4), 128: (16, 8)}
@@ -452,6 +508,15 @@ def band_splits(dtype, block_g):
     if INTERPRETING or dtype == torch.float64:
         return 0
     return 2 if dtype in (torch.float16, torch.bfloat16) else 3
+
+
+WALK_MAX_SIZE = 5  # (the tests lower it to 0 to run the sliding kernels)
+
+
+def walks(size):
+    """Whether the LRN backward walks each pixel's channels in runs of 4 (`lrn_walk_step`): its
+    windows reach at most 2 channels beyond a run (AlexNet's 5)."""
+    return 1 <= size <= WALK_MAX_SIZE
 
 
 def normal_scale(k, alpha):

@@ -53,3 +53,20 @@ def test_alexnet_step_stays_in_bounds_with_first_configs(layout):
 def test_alexnet_step_stays_in_bounds_with_every_config():
     with bounds_checked(), gpu_choices(configs="all"):
         _training_step("alexnet", 2, torch.contiguous_format)
+
+
+@pytest.mark.parametrize("channels", [256, 260])
+def test_lrn_walks_stay_in_bounds(channels):
+    """The walks along the channels (lrn2's backwards on sm_90, fused with the max-pool and
+    alone) with the GPU's tiles: two groups of 128 channels, and of 130 (a last run past the
+    group's end, masked)."""
+    import tritonalex.functional as F
+
+    torch.manual_seed(0)
+    x = torch.randn(1, channels, 13, 13, dtype=torch.bfloat16).to(
+        memory_format=torch.channels_last).requires_grad_()
+    with bounds_checked(), gpu_choices():
+        for y in (F.lrn_max_pool2d(x, 5, 5e-4, 0.75, 2.0, kernel_size=3, stride=2, groups=2),
+                  F.local_response_norm(x, 5, 5e-4, 0.75, 2.0, groups=2)):
+            (dx,) = torch.autograd.grad(y, x, torch.randn_like(y))
+            assert torch.isfinite(dx).all()

@@ -141,7 +141,7 @@ def test_fused_lrn_pool_backward_nan_follows_torch(stride, lrn_path):
 
 
 def test_lrn_groups_wider_than_a_band_tile(monkeypatch):
-    """129 channels per group: no band tile holds them, the sliding-window kernels run. The
+    """129 channels per group: no band tile holds them, the walk runs. The
     widest band tile is per architecture (64 channels on sm_80; on sm_90, what the interpreter
     takes, 64 until a GPU clears 128: tiles.BAND_MAX)."""
     from tritonalex.kernels import launch
@@ -532,8 +532,8 @@ def test_grouped_lrn_and_fused_pool_equal_separate_groups(groups, layout, lrn_pa
 @pytest.mark.parametrize("channels,groups", [(200, 2), (128, 1)])
 def test_band_tiles_up_to_128_channels(channels, groups, monkeypatch):
     """Groups of 65..128 channels (AlexNet's lrn2 towers: 128) in the band kernels on sm_90, the
-    interpreter's target: 100 channels padded to a 128-channel tile, and a full one. (sm_90 runs
-    such groups on the sliding kernels until a GPU clears these tiles: tiles.BAND_MAX; they stay
+    interpreter's target: 100 channels padded to a 128-channel tile, and a full one. (sm_90 walks
+    such groups until a GPU clears these tiles: tiles.BAND_MAX; they stay
     tested for that day.)"""
     monkeypatch.setitem(tiles.BAND_MAX, 90, 128)
     launched = []

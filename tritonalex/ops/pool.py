@@ -108,14 +108,15 @@ def _backward_impl(dy: Tensor, idx: Tensor, x: Tensor, kernel: List[int], stride
 def _lrn_backward_impl(dy: Tensor, idx: Tensor, x: Tensor, kernel: List[int], stride: List[int],
                        padding: List[int], dilation: List[int], size: int, alpha: float,
                        beta: float, k: float, groups: int, relu_input: bool) -> Tensor:
-    """One kernel where an LRN group fits a band tile (kernels/tiles.py's band_max: the gather of
-    the pooled gradient happens once per element, the LRN backward takes it from registers).
-    Wider groups, two kernels: the pool's gather writes the LRN output's gradient once (fp32,
-    full size), then the sliding-window LRN backward reads it with the input (one sliding kernel
-    would redo the gather for each of the `size` channels whose window holds a channel)."""
+    """One kernel where an LRN group fits a band tile (kernels/tiles.py's band_max) or its window
+    a walk along the channels (tiles.walks, AlexNet's 5): the gather of the pooled gradient
+    happens once per element, the LRN backward takes it from registers. Wider windows, two
+    kernels: the pool's gather writes the LRN output's gradient once (fp32, full size), then the
+    sliding-window LRN backward reads it with the input (one sliding kernel would redo the gather
+    for each of the `size` channels whose window holds a channel)."""
     lrn = (size, alpha, beta, k, groups)
     dx = lrn_max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation, lrn, relu_input)
-    if dx is not None:  # LRN groups that fit a band tile: one kernel
+    if dx is not None:  # one kernel
         return dx
     g = max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation,
                             out_dtype=accumulator_dtype(x.dtype))

@@ -4,7 +4,8 @@
   training step at batch 128 really bind it (bf16 and tf32 steps for the tensor-core configs,
   IEEE fp32 and fp64 steps for the FMA ones, the unfused graph for the standalone ReLU, LRN,
   max-pool and dropout kernels, a bf16 step of every other shipped spec for the kernels and
-  shapes only they have, e.g. batch norm, and the augmentation kernel), for sm_80 and sm_90.
+  shapes only they have, e.g. batch norm, the LRN backward of a window wider than 5, and the
+  augmentation kernel), for sm_80 and sm_90.
   Every `*_kernel` of the kernels package (found by import) must be among them: one that no
   step launches is a failed row. A table of
   registers, spills, shared memory, asynchronous loads and stages per (kernel, dtype, config,
@@ -194,6 +195,8 @@ def check_launches(arch, batch=128):
     import torch
 
     from ..kernels.augment import augment_forward
+    from ..kernels.launch import accumulator_dtype
+    from ..kernels.lrn import lrn_backward
 
     out = []
     from ..spec import SHIPPED
@@ -213,6 +216,17 @@ def check_launches(arch, batch=128):
                                                                 torch.int32, torch.int32)]
     shift = torch.empty(batch, 3, **meta)
     stats = torch.empty(3, **meta)
+    # LRN windows wider than 5 (no shipped spec has one) take the sliding-window backward: lrn2's
+    # shape, channels_last, the gradient in the input's dtype and in fp32 (the fused LRN ->
+    # max-pool's buffer).
+    for dtype in (torch.bfloat16, torch.float32, torch.float64):
+        def ncs(dt):
+            return torch.empty_strided((batch, 256, 729), (256 * 729, 1, 256), dtype=dt, **meta)
+        for dy_dtype in {dtype, accumulator_dtype(dtype)}:
+            out += [(f"lrn size 7 {str(dtype)[6:]}", l) for l in capture_calls(
+                lambda: lrn_backward(ncs(dtype), ncs(dy_dtype), ncs(dtype), 7, 5e-4, 0.75, 2.0,
+                                     groups=2, mask_input=True), layer="lrn", sms=card.sms,
+                arch=arch)]
     for out_dtype in (torch.bfloat16, torch.float16, torch.float32):
         for fmt in (torch.contiguous_format, torch.channels_last):
             out += [(f"augment {str(out_dtype)[6:]}", l) for l in capture_calls(
