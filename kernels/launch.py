@@ -63,18 +63,23 @@ class Cost:
     end (a split reduction's last arrival reading its tile's partial sums): a serial tail;
     common_path: constexpr overrides that compile out code only rare inputs run (the LRN band
     backwards' redo of a tile holding a NaN or an infinity): the model counts the instructions of
-    the kernel built so, with the registers and shared memory of the real one.
+    the kernel built so, with the registers and shared memory of the real one;
+    paths: constexpr overrides, one per path of a kernel whose programs split evenly among them,
+    each running one (the fused LRN -> max-pool walk's stride classes): the model averages the
+    instructions of those builds.
     """
 
-    __slots__ = ("flops", "min_bytes", "trips", "workspace_bytes", "tail_bytes", "common_path")
+    __slots__ = ("flops", "min_bytes", "trips", "workspace_bytes", "tail_bytes", "common_path",
+                 "paths")
 
     def __init__(self, flops, min_bytes, trips=None, workspace_bytes=0, tail_bytes=None,
-                 common_path=None):
+                 common_path=None, paths=()):
         self.flops, self.min_bytes = int(flops), int(min_bytes)
         self.trips = trips or (lambda meta: 1)
         self.workspace_bytes = int(workspace_bytes)
         self.tail_bytes = tail_bytes or (lambda meta: 0)
         self.common_path = dict(common_path or {})
+        self.paths = [dict(p) for p in paths]
 
 
 def nbytes(*tensors):

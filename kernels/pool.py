@@ -565,7 +565,7 @@ def lrn_walk_max_pool2d_backward_kernel(
     LRN_SIZE: tl.constexpr,  # LRN window in channels, at most 5
     MASK_INPUT: tl.constexpr,  # x is a ReLU's output: zero dx where x <= 0 (its deferred derivative)
     NORMAL_S: tl.constexpr,  # no LRN scale s is subnormal (tiles.normal_scale)
-    ONE_CLASS: tl.constexpr,  # -1; else only that class's code (the static model's build)
+    ONE_CLASS: tl.constexpr,  # -1; else only that class's code (the static model's builds)
     ACC: tl.constexpr,  # compute dtype
     INDEX_64: tl.constexpr,  # compute element offsets in int64
     BLOCK_P: tl.constexpr,  # pixels (or cells) per program
@@ -575,9 +575,9 @@ def lrn_walk_max_pool2d_backward_kernel(
     output's gradient, never written) and loading x once, and forms each scale once
     (tiles.lrn_walk_step). With CLASSES a program takes the pixels of one stride class of
     BLOCK_P cells (the class from program_id(0), so that classes run in parallel), gathering
-    only the taps that reach it; a program runs one class's code, so the static model counts the
-    build with only the class of the most taps (ONE_CLASS, `busiest_class`). Minimum bytes: dy
-    and idx read once, x read once, dx written once."""
+    only the taps that reach it; a program runs one class's code, so the static model averages
+    the builds with only one class each (ONE_CLASS; `Cost.paths`). Minimum bytes: dy and idx read
+    once, x read once, dx written once."""
     # Map program ids: image n, group program_id(1), BLOCK_P pixels (or one class of cells).
     n = tl.program_id(2)
     lo = tl.program_id(1) * GROUP
@@ -669,17 +669,6 @@ def _lrn_pool_backward_walk(dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, lo, G
                  mask=q_ok & (i > 0) & (4 * i - 4 + r < GROUP))
         q_prev, q, x_prev, x, g = q, q_next, x, x_next, g_next
         t_prev2, t_prev, own_prev = t_prev, t, own
-
-
-def busiest_class(kernel, stride, dilation):
-    """The stride class (e_h * stride_w + e_w) whose pixels the most taps reach: the static
-    model's stand-in for every program of the walk (an upper bound)."""
-    def taps(e, k, s, d):
-        return sum((e - t * d) % s == 0 for t in range(k))
-    counts = [taps(e_h, kernel[0], stride[0], dilation[0]) * taps(e_w, kernel[1], stride[1],
-                                                                    dilation[1])
-              for e_h in range(stride[0]) for e_w in range(stride[1])]
-    return counts.index(max(counts))
 
 
 def keeps_flat_indices(x, lrn):
@@ -869,8 +858,7 @@ def lrn_max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation, lrn, 
                NORMAL_S=normal_scale(k, alpha), ONE_CLASS=-1, ACC=tl_accumulator(x.dtype),
                INDEX_64=needs_int64(dy, idx, x, dx), BLOCK_P=block_p, num_warps=warps,
                cost=Cost(0, nbytes(dy, idx, x, dx), trips=lambda meta: cdiv(c // groups, 4) + 1,
-                         common_path=dict(ONE_CLASS=busiest_class(kernel, stride, dilation))
-                         if cells else None))
+                         paths=[dict(ONE_CLASS=e) for e in range(classes)] if cells else ()))
         return dx
     block_g, block_p, warps = band
     launch(lrn_band_max_pool2d_backward_kernel, (cdiv(positions, block_p), groups, n),

@@ -51,6 +51,9 @@ Assumptions (to be calibrated against a GPU when one is lent; `bench/gpu_check.s
 Code only rare inputs run (the LRN band backwards' redo of a tile holding a NaN or an infinity)
 is left out where the launch says how to compile it out (`Cost.common_path`): instructions are
 counted on that build, registers and shared memory (occupancy, spills) read from the real one.
+A launch whose programs split evenly among several compiled paths, each program running one (the
+fused LRN -> max-pool walk's stride classes), names them (`Cost.paths`): instructions are the
+average of those builds'.
 What it ignores: caches (bytes beyond the minimum, L2 hits that make re-reads cheap), branch
 divergence and other code a program skips (all SASS outside the main loop is counted once), the
 trip counts of loops around the main loop (a main loop nested in others is counted as the

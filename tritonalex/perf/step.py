@@ -73,7 +73,7 @@ def compile_all(launches, archs, processes=None, common_paths=True):
     for launch in launches:
         for arch in archs:
             for _, kwargs in config_variants(launch, arch):
-                builds = (kwargs, _common_path(launch, kwargs)) if common_paths else (kwargs,)
+                builds = (kwargs, *_model_builds(launch, kwargs)) if common_paths else (kwargs,)
                 for build in builds:
                     key = job_key(launch, build, arch)
                     if key not in jobs:
@@ -94,17 +94,33 @@ def _common_path(launch, kwargs):
     return {**kwargs, **launch.cost.common_path}
 
 
+def _model_builds(launch, kwargs):
+    """The builds the model counts instructions of: the common path's (`_common_path`), one per
+    entry of `Cost.paths` where the launch's programs split among several paths."""
+    common = _common_path(launch, kwargs)
+    return [{**common, **path} for path in launch.cost.paths] or [common]
+
+
+# The SASS facts that count instructions: averaged over a launch's paths (`Cost.paths`).
+_COUNTS = ("instructions", "loop_instructions", "nest_instructions", "loop_mufu", "kernel_mufu")
+
+
 def _facts(launch, kwargs, compiled, arch):
     """(facts, error) the model reads for one config: the real build's, with the instruction
-    counts of its common-path build where the launch has one."""
+    counts of its common-path build, averaged over its paths, where the launch has them."""
     facts, error = compiled[job_key(launch, kwargs, arch)]
-    if facts is None or not launch.cost.common_path:
+    builds = _model_builds(launch, kwargs)
+    if facts is None or builds == [kwargs]:
         return facts, error
-    common, error = compiled[job_key(launch, _common_path(launch, kwargs), arch)]
-    if common is None:
-        return None, error
+    counted = []
+    for build in builds:
+        common, error = compiled[job_key(launch, build, arch)]
+        if common is None:
+            return None, error
+        counted.append(common)
+    averaged = {k: sum(c[k] or 0 for c in counted) / len(counted) for k in _COUNTS}
     occupancy = ("registers", "spill_bytes", "shared_bytes", "shared_ok")
-    return {**common, **{k: facts[k] for k in occupancy}}, None
+    return {**counted[0], **averaged, **{k: facts[k] for k in occupancy}}, None
 
 
 def estimate_launch(launch, compiled, card, precision):
