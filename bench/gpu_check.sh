@@ -2,9 +2,10 @@
 # The one prepared GPU check, for a fresh machine with about 10 usable minutes:
 #     bash bench/gpu_check.sh OUT_DIR
 # 0. (2 to 4 minutes) bench/gpu_diagnose.py at batch 128, every launch synchronized and named:
-#    a whole training step, then the illegal memory accesses the first run found (2026-11-28)
-#    and lrn2's band kernel on other tiles; where one faulted, lrn2's under compute-sanitizer's
-#    memcheck at batch 8 (it names the access);
+#    a whole training step, then conv1's weight gradient with every config (it faulted on the
+#    first run, 2026-11-28) and the fused LRN -> max-pool backward's walk on lrn1 and lrn2 (new
+#    since); where one faulted, under compute-sanitizer's memcheck at batch 8 (it names the
+#    access);
 # 1. the GPU tests on AlexNet's shapes (compiled, first config of each list:
 #    TRITONALEX_AUTOTUNE=0, so each shape costs one compile), then `tritonalex bench --net
 #    alexnet` (inference and a training step vs cuDNN/cuBLAS, bf16; the step also replayed from a
@@ -36,22 +37,19 @@ source "$(dirname "$0")/gpu_env.sh"
   python -c "import sys, torch, triton; print('python', sys.version.split()[0], 'torch', torch.__version__, 'triton', triton.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
 
   {
-    # The whole step first (with this commit's paths: does a training step run?), then the two
-    # faults of 2026-11-28, then lrn2's band kernel on one warpgroup and with one TF32 sum (its
-    # 16-cell tile's band sums are wgmmas with a 16-wide B operand; 32 cells spill with 3.6).
+    # The whole step first (with this commit's paths: does a training step run?), then each
+    # case alone.
     timed 45 "diagnose step (batch 128)" python "$repo/bench/gpu_diagnose.py" step
-    for case in conv1-weight-grad lrn2-backward; do
+    for case in conv1-weight-grad lrn-backward; do
       timed 30 "diagnose $case (batch 128)" python "$repo/bench/gpu_diagnose.py" "$case"
     done
-    for variant in "--band-tile 16,4" "--band-splits -1"; do
-      timed 25 "diagnose lrn2-backward $variant" python "$repo/bench/gpu_diagnose.py" \
-          lrn2-backward $variant
-    done
   } 2>&1 | tee "$out/diagnose.log"
-  if grep -q "^FAULT\|illegal memory" "$out/diagnose.log"; then
-    timed 60 "memcheck lrn2-backward (batch 8)" compute-sanitizer --tool memcheck \
-        --print-limit 3 python "$repo/bench/gpu_diagnose.py" lrn2-backward --batch 8
-  fi
+  for case in conv1-weight-grad lrn-backward; do
+    if grep -q "^FAULT.*\|illegal memory" <(sed -n "/diagnose $case/,/^== /p" "$out/diagnose.log"); then
+      timed 60 "memcheck $case (batch 8)" compute-sanitizer --tool memcheck \
+          --print-limit 3 python "$repo/bench/gpu_diagnose.py" "$case" --batch 8
+    fi
+  done
 
   # Most telling first: AlexNet's layer shapes, then the LRN/pool and FC suites.
   timed 120 "tests on the GPU (AlexNet shapes first)" env TRITONALEX_AUTOTUNE=0 \

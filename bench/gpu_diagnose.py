@@ -5,11 +5,10 @@ the process's CUDA context), each launch synchronized and named as it runs.
     compute-sanitizer --tool memcheck --print-limit 3 python bench/gpu_diagnose.py CASE
 
 Cases (the faults the first H200 run found, 2026-11-28, bench/results/gpu-h200-2026-11-28.log):
-  lrn2-backward      the fused LRN -> max-pool backward on lrn2's shapes (256 channels in two
-                     128-channel LRN groups, 27x27 -> 13x13), bf16, channels_last, on the band
-                     kernel (sm_90's default until 2026-11-28); --band-tile and --band-splits
-                     try other tiles (cells, warps) and band-sum splits, --band-max 64 the
-                     walk that runs it now
+  lrn-backward       the fused LRN -> max-pool backward, bf16, channels_last, on lrn1's shapes
+                     (96 channels in two 48-channel LRN groups, 55x55 -> 27x27) then lrn2's (256
+                     in two of 128, 27x27 -> 13x13): the walk along the channels that replaced
+                     the band kernel, which faulted on lrn2 (never run on a GPU before)
   conv1-weight-grad  conv1 (space-to-depth) with an NCHW output gradient, its weight gradient
                      run with each autotune config offered to it on sm_90 in turn
   step               one bf16 training step of the alexnet spec, first configs only
@@ -26,7 +25,7 @@ import torch  # noqa: E402
 import tritonalex  # noqa: E402
 import tritonalex.functional as F  # noqa: E402
 from trace_launches import replace_launch  # noqa: E402  (beside this file)
-from tritonalex.kernels import conv, launch, pool  # noqa: E402
+from tritonalex.kernels import conv, launch  # noqa: E402
 from tritonalex.perf.capture import kernel_name  # noqa: E402
 
 _launch = launch.launch
@@ -45,24 +44,15 @@ def _synchronized_launch(kernel, grid, *args, cost, configs=None, **kwargs):
     print(f"ok {name} {shapes} {({k: v for k, v in kwargs.items() if k.isupper()})}", flush=True)
 
 
-def lrn2_backward(batch, band_tile=None, band_splits=None, band_max=128):
-    from tritonalex.kernels import tiles
-
-    tiles.BAND_MAX[90] = band_max  # 128: the band kernel that faulted; 64: the walk
-    if band_tile:
-        tiles.GPU_BAND_TILES[128] = tuple(int(v) for v in band_tile.split(","))
-    if band_splits is not None:
-        pool.band_splits = lambda dtype, block_g: band_splits
-    print(f"band max {band_max}, "
-          f"band tile {tiles.band_tile(128, 196, torch.bfloat16, torch.device('cuda'))}, "
-          f"splits {pool.band_splits(torch.bfloat16, 128)}", flush=True)
-    x = torch.randn(batch, 256, 27, 27, device="cuda", dtype=torch.bfloat16).relu()
-    x = x.contiguous(memory_format=torch.channels_last).requires_grad_()
-    y = F.lrn_max_pool2d(x, 5, 1e-4, 0.75, 2.0, groups=2, kernel_size=3, stride=2)
-    torch.autograd.grad(y, x, torch.randn_like(y))
+def lrn_backward(batch):
+    for channels, hw in ((96, 55), (256, 27)):
+        x = torch.randn(batch, channels, hw, hw, device="cuda", dtype=torch.bfloat16).relu()
+        x = x.contiguous(memory_format=torch.channels_last).requires_grad_()
+        y = F.lrn_max_pool2d(x, 5, 1e-4, 0.75, 2.0, groups=2, kernel_size=3, stride=2)
+        torch.autograd.grad(y, x, torch.randn_like(y))
 
 
-def conv1_weight_grad(batch, **_):
+def conv1_weight_grad(batch):
     x = torch.randn(batch, 3, 227, 227, device="cuda", dtype=torch.bfloat16)
     w = (0.05 * torch.randn(96, 3, 11, 11, device="cuda")).to(torch.bfloat16).requires_grad_()
     b = torch.zeros(96, device="cuda", dtype=torch.bfloat16).requires_grad_()
@@ -80,7 +70,7 @@ def conv1_weight_grad(batch, **_):
         torch.cuda.synchronize()
 
 
-def step(batch, **_):
+def step(batch):
     import torch.nn.functional as TF
 
     spec = tritonalex.load_spec("alexnet")
@@ -92,22 +82,17 @@ def step(batch, **_):
     TF.cross_entropy(logits.float(), labels).backward()
 
 
-CASES = {"lrn2-backward": lrn2_backward, "conv1-weight-grad": conv1_weight_grad, "step": step}
+CASES = {"lrn-backward": lrn_backward, "conv1-weight-grad": conv1_weight_grad, "step": step}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("case", choices=list(CASES))
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--band-tile", metavar="CELLS,WARPS")
-    parser.add_argument("--band-splits", type=int)
-    parser.add_argument("--band-max", type=int, default=128,
-                        help="tiles.BAND_MAX on sm_90 (64: lrn2 walks its channels)")
     args = parser.parse_args()
     replace_launch(_synchronized_launch)
     torch.manual_seed(0)
-    CASES[args.case](args.batch, band_tile=args.band_tile, band_splits=args.band_splits,
-                     band_max=args.band_max)
+    CASES[args.case](args.batch)
     torch.cuda.synchronize()
     print(f"{args.case}: no fault", flush=True)
 

@@ -61,24 +61,20 @@ class Cost:
     partial sums, counted twice: not part of the floor, but of the model's memory time);
     tail_bytes: per config, bytes one program reads after its main loop before the launch can
     end (a split reduction's last arrival reading its tile's partial sums): a serial tail;
-    common_path: constexpr overrides that compile out code only rare inputs run (the LRN band
-    backwards' redo of a tile holding a NaN or an infinity): the model counts the instructions of
-    the kernel built so, with the registers and shared memory of the real one;
     paths: constexpr overrides, one per path of a kernel whose programs split evenly among them,
-    each running one (the fused LRN -> max-pool walk's stride classes): the model averages the
-    instructions of those builds.
+    each running one (the fused LRN -> max-pool walk's stride classes): the model counts the
+    average instructions of the kernel built with each (with the registers and shared memory of
+    the real one).
     """
 
-    __slots__ = ("flops", "min_bytes", "trips", "workspace_bytes", "tail_bytes", "common_path",
-                 "paths")
+    __slots__ = ("flops", "min_bytes", "trips", "workspace_bytes", "tail_bytes", "paths")
 
     def __init__(self, flops, min_bytes, trips=None, workspace_bytes=0, tail_bytes=None,
-                 common_path=None, paths=()):
+                 paths=()):
         self.flops, self.min_bytes = int(flops), int(min_bytes)
         self.trips = trips or (lambda meta: 1)
         self.workspace_bytes = int(workspace_bytes)
         self.tail_bytes = tail_bytes or (lambda meta: 0)
-        self.common_path = dict(common_path or {})
         self.paths = [dict(p) for p in paths]
 
 

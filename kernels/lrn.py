@@ -4,35 +4,28 @@
     b_c = a_c * s_c^-beta
     da_c = g_c * s_c^-beta - (2 alpha beta / size) * a_c * sum_{j: c in window(j)} g_j a_j s_j^(-beta-1)
 
-The input is viewed as [N, C, S] (all spatial dims flattened). Each program owns a
-BLOCK_C x BLOCK_S tile (channels x positions) and forms the window sums from `size` channel-shifted
-loads of the same tile: neighbouring tiles and shifts hit the same cache lines, so DRAM sees each
-element about once. The backward recomputes every s_j it needs from the input instead of storing
-s (or b) from the forward: LRN is memory-bound, and the recompute only costs cached loads. Its
-`size` window sums slide (one summed whole, then +1 channel and -1 channel per step): 23 tile
-loads per element for size 5 instead of 42.
-Minimum bytes: forward reads x and writes y; backward reads x and dy and writes dx.
+The input is viewed as [N, C, S] (all spatial dims flattened).
 
-The backward of a group of at most BAND_MAX channels (64; 128 on sm_90 once a GPU clears it:
-tiles.py) runs the band kernel instead, wider groups with windows of up to 5 channels the walk
-(`lrn_walk_backward_kernel`): each position walks its group's channels in runs of 4 (one run per
-thread), loading x and dy once and forming each scale once, every other term from registers
-(tiles.lrn_walk_step); lrn2's backward, bf16 on sm_90, 141 us sliding -> 65 us walking by the
-static model, memory-bound. The sliding kernel above is left to windows wider than 5. The band
-kernel: a program holds all of the group's channels x BLOCK_S positions (no halo: no window
-leaves its group), loads x and dy once, and forms both sums over the channel axis as a 0/1 band matrix times
-the tile on the tensor cores (tiles.band_sum: one TF32 dot for bf16 on tiles of up to 64
-channels, else the summands split into bf16 parts so the sums keep fp32's precision for fp32
-inputs; tiles.band_splits). A dot spreads a NaN or an infinity to every channel of its
-position, so a tile whose dx comes out non-finite anywhere is redone by plain sums over each
-window, which spread them only to their windows (tiles.lrn_band_backward; a call finite data
-never makes).
-lrn2's 128-channel groups would take the band kernels on sm_90 only (their tiles spill on
-sm_80); they walk until a GPU clears those tiles (tiles.BAND_MAX). The same band sum made the
-forward slower (183 against 108 us: one sum does not pay for the tile's trips through shared
-memory), so the forward always slides.
-The window math (`lrn_scale`, `squares`, `pow_neg`, the band sums, the parameter tensor) lives in
-tiles.py: the fused LRN -> max-pool kernels (pool.py) compute it too.
+Forward: each program owns a BLOCK_C x BLOCK_S tile (channels x positions) and forms the window
+sums from `size` channel-shifted loads of the same tile: neighbouring tiles and shifts hit the
+same cache lines, so DRAM sees each element about once.
+
+Backward, windows of up to 5 channels (AlexNet's): a walk (`lrn_walk_backward_kernel`). Each
+position walks its LRN group's channels in runs of 4 (one run per thread and position): it loads
+x and dy once, forms each scale s once, and takes every other term from registers
+(tiles.lrn_walk_step; fp32 sums, each over its window only, so a NaN reaches only the windows
+that hold it, as in torch). lrn2's backward, bf16 on sm_90: 141 us by the sliding kernel below,
+65 walking, by the static model (memory-bound). It replaced a kernel that summed the windows as
+a 0/1 band matrix times a channel tile on the tensor cores (2026-11-28: that one faulted on an
+H200 for 128-channel groups, needed a redo of any tile holding a NaN, and the walk beat it by the
+model on both AlexNet layers).
+Wider windows: the sliding kernel (`lrn_backward_kernel`), which recomputes every s_j it needs
+from the input, its `size` window sums sliding (one summed whole, then +1 channel and -1 channel
+per step): 23 tile loads per element for size 5 instead of 42.
+Neither backward stores s (or b) in the forward: LRN is memory-bound, and the recompute only costs
+cached loads. Minimum bytes: forward reads x and writes y; backward reads x and dy and writes dx.
+The window math (`lrn_scale`, `squares`, `pow_neg`, the walk's step, the parameter tensor) lives
+in tiles.py: the fused LRN -> max-pool kernels (pool.py) compute it too.
 """
 
 import torch
@@ -49,19 +42,12 @@ from .launch import (
     tl_accumulator,
 )
 from .tiles import (
-    band_splits,
-    band_tile,
     channel_group,
     channel_tile,
-    channel_values,
-    group_tile,
-    lrn_band_backward,
     lrn_load_params,
     lrn_params,
     lrn_walk_step,
     lrn_scale,
-    lrn_terms,
-    nonfinite_probe,
     normal_scale,
     pow_neg,
     squares,
@@ -216,92 +202,6 @@ def lrn_walk_backward_kernel(
         t_prev2, t_prev, own_prev = t_prev, t, own
 
 
-@triton.jit
-def lrn_band_backward_kernel(
-    x_ptr,  # forward input viewed as [N, C, S], any strides
-    dy_ptr,  # output gradient [N, C, S], any strides
-    dx_ptr,  # input gradient [N, C, S], any strides
-    params_ptr,  # [k, alpha/size, beta] in the ACC dtype
-    S,  # flattened spatial size
-    GROUP,  # channels per group (at most BLOCK_G)
-    sx_n, sx_c, sx_s,  # input strides
-    sdy_n, sdy_c, sdy_s,  # output-gradient strides
-    sdx_n, sdx_c, sdx_s,  # input-gradient strides
-    SIZE: tl.constexpr,  # window length in channels
-    MASK_INPUT: tl.constexpr,  # x is a ReLU's output: zero dx where x <= 0 (its deferred derivative)
-    SPLITS: tl.constexpr,  # how band sums keep their precision (tiles.band_splits)
-    NORMAL_S: tl.constexpr,  # no scale s is subnormal (tiles.normal_scale)
-    REDO_NONFINITE: tl.constexpr,  # redo tiles where a NaN or inf spread (False: the model only)
-    ACC: tl.constexpr,  # compute dtype
-    INDEX_64: tl.constexpr,  # compute element offsets in int64
-    BLOCK_G: tl.constexpr, BLOCK_S: tl.constexpr,  # tile: a group's channels x positions
-):
-    # Map the program to image n, BLOCK_S positions and all channels of group program_id(1).
-    n, s, c, s_ok, c_ok = group_tile(S, GROUP, INDEX_64, BLOCK_G, BLOCK_S)
-    mask = c_ok[:, None] & s_ok[None, :]
-    k, alpha_over_size, beta = lrn_load_params(params_ptr)
-    # Each input once: x and dy, then two band sums (the window sums, the cross terms).
-    a = tl.load(x_ptr + n * sx_n + (c * sx_c)[:, None] + (s * sx_s)[None, :], mask=mask,
-                other=0.0).to(ACC)
-    g = tl.load(dy_ptr + n * sdy_n + (c * sdy_c)[:, None] + (s * sdy_s)[None, :], mask=mask,
-                other=0.0).to(ACC)
-    dx = lrn_band_backward(a, g, k, alpha_over_size, beta, SIZE, BLOCK_G, SPLITS, NORMAL_S, ACC)
-    if MASK_INPUT:  # the derivative of the ReLU that produced x, deferred to here by its conv
-        dx = tl.where(a > 0, dx, 0.0)
-    dx_off = n * sdx_n + (c * sdx_c)[:, None] + (s * sdx_s)[None, :]
-    tl.store(dx_ptr + dx_off, dx.to(dx_ptr.dtype.element_ty), mask=mask)
-    if REDO_NONFINITE:
-        if tl.sum(nonfinite_probe(dx)) != 0:  # the cold path: a NaN or infinity may have spread
-            tl.debug_barrier()  # every thread's first stores land before any second one
-            _lrn_band_backward_redo(x_ptr, dy_ptr, dx_ptr, params_ptr, S, GROUP, sx_n, sx_c, sx_s,
-                                    sdy_n, sdy_c, sdy_s, sdx_n, sdx_c, sdx_s, SIZE, MASK_INPUT,
-                                    NORMAL_S, ACC, INDEX_64, BLOCK_G, BLOCK_S)
-
-
-@triton.jit(noinline=True)
-def _lrn_band_backward_redo(x_ptr, dy_ptr, dx_ptr, params_ptr, S, GROUP, sx_n, sx_c, sx_s, sdy_n,
-                            sdy_c, sdy_s, sdx_n, sdx_c, sdx_s, SIZE: tl.constexpr,
-                            MASK_INPUT: tl.constexpr, NORMAL_S: tl.constexpr, ACC: tl.constexpr,
-                            INDEX_64: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_S: tl.constexpr):
-    """The program's tile again by plain sums (tiles.lrn_terms), for a tile where a NaN or an
-    infinity spread through the band sums. A function of its own (not inlined): the cold path's
-    code and registers stay out of the fast path's; it takes scalars only and recomputes the tile
-    from the program ids, in halves (no dot needs a wide tile here; half the registers)."""
-    for part in range(2):
-        _lrn_band_backward_plain(x_ptr, dy_ptr, dx_ptr, params_ptr, S, GROUP, sx_n, sx_c, sx_s,
-                                 sdy_n, sdy_c, sdy_s, sdx_n, sdx_c, sdx_s, SIZE, MASK_INPUT,
-                                 NORMAL_S, ACC, INDEX_64, BLOCK_G, BLOCK_S // 2, part)
-
-
-@triton.jit
-def _lrn_band_backward_plain(x_ptr, dy_ptr, dx_ptr, params_ptr, S, GROUP, sx_n, sx_c, sx_s, sdy_n,
-                             sdy_c, sdy_s, sdx_n, sdx_c, sdx_s, SIZE: tl.constexpr,
-                             MASK_INPUT: tl.constexpr, NORMAL_S: tl.constexpr, ACC: tl.constexpr,
-                             INDEX_64: tl.constexpr, BLOCK_G: tl.constexpr,
-                             BLOCK_S: tl.constexpr, part):
-    """Half `part` of the program's positions by plain sums (tiles.lrn_terms)."""
-    n, s, c, s_ok, c_ok = group_tile(S, GROUP, INDEX_64, BLOCK_G, BLOCK_S, part, 2)
-    lo = tl.program_id(1) * GROUP
-    k, alpha_over_size, beta = lrn_load_params(params_ptr)
-    x_base, dy_base = x_ptr + n * sx_n, dy_ptr + n * sdy_n
-    # A loop, not unrolled: one output j's loads live at a time (cold code).
-    cross = tl.zeros((BLOCK_G, BLOCK_S), dtype=ACC)
-    a, own = tl.zeros((BLOCK_G, BLOCK_S), dtype=ACC), tl.zeros((BLOCK_G, BLOCK_S), dtype=ACC)
-    for d in range(SIZE):  # the outputs j whose window holds c
-        j = c - (SIZE - 1) // 2 + d
-        a_j, u_j, own_j = lrn_terms(x_base, s * sx_s, s_ok, j, lo, lo + GROUP, sx_c, SIZE, k,
-                                    alpha_over_size, beta, NORMAL_S, ACC, BLOCK_G, BLOCK_S)
-        g_j = channel_values(dy_base, j, lo, lo + GROUP, sdy_c, s * sdy_s, s_ok, ACC)
-        cross += g_j * a_j * u_j
-        a = tl.where(d == (SIZE - 1) // 2, a_j, a)  # j == c
-        own = tl.where(d == (SIZE - 1) // 2, g_j * own_j, own)
-    dx = own - 2.0 * alpha_over_size * beta * a * cross
-    if MASK_INPUT:
-        dx = tl.where(a > 0, dx, 0.0)
-    dx_off = n * sdx_n + (c * sdx_c)[:, None] + (s * sdx_s)[None, :]
-    tl.store(dx_ptr + dx_off, dx.to(dx_ptr.dtype.element_ty), mask=c_ok[:, None] & s_ok[None, :])
-
-
 def _tile(dtype, channels, positions):
     """(BLOCK_C, BLOCK_S, warps): the interpreter's large tile, or the GPU tile (half as wide for
     fp64, whose values take twice the registers: the backward's sliding windows spill otherwise)."""
@@ -335,17 +235,6 @@ def lrn_backward(x, dy, dx, size, alpha, beta, k, groups=1, mask_input=False):
     if dx.numel() == 0:
         return dx
     params = lrn_params(k, alpha, beta, size, x.dtype, x.device)
-    band = band_tile(c // groups, s, x.dtype, x.device)
-    if band is not None:
-        block_g, block_s, warps = band
-        launch(lrn_band_backward_kernel, (cdiv(s, block_s), groups, n),
-               x, dy, dx, params, s, c // groups, *x.stride(), *dy.stride(), *dx.stride(),
-               SIZE=size, MASK_INPUT=mask_input, SPLITS=band_splits(x.dtype, block_g),
-               NORMAL_S=normal_scale(k, alpha), REDO_NONFINITE=True,
-               ACC=tl_accumulator(x.dtype), INDEX_64=needs_int64(x, dy, dx), BLOCK_G=block_g,
-               BLOCK_S=block_s, num_warps=warps,
-               cost=Cost(0, nbytes(x, dy, dx), common_path=dict(REDO_NONFINITE=False)))
-        return dx
     if walks(size):
         block_s, warps = tile(WALK_GPU_TILE, (INTERPRETER_TILE[1], 1), fit=(s,))
         launch(lrn_walk_backward_kernel, (cdiv(s, block_s), groups, n),

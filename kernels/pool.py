@@ -24,13 +24,11 @@ written; only the input is saved. Its tile is of channel runs, [BLOCK_C / RUN, B
 with RUN = 4 a run's window sums come from one vector load and 2-channel halos
 (tiles.lrn_scale_runs), else (RUN = 1) from `size` shifted loads; the plain pool's tile is the
 same shape with one channel to a run, so both share the walk (`pool_walk`, `row_max`). The
-backward is one kernel where an LRN group has at most BAND_MAX channels
-(`lrn_band_max_pool2d_backward_kernel`: the pooled gradient gathered once per element, then the
-LRN backward by band sums, see lrn.py) or, wider, where the LRN window is at most 5 channels
+backward is one kernel where the LRN window is at most 5 channels
 (`lrn_walk_max_pool2d_backward_kernel`: each pixel walks its group's channels in runs of 4,
-gathering each run's pooled gradient once; lrn2's backward, bf16 on sm_90: 182 us for the two
-kernels below -> 102 by the static model), else (tritonalex/ops/pool.py) this file's backward
-kernel into an fp32 buffer (the LRN output's gradient), then lrn.py's backward.
+gathering each run's pooled gradient once; see lrn.py), else (tritonalex/ops/pool.py) this
+file's backward kernel into an fp32 buffer (the LRN output's gradient), then lrn.py's sliding
+backward. By the static model, bf16 on sm_90: lrn1's 109 us, lrn2's 84 (lrn2's two kernels: 182).
 """
 
 import torch
@@ -52,18 +50,12 @@ from .launch import (
     with_strides_of,
 )
 from .tiles import (
-    band_splits,
-    band_tile,
     channel_group,
     channel_tile,
-    group_tile,
-    lrn_band_backward,
     lrn_load_params,
     lrn_params,
     lrn_scale_runs,
     lrn_walk_step,
-    lrn_terms,
-    nonfinite_probe,
     normal_scale,
     pow_neg,
     stride_cells,
@@ -385,165 +377,6 @@ def _pool_backward_tile(dy_ptr, idx_ptr, x_ptr, dx_ptr, n, c, c_ok, ih, iw, q_ok
 
 
 @triton.jit
-def lrn_band_max_pool2d_backward_kernel(
-    dy_ptr,  # output gradient [N, C, OH, OW], with the strides of idx
-    idx_ptr,  # argmax indices saved by the forward (int64 positions, or tap codes)
-    x_ptr,  # forward input [N, C, H, W], any strides
-    dx_ptr,  # input gradient [N, C, H, W], any strides
-    params_ptr,  # LRN [k, alpha/size, beta] in the ACC dtype
-    H, W, OH, OW,  # input and output spatial sizes
-    CELLS_W, CELLS,  # stride-class cells per row and per image (used only when CLASSES)
-    GROUP,  # LRN channels per group (at most BLOCK_G)
-    pad_h, pad_w,  # pooling geometry
-    sdy_n, sdy_c, sdy_h, sdy_w,  # output-gradient and index strides
-    sx_n, sx_c, sx_h, sx_w,  # input strides
-    sdx_n, sdx_c, sdx_h, sdx_w,  # input-gradient strides
-    KH: tl.constexpr, KW: tl.constexpr,  # window size (the tap loops unroll)
-    STRIDE_H: tl.constexpr, STRIDE_W: tl.constexpr,  # constants: inverting a window divides by them
-    DIL_H: tl.constexpr, DIL_W: tl.constexpr,  # dilation (constants: which taps reach a class)
-    CLASSES: tl.constexpr,  # pixels by stride class (as in max_pool2d_backward_kernel)
-    TAP_CODES: tl.constexpr,  # idx holds tap codes (see the forward)
-    LRN_SIZE: tl.constexpr,  # LRN window in channels
-    MASK_INPUT: tl.constexpr,  # x is a ReLU's output: zero dx where x <= 0 (its deferred derivative)
-    SPLITS: tl.constexpr,  # how band sums keep their precision (tiles.band_splits)
-    NORMAL_S: tl.constexpr,  # no LRN scale s is subnormal (tiles.normal_scale)
-    REDO_NONFINITE: tl.constexpr,  # redo tiles where a NaN or inf spread (False: the model only)
-    ACC: tl.constexpr,  # compute dtype
-    INDEX_64: tl.constexpr,  # compute element offsets in int64
-    BLOCK_G: tl.constexpr, BLOCK_P: tl.constexpr,  # tile: a group's channels x pixels (or cells)
-):
-    """The fused LRN -> max-pool's backward in one pass for LRN groups of at most BAND_MAX
-    channels: the pooled gradient gathered once per element (the LRN output's gradient, never
-    written), then the LRN backward from it and x by band sums; tiles where a NaN or an infinity
-    may have spread through the band sums are redone by plain sums (tiles.lrn_band_backward: a
-    call finite data never makes)."""
-    spread = _lrn_pool_backward_program(
-        dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, H, W, OH, OW, CELLS_W, CELLS, GROUP, pad_h,
-        pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n, sx_c, sx_h, sx_w, sdx_n, sdx_c, sdx_h, sdx_w, KH,
-        KW, STRIDE_H, STRIDE_W, DIL_H, DIL_W, CLASSES, TAP_CODES, LRN_SIZE, MASK_INPUT, SPLITS,
-        NORMAL_S, False, ACC, INDEX_64, BLOCK_G, BLOCK_P)
-    if REDO_NONFINITE:
-        if tl.sum(spread) != 0:  # the cold path: a NaN or infinity may have spread
-            tl.debug_barrier()  # every thread's first stores land before any second one
-            _lrn_pool_backward_redo(
-                dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, H, W, OH, OW, CELLS_W, CELLS, GROUP,
-                pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n, sx_c, sx_h, sx_w, sdx_n, sdx_c,
-                sdx_h, sdx_w, KH, KW, STRIDE_H, STRIDE_W, DIL_H, DIL_W, CLASSES, TAP_CODES,
-                LRN_SIZE, MASK_INPUT, NORMAL_S, ACC, INDEX_64, BLOCK_G, BLOCK_P)
-
-
-@triton.jit
-def _lrn_pool_backward_program(dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, H, W, OH, OW, CELLS_W,
-                               CELLS, GROUP, pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n, sx_c,
-                               sx_h, sx_w, sdx_n, sdx_c, sdx_h, sdx_w, KH: tl.constexpr,
-                               KW: tl.constexpr, STRIDE_H: tl.constexpr, STRIDE_W: tl.constexpr,
-                               DIL_H: tl.constexpr, DIL_W: tl.constexpr, CLASSES: tl.constexpr,
-                               TAP_CODES: tl.constexpr, LRN_SIZE: tl.constexpr,
-                               MASK_INPUT: tl.constexpr, SPLITS: tl.constexpr,
-                               NORMAL_S: tl.constexpr, PLAIN: tl.constexpr, ACC: tl.constexpr,
-                               INDEX_64: tl.constexpr, BLOCK_G: tl.constexpr,
-                               BLOCK_P: tl.constexpr, part=0, PARTS: tl.constexpr = 1):
-    """The program's tile, every dx written: one group's channels x BLOCK_P cells of stride
-    classes (each class one after another) or pixels of one image (part `part` of PARTS, see
-    tiles.group_tile); returns `nonfinite_probe`'s tile, summed over the classes. PLAIN: by plain
-    sums, not band sums."""
-    lo = tl.program_id(1) * GROUP  # the group's channels: lo .. lo + GROUP - 1
-    if CLASSES:  # cells of stride classes, as in max_pool2d_backward_kernel
-        n, cell, c, cell_ok, c_ok = group_tile(CELLS, GROUP, INDEX_64, BLOCK_G, BLOCK_P, part,
-                                               PARTS)
-        spread = tl.zeros((BLOCK_G, BLOCK_P), dtype=ACC)
-        for e_h in tl.static_range(STRIDE_H):
-            for e_w in tl.static_range(STRIDE_W):
-                ih, iw, q_ok = class_pixels(cell, cell_ok, CELLS_W, H, W, pad_h, pad_w, e_h, e_w,
-                                            STRIDE_H, STRIDE_W)
-                spread += _lrn_pool_backward_tile(
-                    dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, c, c_ok, lo, lo + GROUP, ih,
-                    iw, q_ok, W, OH, OW, pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n, sx_c,
-                    sx_h, sx_w, sdx_n, sdx_c, sdx_h, sdx_w, KH, KW, STRIDE_H, STRIDE_W, DIL_H,
-                    DIL_W, e_h, e_w, TAP_CODES, LRN_SIZE, MASK_INPUT, SPLITS, NORMAL_S, PLAIN, ACC,
-                    BLOCK_G, BLOCK_P)
-    else:
-        n, q, c, q_ok, c_ok = group_tile(H * W, GROUP, INDEX_64, BLOCK_G, BLOCK_P, part, PARTS)
-        spread = _lrn_pool_backward_tile(
-            dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, c, c_ok, lo, lo + GROUP, q // W, q % W,
-            q_ok, W, OH, OW, pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n, sx_c, sx_h, sx_w,
-            sdx_n, sdx_c, sdx_h, sdx_w, KH, KW, STRIDE_H, STRIDE_W, DIL_H, DIL_W, -1, -1,
-            TAP_CODES, LRN_SIZE, MASK_INPUT, SPLITS, NORMAL_S, PLAIN, ACC, BLOCK_G, BLOCK_P)
-    return spread
-
-
-@triton.jit(noinline=True)
-def _lrn_pool_backward_redo(dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, H, W, OH, OW, CELLS_W,
-                            CELLS, GROUP, pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n, sx_c,
-                            sx_h, sx_w, sdx_n, sdx_c, sdx_h, sdx_w, KH: tl.constexpr,
-                            KW: tl.constexpr, STRIDE_H: tl.constexpr, STRIDE_W: tl.constexpr,
-                            DIL_H: tl.constexpr, DIL_W: tl.constexpr, CLASSES: tl.constexpr,
-                            TAP_CODES: tl.constexpr, LRN_SIZE: tl.constexpr,
-                            MASK_INPUT: tl.constexpr, NORMAL_S: tl.constexpr, ACC: tl.constexpr,
-                            INDEX_64: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_P: tl.constexpr):
-    """The program's tile again by plain sums, for a tile where a NaN or an infinity spread
-    through the band sums. A function of its own (not inlined): the cold path's code and
-    registers stay out of the fast path's; it takes scalars only and recomputes the tile from the
-    program ids, in halves (no dot needs a wide tile here; half the registers)."""
-    for part in range(2):
-        _lrn_pool_backward_program(
-            dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, H, W, OH, OW, CELLS_W, CELLS, GROUP, pad_h,
-            pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n, sx_c, sx_h, sx_w, sdx_n, sdx_c, sdx_h, sdx_w,
-            KH, KW, STRIDE_H, STRIDE_W, DIL_H, DIL_W, CLASSES, TAP_CODES, LRN_SIZE, MASK_INPUT, 0,
-            NORMAL_S, True, ACC, INDEX_64, BLOCK_G, BLOCK_P // 2, part, 2)
-
-
-@triton.jit
-def _lrn_pool_backward_tile(dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, c, c_ok, lo, hi, ih,
-                            iw, q_ok, W, OH, OW, pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n,
-                            sx_c, sx_h, sx_w, sdx_n, sdx_c, sdx_h, sdx_w, KH: tl.constexpr,
-                            KW: tl.constexpr, STRIDE_H: tl.constexpr, STRIDE_W: tl.constexpr,
-                            DIL_H: tl.constexpr, DIL_W: tl.constexpr, CLASS_H: tl.constexpr,
-                            CLASS_W: tl.constexpr, TAP_CODES: tl.constexpr,
-                            LRN_SIZE: tl.constexpr, MASK_INPUT: tl.constexpr,
-                            SPLITS: tl.constexpr, NORMAL_S: tl.constexpr, PLAIN: tl.constexpr,
-                            ACC: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_P: tl.constexpr):
-    """dx for one group's channels c (the group: lo..hi-1) x input pixels (ih, iw) of image n:
-    the pooled gradient gathered, the LRN backward by band sums (or, PLAIN, by plain sums over the
-    outputs j whose window holds c, each with its own gathered gradient), written back; returns
-    `nonfinite_probe`'s tile."""
-    k, alpha_over_size, beta = lrn_load_params(params_ptr)
-    dy_base, idx_base, x_base = dy_ptr + n * sdy_n, idx_ptr + n * sdy_n, x_ptr + n * sx_n
-    col = ih * sx_h + iw * sx_w
-    if PLAIN:
-        # A loop, not unrolled: one output j's loads and gathers live at a time (cold code).
-        cross = tl.zeros((BLOCK_G, BLOCK_P), dtype=ACC)
-        a, own = tl.zeros((BLOCK_G, BLOCK_P), dtype=ACC), tl.zeros((BLOCK_G, BLOCK_P), dtype=ACC)
-        for d in range(LRN_SIZE):
-            j = c - (LRN_SIZE - 1) // 2 + d
-            a_j, u_j, own_j = lrn_terms(x_base, col, q_ok, j, lo, hi, sx_c, LRN_SIZE, k,
-                                        alpha_over_size, beta, NORMAL_S, ACC, BLOCK_G, BLOCK_P)
-            g_j = pool_grad_gather(tl.zeros((BLOCK_G, BLOCK_P), dtype=ACC), dy_base, idx_base,
-                                   (j * sdy_c)[:, None], ((j >= lo) & (j < hi))[:, None],
-                                   ih[None, :], iw[None, :], q_ok[None, :], W, OH, OW, pad_h,
-                                   pad_w, sdy_h, sdy_w, KH, KW, STRIDE_H, STRIDE_W, DIL_H, DIL_W,
-                                   CLASS_H, CLASS_W, TAP_CODES, ACC)
-            cross += g_j * a_j * u_j
-            a = tl.where(d == (LRN_SIZE - 1) // 2, a_j, a)  # j == c
-            own = tl.where(d == (LRN_SIZE - 1) // 2, g_j * own_j, own)
-        dx = own - 2.0 * alpha_over_size * beta * a * cross
-    else:
-        g = pool_grad_gather(tl.zeros((BLOCK_G, BLOCK_P), dtype=ACC), dy_base, idx_base,
-                             (c * sdy_c)[:, None], c_ok[:, None], ih[None, :], iw[None, :],
-                             q_ok[None, :], W, OH, OW, pad_h, pad_w, sdy_h, sdy_w, KH, KW,
-                             STRIDE_H, STRIDE_W, DIL_H, DIL_W, CLASS_H, CLASS_W, TAP_CODES, ACC)
-        a = tl.load(x_base + (c * sx_c)[:, None] + col[None, :],
-                    mask=c_ok[:, None] & q_ok[None, :], other=0.0).to(ACC)
-        dx = lrn_band_backward(a, g, k, alpha_over_size, beta, LRN_SIZE, BLOCK_G, SPLITS, NORMAL_S,
-                               ACC)
-    if MASK_INPUT:  # the derivative of the ReLU that produced x, deferred to here by its conv
-        dx = tl.where(a > 0, dx, 0.0)
-    dx_off = n * sdx_n + (c * sdx_c)[:, None] + (ih * sdx_h + iw * sdx_w)[None, :]
-    tl.store(dx_ptr + dx_off, dx.to(dx_ptr.dtype.element_ty), mask=c_ok[:, None] & q_ok[None, :])
-    return nonfinite_probe(dx)
-
-
-@triton.jit
 def lrn_walk_max_pool2d_backward_kernel(
     dy_ptr,  # output gradient [N, C, OH, OW], with the strides of idx
     idx_ptr,  # argmax indices saved by the forward (int64 positions, or tap codes)
@@ -671,19 +504,6 @@ def _lrn_pool_backward_walk(dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, lo, G
         t_prev2, t_prev, own_prev = t_prev, t, own
 
 
-def keeps_flat_indices(x, lrn):
-    """Whether a max-pool of x (`lrn`: fused after an LRN) saves torch's int64 positions rather
-    than tap codes (`tap_code_dtype`: a quarter of the bytes for 16-bit inputs, half for fp32).
-    Codes everywhere but one place they spill in the compile check: the fused LRN -> max-pool's
-    backward on a 32-channel band tile with Triton 3.6 on sm_90 (its 16-bit codes' loads beside
-    the band sums). AlexNet's lrn2 with codes: forward 78 -> 71 us, backward 127 -> 120 by the
-    static model (bf16, sm_90)."""
-    if lrn is None:
-        return False
-    band = band_tile(x.shape[1] // lrn[4], x.shape[2] * x.shape[3], x.dtype, x.device)
-    return band is not None and band[0] == 32
-
-
 def tap_code_dtype(dtype):
     """The integer type of tap codes for inputs of `dtype`: as wide as a 16-bit input (int16), so
     the backward loads codes and gradients in one register layout (a uint8 code took a shared-
@@ -788,7 +608,7 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw, lrn=None,
 
 
 # The backward kernels take input pixels by stride class (tiles.stride_class) where a window has
-# at most this many classes: each class's code is unrolled (the LRN's band math with it).
+# at most this many classes: each class's code is unrolled (the fused walk's with it).
 MAX_STRIDE_CLASSES = 4
 
 
@@ -831,45 +651,28 @@ def max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation, out_dtype
 
 def lrn_max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation, lrn, mask_input=False):
     """dx of the fused LRN -> max-pool (lrn = (size, alpha, beta, k, groups)) in one kernel, or
-    None when an LRN group is wider than a band tile holds (tiles.band_max) and its window wider
-    than a walk takes (tiles.walks; ops/pool.py then runs the pool's backward into an fp32 buffer
-    and the LRN's backward from it)."""
+    None when its window is wider than a walk takes (tiles.walks; ops/pool.py then runs the
+    pool's backward into an fp32 buffer and the LRN's backward from it)."""
     n, c, h, w = x.shape
     oh, ow = idx.shape[2:]
     size, alpha, beta, k, groups = lrn
     cells_w, cells, positions = _cells(h, w, stride, padding)
-    band = band_tile(c // groups, positions, x.dtype, x.device)
-    walk = band is None and walks(size)
-    if not walk and band is None:
+    if not walks(size):
         return None
     dy = with_strides_of(dy, idx)
     dx = empty(x.shape, x.dtype, x.device, memory_format=memory_format_of(x))
     if dx.numel() == 0:
         return dx
-    if walk:
-        block_p, warps = tile(GPU_WALK_TILE, (INTERPRETER_TILE[1], 1), fit=(positions,))
-        classes = stride[0] * stride[1] if cells else 1
-        launch(lrn_walk_max_pool2d_backward_kernel, (cdiv(positions, block_p) * classes, groups, n),
-               dy, idx, x, dx, lrn_params(k, alpha, beta, size, x.dtype, x.device), h, w, oh,
-               ow, cells_w, cells, c // groups, *padding, *dy.stride(), *x.stride(), *dx.stride(),
-               KH=kernel[0], KW=kernel[1], STRIDE_H=stride[0], STRIDE_W=stride[1],
-               DIL_H=dilation[0], DIL_W=dilation[1], CLASSES=cells > 0,
-               TAP_CODES=idx.dtype != torch.int64, LRN_SIZE=size, MASK_INPUT=mask_input,
-               NORMAL_S=normal_scale(k, alpha), ONE_CLASS=-1, ACC=tl_accumulator(x.dtype),
-               INDEX_64=needs_int64(dy, idx, x, dx), BLOCK_P=block_p, num_warps=warps,
-               cost=Cost(0, nbytes(dy, idx, x, dx), trips=lambda meta: cdiv(c // groups, 4) + 1,
-                         paths=[dict(ONE_CLASS=e) for e in range(classes)] if cells else ()))
-        return dx
-    block_g, block_p, warps = band
-    launch(lrn_band_max_pool2d_backward_kernel, (cdiv(positions, block_p), groups, n),
+    block_p, warps = tile(GPU_WALK_TILE, (INTERPRETER_TILE[1], 1), fit=(positions,))
+    classes = stride[0] * stride[1] if cells else 1
+    launch(lrn_walk_max_pool2d_backward_kernel, (cdiv(positions, block_p) * classes, groups, n),
            dy, idx, x, dx, lrn_params(k, alpha, beta, size, x.dtype, x.device), h, w, oh, ow,
            cells_w, cells, c // groups, *padding, *dy.stride(), *x.stride(), *dx.stride(),
-           KH=kernel[0], KW=kernel[1], STRIDE_H=stride[0], STRIDE_W=stride[1],
-           DIL_H=dilation[0], DIL_W=dilation[1], CLASSES=cells > 0,
-           TAP_CODES=idx.dtype != torch.int64, LRN_SIZE=size,
-           MASK_INPUT=mask_input, SPLITS=band_splits(x.dtype, block_g),
-           NORMAL_S=normal_scale(k, alpha), REDO_NONFINITE=True,
-           ACC=tl_accumulator(x.dtype), INDEX_64=needs_int64(dy, idx, x, dx), BLOCK_G=block_g,
-           BLOCK_P=block_p, num_warps=warps,
-           cost=Cost(0, nbytes(dy, idx, x, dx), common_path=dict(REDO_NONFINITE=False)))
+           KH=kernel[0], KW=kernel[1], STRIDE_H=stride[0], STRIDE_W=stride[1], DIL_H=dilation[0],
+           DIL_W=dilation[1], CLASSES=cells > 0, TAP_CODES=idx.dtype != torch.int64,
+           LRN_SIZE=size, MASK_INPUT=mask_input, NORMAL_S=normal_scale(k, alpha), ONE_CLASS=-1,
+           ACC=tl_accumulator(x.dtype), INDEX_64=needs_int64(dy, idx, x, dx), BLOCK_P=block_p,
+           num_warps=warps,
+           cost=Cost(0, nbytes(dy, idx, x, dx), trips=lambda meta: cdiv(c // groups, 4) + 1,
+                     paths=[dict(ONE_CLASS=e) for e in range(classes)] if cells else ()))
     return dx

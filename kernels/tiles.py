@@ -8,16 +8,15 @@ dtype (`lrn_params`, through `launch.scalars`). Powers are exp2(-beta * log2(s))
 the interpreter (libdevice pow does not).
 """
 
-import torch
 import triton
 import triton.language as tl
 
-from .launch import INTERPRETING, accumulator_dtype, scalars, target_arch, tile
+from .launch import INTERPRETING, accumulator_dtype, scalars
 
 
 @triton.jit
 def dot_acc(a, b, acc, PRECISION: tl.constexpr, DOT_FP32: tl.constexpr, ACC: tl.constexpr):
-    """acc + a @ b, the one place a GEMM kernel calls tl.dot (the LRN's band sums: `band_sum`).
+    """acc + a @ b, the one place a kernel calls tl.dot.
 
     `b` is converted to `a`'s dtype first: a weight stored wider than the activations (fp32
     master weights under bf16/fp16 autocast) is rounded in registers, as torch.autocast's cast
@@ -124,23 +123,6 @@ def channel_tile(C, S, INDEX_64: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: t
         n = n.to(tl.int64)
         s = s.to(tl.int64)
     return n, s, c, s < S, c < C
-
-
-@triton.jit
-def group_tile(S, GROUP, INDEX_64: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_S: tl.constexpr,
-               part=0, PARTS: tl.constexpr = 1):
-    """This program's image n (grid axis 2), BLOCK_S positions s of S (axis 0) and all GROUP
-    channels c of group program_id(1) (BLOCK_G >= GROUP, the rest masked), with their in-bounds
-    masks: the band LRN kernels tile so (a window never leaves its group). With PARTS > 1 the
-    program's positions are PARTS * BLOCK_S, and this is part `part` of them."""
-    n = tl.program_id(2)
-    s = (tl.program_id(0) * PARTS + part) * BLOCK_S + tl.arange(0, BLOCK_S)
-    i = tl.arange(0, BLOCK_G)
-    c = tl.program_id(1) * GROUP + i
-    if INDEX_64:
-        n = n.to(tl.int64)
-        s = s.to(tl.int64)
-    return n, s, c, s < S, i < GROUP
 
 
 @triton.jit
@@ -335,93 +317,6 @@ def _walk_term(window, x, g, in_group, k, alpha_over_size, beta, NORMAL_S: tl.co
 
 
 @triton.jit
-def lrn_band(SIZE: tl.constexpr, BLOCK_G: tl.constexpr, TRANSPOSED: tl.constexpr):
-    """The LRN window as a 0/1 matrix over one tile of channels: band[c, j] = 1 where channel j is
-    in channel c's window (c - size//2 <= j <= c + (size-1)//2), so band @ v sums v over each
-    channel's window; TRANSPOSED: band[j, c], which sums over the windows that hold c (the
-    backward's cross term)."""
-    c = tl.arange(0, BLOCK_G)[:, None]
-    j = tl.arange(0, BLOCK_G)[None, :]
-    d = (c - j) if TRANSPOSED else (j - c)
-    return (d >= -(SIZE // 2)) & (d <= (SIZE - 1) // 2)
-
-
-# Under the interpreter, a TF32 band sum first drops v's low 13 mantissa bits (its dots are exact
-# numpy): no more precise than the tensor cores, which read TF32 from the high 19 bits.
-EMULATE_TF32: tl.constexpr = tl.constexpr(INTERPRETING)
-
-
-@triton.jit
-def band_sum(band, v, SPLITS: tl.constexpr, ACC: tl.constexpr):
-    """band @ v on the tensor cores: each row of v (a channel) summed over the windows band
-    selects.
-
-    band is 0/1, exact in bf16, so the sum's only error is v's rounding to the MMA's input: v is
-    split into SPLITS bf16 parts, each the rounding of what the parts before it left, and each
-    part is one MMA (2 parts carry 16 significant bits, 3 fp32's 24). SPLITS == 0: one dot in
-    ACC (fp64, and the interpreter, whose dots are exact numpy). Unlike a sum, a dot spreads a
-    NaN or an infinity in v to every row of its column (0 * inf = NaN): see
-    `lrn_band_backward`."""
-    if SPLITS == 0:
-        return tl.dot(band.to(ACC), v, input_precision="ieee", out_dtype=ACC)
-    if SPLITS < 0:  # one TF32 dot: v keeps 11 significant bits
-        if EMULATE_TF32:  # the interpreter's exact dots: drop the low 13 mantissa bits first
-            v = (v.to(tl.int32, bitcast=True) & -8192).to(tl.float32, bitcast=True)
-        return tl.dot(band.to(tl.float32), v, input_precision="tf32", out_dtype=tl.float32)
-    b = band.to(tl.bfloat16)
-    part = v.to(tl.bfloat16)
-    total = tl.dot(b, part, out_dtype=tl.float32)
-    rest = v - part.to(tl.float32)
-    for _ in tl.static_range(SPLITS - 1):
-        part = rest.to(tl.bfloat16)
-        total = tl.dot(b, part, total, out_dtype=tl.float32)
-        rest = rest - part.to(tl.float32)
-    return total
-
-
-@triton.jit
-def lrn_band_backward(a, g, k, alpha_over_size, beta, SIZE: tl.constexpr, BLOCK_G: tl.constexpr,
-                      SPLITS: tl.constexpr, NORMAL_S: tl.constexpr, ACC: tl.constexpr):
-    """da = g s^-beta - (2 alpha beta / size) a * sum_{j: c in window(j)} g_j a_j s_j^(-beta-1)
-    for a tile holding all channels of one group x positions: two band sums, each input once.
-
-    A NaN or an infinity among the sums' inputs spreads through the dots to every channel of its
-    position: every row of that column of a sum comes out NaN or infinite (with two or more parts
-    the second part is inf - inf = NaN; with one, the rows outside the window get 0 * inf), and
-    so does every row of da there (a non-finite s gives g * 0 * inf, a non-finite cross term
-    a * NaN or a * inf). So a tile whose da is all finite (where a ReLU mask keeps it) had finite
-    inputs, and da is right; the kernels redo any other tile by plain sums (`lrn_terms`), which
-    spread a NaN or an infinity only to the windows that hold it, as torch does."""
-    s = k + alpha_over_size * band_sum(lrn_band(SIZE, BLOCK_G, False), a * a, SPLITS, ACC)
-    s_neg = pow_neg(s, beta + 1.0, NORMAL_S)  # s^(-beta-1), no division
-    cross = band_sum(lrn_band(SIZE, BLOCK_G, True), g * a * s_neg, SPLITS, ACC)
-    return g * s_neg * s - 2.0 * alpha_over_size * beta * a * cross
-
-
-@triton.jit
-def nonfinite_probe(dx):
-    """0 where `lrn_band_backward`'s dx is finite, NaN where not (one multiply): a tile whose sum
-    of these is not 0 must be redone by plain sums. Rows and positions a tile masks hold 0 unless
-    k == 0 (an all-zero window is then 0 * inf: a harmless redo)."""
-    return dx * 0.0
-
-
-@triton.jit
-def lrn_terms(x_ptr, col, col_ok, j, lo, hi, sx_c, SIZE: tl.constexpr, k, alpha_over_size, beta,
-              NORMAL_S: tl.constexpr, ACC: tl.constexpr, BLOCK_C: tl.constexpr,
-              BLOCK_S: tl.constexpr):
-    """(a_j, s_j^(-beta-1), s_j^-beta) at channels j x columns col (offsets from x_ptr) by plain
-    sums over each window, cut at the group lo..hi-1 (a_j = 0 outside it): output j's part of the
-    LRN backward. The band kernels' redo of a tile holding a NaN or an infinity sums these over
-    the outputs j whose window holds each channel. s_j^-beta is a power of its own, not
-    s_j^(-beta-1) * s_j: an infinite s_j gives 0 as torch's x / s^beta does, not 0 * inf (an
-    even window reaches an infinity whose own window does not reach back)."""
-    s, a = lrn_scale(x_ptr, col, col_ok, j, lo, hi, sx_c, SIZE, k, alpha_over_size, ACC, BLOCK_C,
-                     BLOCK_S)
-    return a, pow_neg(s, beta + 1.0, NORMAL_S), pow_neg(s, beta, NORMAL_S)
-
-
-@triton.jit
 def lrn_load_params(params_ptr):
     """(k, alpha / size, beta) from the parameter tensor made by `lrn_params`."""
     return tl.load(params_ptr), tl.load(params_ptr + 1), tl.load(params_ptr + 2)
@@ -446,68 +341,6 @@ def pow_neg(s, beta, NORMAL_S: tl.constexpr):
     else:
         log2_s = tl.log2(s)
     return tl.exp2(-beta * log2_s)
-
-
-# The band LRN kernels (lrn.py, and pool.py's fused LRN -> max-pool): a program holds all channels
-# of one group (at most BAND_MAX, padded to BLOCK_G) x BLOCK_S positions (the fused backward's
-# positions are cells of 4 pixels, see stride_class), (BLOCK_S, warps) per BLOCK_G on a GPU.
-# Wider groups walk their channels (`lrn_walk_step`; windows of up to 5) or, wider windows, run the
-# sliding-window kernels. BAND_MAX depends on the target: Hopper's wgmma
-# reads the band matrix from shared memory, so 128-channel groups (AlexNet's lrn2) fit a tile
-# there (its fused LRN -> max-pool backward: 127 us by the static model, bf16, sm_90, against 404
-# for the two sliding kernels); Ampere's mma.sync holds it in registers, and every 128-channel
-# tile tried spills on sm_80 with Triton 3.6, so there groups stop at 64. But on an H200 (Triton
-# 3.6, 2026-11-28) lrn2's band backward (128 channels x 16 cells, 8 warps: each band sum a wgmma
-# with a 16-wide B operand) made an illegal memory access that the interpreter, with the GPU's
-# tiles and every access bounds-checked, does not: until bench/gpu_diagnose.py clears a 128-channel
-# band tile on a GPU, sm_90 stops at 64 too (lrn2 then walks its channels, `lrn_walk_step`: 102
-# us by the static model against the band's 120, and free of tensor-core operands).
-BAND_MAX = {80: 64, 90: 64}
-# (32 cells of 64 channels with 2-part bf16 sums spilled with Triton 3.6 on sm_90 and sm_80.)
-GPU_BAND_TILES = {16: (32, 4), 32: (32, 4), 64: (16, 4), 128: (16, 8)}
-# bf16's one-dot TF32 sums (`band_splits`) leave room for 32 positions of 64 channels on sm_90
-# (lrn1's fused backward 146 -> 125 us); with Triton 3.6 that tile spills on sm_80.
-GPU_BAND_TILES_TF32_SM90 = {64: (32, 4)}
-# fp32 inputs split each sum into 3 bf16 parts, not 2: 64 channels x 16 cells on 4 warps spilled
-# with Triton 3.6 on sm_80.
-GPU_BAND_TILES_FP32 = {64: (16, 8), 128: (16, 8)}
-INTERPRETER_BAND_S = 4096
-
-
-def band_max(device):
-    """The widest LRN group a band tile holds on `device`'s architecture (see BAND_MAX)."""
-    return BAND_MAX[90 if target_arch(device) >= 90 else 80]
-
-
-def band_tile(group, positions, dtype, device):
-    """(BLOCK_G, BLOCK_S, warps) of a band kernel, or None when a group is wider than
-    `band_max(device)`, or for fp64 on a GPU (its dots run on the FMA units, and the band tiles
-    spill there)."""
-    if group > band_max(device) or (dtype == torch.float64 and not INTERPRETING):
-        return None
-    block_g = max(16, triton.next_power_of_2(group))
-    if dtype == torch.float32:
-        tiles = GPU_BAND_TILES_FP32
-    elif band_splits(dtype, block_g) < 0 and target_arch(device) >= 90:
-        tiles = GPU_BAND_TILES_TF32_SM90
-    else:
-        tiles = GPU_BAND_TILES
-    block_s, warps = tile(tiles.get(block_g, GPU_BAND_TILES[block_g]), (INTERPRETER_BAND_S, 1))
-    return block_g, min(block_s, max(16, triton.next_power_of_2(positions))), warps
-
-
-def band_splits(dtype, block_g):
-    """How a band sum (`band_sum`) of a BLOCK_G-channel tile keeps enough significant bits for
-    the dtype's results: -1, one TF32 dot (11 bits, 3 beyond bf16's 8: the LRN's scale s^-beta
-    off by about beta * 2^-10 relative, a fifth of a bf16 ulp for AlexNet's beta = 0.75) for bf16
-    on tiles of up to 64 channels (on 128 its fp32 operands spill with Triton 3.6); else bf16
-    parts, 2 (16 bits) for fp16 and bf16, 3 (24) for fp32; 0 (one exact dot) for fp64 and, but
-    for bf16's TF32, the interpreter."""
-    if dtype == torch.bfloat16 and block_g <= 64:
-        return -1
-    if INTERPRETING or dtype == torch.float64:
-        return 0
-    return 2 if dtype in (torch.float16, torch.bfloat16) else 3
 
 
 WALK_MAX_SIZE = 5  # (the tests lower it to 0 to run the sliding kernels)

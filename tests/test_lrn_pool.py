@@ -10,7 +10,6 @@ import tritonalex.nn as tnn
 from tritonalex.kernels import lrn as lrn_kernels
 from tritonalex.bench.layers import cases
 from tritonalex.kernels import pool as pool_kernels
-from tritonalex.kernels import tiles
 from tritonalex.kinds.lrn import lrn_args
 from tritonalex.kinds.maxpool import pool_args
 from reference import DEVICE, TOLERANCE, Inputs, as_layout, assert_close, check_unary_op
@@ -64,13 +63,13 @@ def test_lrn_low_precision(dtype, lrn_path):
 
 
 @pytest.mark.parametrize("op", ["lrn", "lrn_max_pool2d"])
-def test_bf16_band_backward_keeps_its_precision(op):
-    """bf16's band sums are one TF32 dot (the interpreter drops the same low mantissa bits): with
-    the window sum dominating the scale (large alpha, small k), the input gradient stays within
-    half the usual bf16 tolerance of the float64 reference (its own bf16 rounding, about 2^-8 of
-    the largest value, dominates; sums of 3-bit operands come out near 4e-2)."""
+def test_bf16_backward_keeps_its_precision(op):
+    """With the window sum dominating the scale (large alpha, small k), bf16's input gradient
+    stays within half the usual bf16 tolerance of the float64 reference (its own bf16 rounding,
+    about 2^-8 of the largest value, dominates): the walk sums in fp32 (a TF32 band sum it
+    replaced came out near 4e-2 with 3-bit operands)."""
     rnd = Inputs()
-    x = torch.relu(rnd.randn(2, 48, 5, 6)) + 0.5  # one 64-channel band tile per group
+    x = torch.relu(rnd.randn(2, 48, 5, 6)) + 0.5  # lrn1's groups
     lrn = (5, 4.0, 0.75, 0.1)
     if op == "lrn":
         ours = lambda t: F.local_response_norm(t, *lrn)
@@ -100,8 +99,8 @@ def test_lrn_nan_and_infinities_stay_in_their_windows(groups, lrn_path):
 @pytest.mark.parametrize("groups", [1, 2])
 def test_lrn_backward_nan_follows_torch(groups, lrn_path):
     """The input gradient with NaNs in x: NaN exactly where torch's is (up to 4 channels away,
-    through every normalizer whose window holds one), equal elsewhere (the band backward's sums
-    count non-finite values apart: a dot would spread them to every channel). Infinities are not
+    through every normalizer whose window holds one), equal elsewhere (every sum of the walk and
+    of the sliding kernel holds only its window's terms). Infinities are not
     compared: near one, the gradient has inf * 0 terms that torch's composite resolves by its
     order of operations and the closed form does not."""
     rnd = Inputs()
@@ -123,8 +122,7 @@ def test_lrn_backward_nan_follows_torch(groups, lrn_path):
 @pytest.mark.parametrize("stride", [2, 3])  # stride classes (2: four), pixels one by one (3)
 def test_fused_lrn_pool_backward_nan_follows_torch(stride, lrn_path):
     """The fused LRN -> max-pool's input gradient with a NaN in x, against torch's LRN then
-    max_pool2d: NaN exactly where torch's is, equal elsewhere. On the band path the NaN spreads
-    through the band sums, and the tiles holding it are redone by plain sums."""
+    max_pool2d: NaN exactly where torch's is, equal elsewhere."""
     rnd = Inputs()
     x = rnd.randn(2, 16, 7, 7)
     x[0, 5, 2, 3] = float("nan")
@@ -140,20 +138,9 @@ def test_fused_lrn_pool_backward_nan_follows_torch(stride, lrn_path):
     assert torch.allclose(got.nan_to_num(), want.nan_to_num(), rtol=1e-10, atol=0)
 
 
-def test_lrn_groups_wider_than_a_band_tile(monkeypatch):
-    """129 channels per group: no band tile holds them, the walk runs. The
-    widest band tile is per architecture (64 channels on sm_80; on sm_90, what the interpreter
-    takes, 64 until a GPU clears 128: tiles.BAND_MAX)."""
-    from tritonalex.kernels import launch
-    from tritonalex.kernels.tiles import band_tile
-
-    x_dtype, cpu = torch.float32, torch.device("cpu")
-    assert band_tile(65, 16, x_dtype, cpu) is None and band_tile(64, 16, x_dtype, cpu) is not None
-    monkeypatch.setitem(tiles.BAND_MAX, 90, 128)
-    assert band_tile(129, 16, x_dtype, cpu) is None and band_tile(128, 16, x_dtype, cpu) is not None
-    monkeypatch.setattr(launch, "_arch_override", 80)
-    assert band_tile(65, 16, x_dtype, cpu) is None and band_tile(64, 16, x_dtype, cpu) is not None
-    monkeypatch.setattr(launch, "_arch_override", None)
+def test_lrn_groups_of_odd_width():
+    """129 channels in one group: the walk's last run holds 1 channel of the group and 3 past it
+    (masked)."""
     rnd = Inputs()
     lrn = (5, 0.5, 0.75, 2.0)
     x = as_layout(rnd.randn(1, 129, 4, 5), "channels_last")
@@ -530,12 +517,9 @@ def test_grouped_lrn_and_fused_pool_equal_separate_groups(groups, layout, lrn_pa
 
 
 @pytest.mark.parametrize("channels,groups", [(200, 2), (128, 1)])
-def test_band_tiles_up_to_128_channels(channels, groups, monkeypatch):
-    """Groups of 65..128 channels (AlexNet's lrn2 towers: 128) in the band kernels on sm_90, the
-    interpreter's target: 100 channels padded to a 128-channel tile, and a full one. (sm_90 walks
-    such groups until a GPU clears these tiles: tiles.BAND_MAX; they stay
-    tested for that day.)"""
-    monkeypatch.setitem(tiles.BAND_MAX, 90, 128)
+def test_lrn_backwards_walk(channels, groups, monkeypatch):
+    """Windows of 5 channels take the walks, alone and fused with the max-pool, on groups of 100
+    and 128 channels (AlexNet's lrn2 towers: 128)."""
     launched = []
     real_launch = lrn_kernels.launch
 
@@ -553,5 +537,5 @@ def test_band_tiles_up_to_128_channels(channels, groups, monkeypatch):
                    seed=rnd.seed)
     check_unary_op(lambda t: F.lrn_max_pool2d(t, *lrn, groups=groups, **pool),
                    _per_group(_two_ops(lrn, pool), groups), x, seed=rnd.seed)
-    assert "lrn_band_backward_kernel" in launched
-    assert "lrn_band_max_pool2d_backward_kernel" in launched
+    assert "lrn_walk_backward_kernel" in launched
+    assert "lrn_walk_max_pool2d_backward_kernel" in launched

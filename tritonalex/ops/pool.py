@@ -14,7 +14,6 @@ from ..kernels.geometry import out_size
 from ..kernels.launch import accumulator_dtype
 from ..kernels.lrn import lrn_backward
 from ..kernels.pool import (
-    keeps_flat_indices,
     lrn_max_pool2d_backward,
     max_pool2d_backward,
     max_pool2d_forward,
@@ -108,12 +107,12 @@ def _backward_impl(dy: Tensor, idx: Tensor, x: Tensor, kernel: List[int], stride
 def _lrn_backward_impl(dy: Tensor, idx: Tensor, x: Tensor, kernel: List[int], stride: List[int],
                        padding: List[int], dilation: List[int], size: int, alpha: float,
                        beta: float, k: float, groups: int, relu_input: bool) -> Tensor:
-    """One kernel where an LRN group fits a band tile (kernels/tiles.py's band_max) or its window
-    a walk along the channels (tiles.walks, AlexNet's 5): the gather of the pooled gradient
-    happens once per element, the LRN backward takes it from registers. Wider windows, two
-    kernels: the pool's gather writes the LRN output's gradient once (fp32, full size), then the
-    sliding-window LRN backward reads it with the input (one sliding kernel would redo the gather
-    for each of the `size` channels whose window holds a channel)."""
+    """One kernel where the LRN window fits a walk along the channels (kernels/tiles.py's walks,
+    AlexNet's 5): the gather of the pooled gradient happens once per element, the LRN backward
+    takes it from registers. Wider windows, two kernels: the pool's gather writes the LRN output's
+    gradient once (fp32, full size), then the sliding-window LRN backward reads it with the input
+    (one sliding kernel would redo the gather for each of the `size` channels whose window holds
+    a channel)."""
     lrn = (size, alpha, beta, k, groups)
     dx = lrn_max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation, lrn, relu_input)
     if dx is not None:  # one kernel
@@ -168,8 +167,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     x = input.unsqueeze(0) if unbatched else input
     kernel, stride, padding, dilation, out_hw = (list(g) for g in geometry)
     # torch's int64 indices only when asked for; else the tap code (2 bytes per 16-bit output).
-    flat = (bool(return_indices) or kernel[0] * kernel[1] > 32768
-            or keeps_flat_indices(x, lrn))
+    flat = bool(return_indices) or kernel[0] * kernel[1] > 32768
     if lrn is None:
         y, idx = max_pool2d_op(x, kernel, stride, padding, dilation, out_hw, bool(relu_input),
                                flat)

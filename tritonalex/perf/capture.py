@@ -217,7 +217,7 @@ def capture_step(spec="alexnet", batch=128, dtype="bf16", layout="channels_last"
     or "fp64" (the whole model in float64). layout: the input images' memory layout,
     "channels_last" (what `tritonalex train` feeds the triton backend) or "nchw".
     sms: the target card's SM count (the conv weight gradient splits its reduction by it); arch:
-    its compute capability (the LRN backward's band tiles depend on it).
+    its compute capability (the conv weight gradient's tiling depends on it).
     """
     state, counter = _State(), _CountKernels()
     # Forward + backward; the optimizer's stay in counter.counter.

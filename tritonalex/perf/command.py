@@ -191,7 +191,7 @@ def print_step(report):
 def check_launches(arch, batch=128):
     """(dtype label, launch) for everything the compile check compiles for `arch` (see the module
     doc): the steps are captured as they launch on that architecture (some launchers choose their
-    kernel or tile per architecture, e.g. the LRN backward's band tiles)."""
+    kernel or tile per architecture, e.g. the conv weight gradient's tiling)."""
     import torch
 
     from ..kernels.augment import augment_forward
@@ -263,7 +263,7 @@ def run_check(args):
         compiled = {}
         for arch in archs:
             compiled.update(compile_all([l for _, l, a in labelled if a == arch], [arch],
-                                        common_paths=False))
+                                        model_builds=False))
     rows = OrderedDict()
     for label, launch, arch in labelled:
         for config, kwargs in config_variants(launch, arch):

@@ -48,12 +48,10 @@ Assumptions (to be calibrated against a GPU when one is lent; `bench/gpu_check.s
   ISSUE_EFFICIENCY 0.75, LOAD_LATENCY 600 clocks (global load round trip under load),
   L2_BYTES_PER_CLOCK 64 (one SM's reads from L2: the width of its port to the crossbar), LAUNCH_US
   2 us per launch (GPU-side gap between back-to-back launches; host cost is not modelled).
-Code only rare inputs run (the LRN band backwards' redo of a tile holding a NaN or an infinity)
-is left out where the launch says how to compile it out (`Cost.common_path`): instructions are
-counted on that build, registers and shared memory (occupancy, spills) read from the real one.
 A launch whose programs split evenly among several compiled paths, each program running one (the
 fused LRN -> max-pool walk's stride classes), names them (`Cost.paths`): instructions are the
-average of those builds'.
+average of the builds with one path each, registers and shared memory (occupancy, spills) read
+from the real build.
 What it ignores: caches (bytes beyond the minimum, L2 hits that make re-reads cheap), branch
 divergence and other code a program skips (all SASS outside the main loop is counted once), the
 trip counts of loops around the main loop (a main loop nested in others is counted as the

@@ -65,15 +65,15 @@ def _compile_job(index):
         return index, None, f"{type(exc).__name__}: {message}"
 
 
-def compile_all(launches, archs, processes=None, common_paths=True):
-    """Compile every (launch, config, arch), and with `common_paths` the builds the model counts
-    instructions of (`Cost.common_path`); returns {job key: (facts or None, error or None)}."""
+def compile_all(launches, archs, processes=None, model_builds=True):
+    """Compile every (launch, config, arch), and with `model_builds` the builds the model counts
+    instructions of (`Cost.paths`); returns {job key: (facts or None, error or None)}."""
     global _JOBS
     jobs = OrderedDict()
     for launch in launches:
         for arch in archs:
             for _, kwargs in config_variants(launch, arch):
-                builds = (kwargs, *_model_builds(launch, kwargs)) if common_paths else (kwargs,)
+                builds = (kwargs, *_model_builds(launch, kwargs)) if model_builds else (kwargs,)
                 for build in builds:
                     key = job_key(launch, build, arch)
                     if key not in jobs:
@@ -88,17 +88,10 @@ def compile_all(launches, archs, processes=None, common_paths=True):
                 for i, facts, err in pool.map(_compile_job, range(len(_JOBS)))}
 
 
-def _common_path(launch, kwargs):
-    """The build the model counts instructions of: `kwargs` with the launch's `Cost.common_path`
-    overrides (the rare inputs' code compiled out); `kwargs` itself when it has none."""
-    return {**kwargs, **launch.cost.common_path}
-
-
 def _model_builds(launch, kwargs):
-    """The builds the model counts instructions of: the common path's (`_common_path`), one per
-    entry of `Cost.paths` where the launch's programs split among several paths."""
-    common = _common_path(launch, kwargs)
-    return [{**common, **path} for path in launch.cost.paths] or [common]
+    """The builds the model counts instructions of: one per entry of `Cost.paths` where the
+    launch's programs split among several compiled paths, else the launch's own."""
+    return [{**kwargs, **path} for path in launch.cost.paths] or [kwargs]
 
 
 # The SASS facts that count instructions: averaged over a launch's paths (`Cost.paths`).
@@ -107,7 +100,7 @@ _COUNTS = ("instructions", "loop_instructions", "nest_instructions", "loop_mufu"
 
 def _facts(launch, kwargs, compiled, arch):
     """(facts, error) the model reads for one config: the real build's, with the instruction
-    counts of its common-path build, averaged over its paths, where the launch has them."""
+    counts averaged over the builds of its paths where the launch has them."""
     facts, error = compiled[job_key(launch, kwargs, arch)]
     builds = _model_builds(launch, kwargs)
     if facts is None or builds == [kwargs]:
