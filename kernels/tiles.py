@@ -306,14 +306,14 @@ def lrn_walk_step(q_prev, q, q_next, x_prev, x, g, t_prev2, t_prev, own_prev, in
 
 @triton.jit
 def _walk_term(window, x, g, in_group, k, alpha_over_size, beta, NORMAL_S: tl.constexpr):
-    """(t, g s^-beta) of one channel from its window's sum of squares (see `lrn_walk_step`).
-    s^-beta is s^(-beta-1) * s but where s is infinite: 0 there, as torch's x / s^beta."""
-    s = k + alpha_over_size * window
-    s_neg = pow_neg(s, beta + 1.0, NORMAL_S)  # s^(-beta-1), no division
-    t = g * x * s_neg
+    """(t, g s^-beta) of one channel from its window's sum of squares (see `lrn_walk_step`):
+    two powers of one logarithm (an exp2 costs one instruction more than s^(-beta-1) * s, whose
+    infinite s would need a select to give torch's 0, three)."""
+    log2_s = log2_of(k + alpha_over_size * window, NORMAL_S)
+    t = g * x * tl.exp2(-(beta + 1.0) * log2_s)  # s^(-beta-1), no division
     if not NORMAL_S:  # outside the group x = g = 0, but s may be 0: 0 * inf
         t = tl.where(in_group, t, 0.0)
-    return t, g * tl.where(s == float("inf"), 0.0, s_neg * s)
+    return t, g * tl.exp2(-beta * log2_s)
 
 
 @triton.jit
@@ -331,16 +331,20 @@ FAST_LOG2: tl.constexpr = tl.constexpr(not INTERPRETING)
 
 @triton.jit
 def pow_neg(s, beta, NORMAL_S: tl.constexpr):
-    """s ** -beta for s > 0, as exp2(-beta * log2(s)). NORMAL_S: s is never subnormal (see
-    `normal_scale`), so the hardware's lg2 needs no rescaling of subnormal inputs (3 fewer
-    instructions; the same result)."""
+    """s ** -beta for s > 0, as exp2(-beta * log2(s))."""
+    return tl.exp2(-beta * log2_of(s, NORMAL_S))
+
+
+@triton.jit
+def log2_of(s, NORMAL_S: tl.constexpr):
+    """log2(s) (see FAST_LOG2). NORMAL_S: s is never subnormal (see `normal_scale`), so the
+    hardware's lg2 needs no rescaling of subnormal inputs (3 fewer instructions; the same
+    result)."""
     if FAST_LOG2 and s.dtype == tl.float32:
-        log2_s = tl.inline_asm_elementwise(
+        return tl.inline_asm_elementwise(
             "lg2.approx.ftz.f32 $0, $1;" if NORMAL_S else "lg2.approx.f32 $0, $1;", "=r,r", [s],
             dtype=tl.float32, is_pure=True, pack=1)
-    else:
-        log2_s = tl.log2(s)
-    return tl.exp2(-beta * log2_s)
+    return tl.log2(s)
 
 
 WALK_MAX_SIZE = 5  # (the tests lower it to 0 to run the sliding kernels)
