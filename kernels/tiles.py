@@ -275,8 +275,9 @@ def lrn_walk_step(q_prev, q, q_next, x_prev, x, g, t_prev2, t_prev, own_prev, in
 
     With the squares q of runs i-1, i, i+1 (SIZE <= 5: no window reaches further) and run i's x
     and g, it forms run i's s (each once), t and own terms g s^-beta; with the t of runs i-2,
-    i-1 and i, run i-1's gradient. Returns (t, own term) of run i, da of run i-1. `in_group`:
-    run i is in the group (its t is 0 otherwise: needed only where s may be 0, not NORMAL_S).
+    i-1 and i, run i-1's gradient. Returns (t, own term) of run i, da of run i-1. `in_group`
+    ([1, 1, 4]): run i's channels in the group (t is 0 outside: needed only where s may be 0, not
+    NORMAL_S).
     Each sum is summed whole (a NaN reaches only the windows that hold it), the 4 of a run
     sharing partial sums (`run_window_sums`)."""
     qs = split_run(q_prev) + split_run(q) + split_run(q_next)  # offset o of run i at o + 4
@@ -284,10 +285,11 @@ def lrn_walk_step(q_prev, q, q_next, x_prev, x, g, t_prev2, t_prev, own_prev, in
                                      SIZE)
     x0, x1, x2, x3 = split_run(x)
     g0, g1, g2, g3 = split_run(g)
-    t0, own0 = _walk_term(w0, x0, g0, in_group, k, alpha_over_size, beta, NORMAL_S)
-    t1, own1 = _walk_term(w1, x1, g1, in_group, k, alpha_over_size, beta, NORMAL_S)
-    t2, own2 = _walk_term(w2, x2, g2, in_group, k, alpha_over_size, beta, NORMAL_S)
-    t3, own3 = _walk_term(w3, x3, g3, in_group, k, alpha_over_size, beta, NORMAL_S)
+    in0, in1, in2, in3 = split_run(in_group)
+    t0, own0 = _walk_term(w0, x0, g0, in0, k, alpha_over_size, beta, NORMAL_S)
+    t1, own1 = _walk_term(w1, x1, g1, in1, k, alpha_over_size, beta, NORMAL_S)
+    t2, own2 = _walk_term(w2, x2, g2, in2, k, alpha_over_size, beta, NORMAL_S)
+    t3, own3 = _walk_term(w3, x3, g3, in3, k, alpha_over_size, beta, NORMAL_S)
     # Run i-1's cross terms: channel c sums the t_j of j in c - (SIZE-1)//2 .. c + SIZE//2, its
     # window mirrored (the same window for odd sizes).
     ts = split_run(t_prev2) + split_run(t_prev) + (t0, t1, t2, t3)  # run i-1's o at o + 4

@@ -24,6 +24,7 @@ LRN_CASES = [  # (input shape, size, alpha, beta, k)
     ((1, 5, 4, 4), 1, 0.4, 0.75, 1.0),
     ((1, 3, 4, 4), 8, 0.4, 0.75, 1.0),  # window wider than the channel count
     ((1, 1, 7, 3), 5, 0.9, 0.75, 1.5),  # one channel
+    ((2, 10, 3, 4), 5, 0.5, 0.75, 0.0),  # k = 0: scales may be 0 or subnormal (not NORMAL_S)
 ]
 
 
