@@ -46,7 +46,7 @@ from .tiles import (
     channel_tile,
     lrn_load_params,
     lrn_params,
-    lrn_walk_step,
+    lrn_walk_next,
     lrn_scale,
     normal_scale,
     pow_neg,
@@ -182,7 +182,8 @@ def lrn_walk_backward_kernel(
     dx_at = dx_ptr + n * sdx_n + s * sdx_s + (lo + r) * sdx_c
 
     # Iterate over the runs: step i loads run i + 1 (the last of run i's windows) and writes run
-    # i - 1 (the last whose windows' terms it needed).
+    # i - 1 (the last whose windows' terms it needed; MASK_INPUT: x is a ReLU's output, dx zeroed
+    # where it is <= 0).
     x = widen(tl.load(x_at, mask=s_ok & (r < GROUP), other=0.0), ACC)
     g = widen(tl.load(dy_at, mask=s_ok & (r < GROUP), other=0.0), ACC)
     zero = tl.zeros((1, BLOCK_S, 4), dtype=ACC)
@@ -191,15 +192,10 @@ def lrn_walk_backward_kernel(
         next_ok = s_ok & (4 * i + 4 + r < GROUP)
         x_next = widen(tl.load(x_at + (4 * i + 4) * sx_c, mask=next_ok, other=0.0), ACC)
         g_next = widen(tl.load(dy_at + (4 * i + 4) * sdy_c, mask=next_ok, other=0.0), ACC)
-        q_next = x_next * x_next
-        t, own, dx = lrn_walk_step(q_prev, q, q_next, x_prev, x, g, t_prev2, t_prev, own_prev,
-                                   4 * i + r < GROUP, k, alpha_over_size, beta, SIZE, NORMAL_S)
-        if MASK_INPUT:  # the derivative of the ReLU that produced x, deferred to here by its conv
-            dx = tl.where(x_prev > 0, dx, 0.0)
-        tl.store(dx_at + (4 * i - 4) * sdx_c, dx.to(dx_ptr.dtype.element_ty),
-                 mask=s_ok & (i > 0) & (4 * i - 4 + r < GROUP))
-        q_prev, q, x_prev, x, g = q, q_next, x, x_next, g_next
-        t_prev2, t_prev, own_prev = t_prev, t, own
+        q_prev, q, x_prev, x, g, t_prev2, t_prev, own_prev = lrn_walk_next(
+            x_next, g_next, q_prev, q, x_prev, x, g, t_prev2, t_prev, own_prev, 4 * i + r < GROUP,
+            dx_at + (4 * i - 4) * sdx_c, s_ok & (i > 0) & (4 * i - 4 + r < GROUP), k,
+            alpha_over_size, beta, SIZE, NORMAL_S, MASK_INPUT)
 
 
 def _tile(dtype, channels, positions):

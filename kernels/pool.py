@@ -28,7 +28,7 @@ backward is one kernel where the LRN window is at most 5 channels
 (`lrn_walk_max_pool2d_backward_kernel`: each pixel walks its group's channels in runs of 4,
 gathering each run's pooled gradient once; see lrn.py), else (tritonalex/ops/pool.py) this
 file's backward kernel into an fp32 buffer (the LRN output's gradient), then lrn.py's sliding
-backward. By the static model, bf16 on sm_90: lrn1's 109 us, lrn2's 84 (lrn2's two kernels: 182).
+backward. By the static model, bf16 on sm_90: lrn1's 108 us, lrn2's 83 (lrn2's two kernels: 182).
 """
 
 import torch
@@ -55,7 +55,7 @@ from .tiles import (
     lrn_load_params,
     lrn_params,
     lrn_scale_runs,
-    lrn_walk_step,
+    lrn_walk_next,
     normal_scale,
     pow_neg,
     stride_cells,
@@ -492,16 +492,10 @@ def _lrn_pool_backward_walk(dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, lo, G
                                   ih, iw, q_ok, W, OH, OW, pad_h, pad_w, sdy_h, sdy_w, KH, KW,
                                   STRIDE_H, STRIDE_W, DIL_H, DIL_W, CLASS_H, CLASS_W, TAP_CODES,
                                   ACC)
-        q_next = x_next * x_next
-        t, own, dx = lrn_walk_step(q_prev, q, q_next, x_prev, x, g, t_prev2, t_prev, own_prev,
-                                   4 * i + r < GROUP, k, alpha_over_size, beta, LRN_SIZE,
-                                   NORMAL_S)
-        if MASK_INPUT:  # the derivative of the ReLU that produced x, deferred to here by its conv
-            dx = tl.where(x_prev > 0, dx, 0.0)
-        tl.store(dx_at + (4 * i - 4) * sdx_c, dx.to(dx_ptr.dtype.element_ty),
-                 mask=q_ok & (i > 0) & (4 * i - 4 + r < GROUP))
-        q_prev, q, x_prev, x, g = q, q_next, x, x_next, g_next
-        t_prev2, t_prev, own_prev = t_prev, t, own
+        q_prev, q, x_prev, x, g, t_prev2, t_prev, own_prev = lrn_walk_next(
+            x_next, g_next, q_prev, q, x_prev, x, g, t_prev2, t_prev, own_prev, 4 * i + r < GROUP,
+            dx_at + (4 * i - 4) * sdx_c, q_ok & (i > 0) & (4 * i - 4 + r < GROUP), k,
+            alpha_over_size, beta, LRN_SIZE, NORMAL_S, MASK_INPUT)
 
 
 def tap_code_dtype(dtype):

@@ -265,6 +265,23 @@ def tuple_sum(v, FIRST: tl.constexpr, LAST: tl.constexpr):
 
 
 @triton.jit
+def lrn_walk_next(x_next, g_next, q_prev, q, x_prev, x, g, t_prev2, t_prev, own_prev, in_group,
+                  dx_ptrs, dx_mask, k, alpha_over_size, beta, SIZE: tl.constexpr,
+                  NORMAL_S: tl.constexpr, MASK_INPUT: tl.constexpr):
+    """One step of the walk (`lrn_walk_step`) given run i + 1's x and g: stores run i - 1's
+    gradient at dx_ptrs under dx_mask (MASK_INPUT: zeroed where its x <= 0, the derivative of the
+    ReLU that produced x, deferred to here by its conv) and returns the state of the next step,
+    (q_prev, q, x_prev, x, g, t_prev2, t_prev, own_prev)."""
+    q_next = x_next * x_next
+    t, own, dx = lrn_walk_step(q_prev, q, q_next, x_prev, x, g, t_prev2, t_prev, own_prev,
+                               in_group, k, alpha_over_size, beta, SIZE, NORMAL_S)
+    if MASK_INPUT:
+        dx = tl.where(x_prev > 0, dx, 0.0)
+    tl.store(dx_ptrs, dx.to(dx_ptrs.dtype.element_ty), mask=dx_mask)
+    return q, q_next, x, x_next, g_next, t_prev, t, own
+
+
+@triton.jit
 def lrn_walk_step(q_prev, q, q_next, x_prev, x, g, t_prev2, t_prev, own_prev, in_group, k,
                   alpha_over_size, beta, SIZE: tl.constexpr, NORMAL_S: tl.constexpr):
     """One step of the LRN backward's walk along each pixel's channels in runs of 4 (tiles
