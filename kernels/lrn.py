@@ -14,8 +14,8 @@ Backward, windows of up to 5 channels (AlexNet's): a walk (`lrn_walk_backward_ke
 position walks its LRN group's channels in runs of 4 (one run per thread and position): it loads
 x and dy once, forms each scale s once, and takes every other term from registers
 (tiles.lrn_walk_step; fp32 sums, each over its window only, so a NaN reaches only the windows
-that hold it, as in torch). lrn2's backward, bf16 on sm_90: 141 us by the sliding kernel below,
-65 walking, by the static model (memory-bound). It replaced a kernel that summed the windows as
+that hold it, as in torch). By the static model (bf16, sm_90, the unfused alexnet step) it is
+memory-bound: lrn1's 76 us, lrn2's 50, 1.15x their bytes. It replaced a kernel that summed the windows as
 a 0/1 band matrix times a channel tile on the tensor cores (2026-11-28: that one faulted on an
 H200 for 128-channel groups, needed a redo of any tile holding a NaN, and the walk beat it by the
 model on both AlexNet layers).
