@@ -15,10 +15,10 @@ position walks its LRN group's channels in runs of 4 (one run per thread and pos
 x and dy once, forms each scale s once, and takes every other term from registers
 (tiles.lrn_walk_step; fp32 sums, each over its window only, so a NaN reaches only the windows
 that hold it, as in torch). By the static model (bf16, sm_90, the unfused alexnet step) it is
-memory-bound: lrn1's 76 us, lrn2's 50, 1.15x their bytes. It replaced a kernel that summed the windows as
-a 0/1 band matrix times a channel tile on the tensor cores (2026-11-28: that one faulted on an
-H200 for 128-channel groups, needed a redo of any tile holding a NaN, and the walk beat it by the
-model on both AlexNet layers).
+memory-bound: lrn1's 76 us, lrn2's 50, 1.15x their bytes. It replaced a kernel that summed the
+windows as a 0/1 band matrix times a channel tile on the tensor cores (2026-11-28: that one
+faulted on an H200 for 128-channel groups, needed a redo of any tile holding a NaN, and the walk
+beat it by the model on both AlexNet layers).
 Wider windows: the sliding kernel (`lrn_backward_kernel`), which recomputes every s_j it needs
 from the input, its `size` window sums sliding (one summed whole, then +1 channel and -1 channel
 per step): 23 tile loads per element for size 5 instead of 42.
@@ -51,6 +51,7 @@ from .tiles import (
     normal_scale,
     pow_neg,
     squares,
+    walk_steps,
     walks,
     widen,
 )
@@ -58,7 +59,7 @@ from .tiles import (
 # (BLOCK_C, BLOCK_S, warps): channels x positions per program. One GPU config: the kernel is
 # memory-bound and the tile only needs to be wide along the contiguous axis.
 GPU_TILE = (4, 256, 4)
-WALK_GPU_TILE = (128, 4)  # the walk's (BLOCK_S, warps): one position per thread
+GPU_WALK_TILE = (128, 4)  # the walk's (BLOCK_S, warps): one position per thread
 INTERPRETER_TILE = (64, 4096, 1)
 
 
@@ -232,13 +233,13 @@ def lrn_backward(x, dy, dx, size, alpha, beta, k, groups=1, mask_input=False):
         return dx
     params = lrn_params(k, alpha, beta, size, x.dtype, x.device)
     if walks(size):
-        block_s, warps = tile(WALK_GPU_TILE, (INTERPRETER_TILE[1], 1), fit=(s,))
+        block_s, warps = tile(GPU_WALK_TILE, (INTERPRETER_TILE[1], 1), fit=(s,))
         launch(lrn_walk_backward_kernel, (cdiv(s, block_s), groups, n),
                x, dy, dx, params, s, c // groups, *x.stride(), *dy.stride(), *dx.stride(),
                SIZE=size, MASK_INPUT=mask_input, NORMAL_S=normal_scale(k, alpha),
                ACC=tl_accumulator(x.dtype), INDEX_64=needs_int64(x, dy, dx), BLOCK_S=block_s,
                num_warps=warps,
-               cost=Cost(0, nbytes(x, dy, dx), trips=lambda meta: cdiv(c // groups, 4) + 1))
+               cost=Cost(0, nbytes(x, dy, dx), trips=lambda meta: walk_steps(c // groups)))
         return dx
     block_c, block_s, warps = _tile(x.dtype, c, s)
     launch(lrn_backward_kernel, (cdiv(s, block_s), cdiv(c, block_c), n),

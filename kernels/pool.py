@@ -60,6 +60,7 @@ from .tiles import (
     pow_neg,
     stride_cells,
     stride_class,
+    walk_steps,
     walks,
     widen,
     window_source,
@@ -667,6 +668,6 @@ def lrn_max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation, lrn, 
            LRN_SIZE=size, MASK_INPUT=mask_input, NORMAL_S=normal_scale(k, alpha), ONE_CLASS=-1,
            ACC=tl_accumulator(x.dtype), INDEX_64=needs_int64(dy, idx, x, dx), BLOCK_P=block_p,
            num_warps=warps,
-           cost=Cost(0, nbytes(dy, idx, x, dx), trips=lambda meta: cdiv(c // groups, 4) + 1,
+           cost=Cost(0, nbytes(dy, idx, x, dx), trips=lambda meta: walk_steps(c // groups),
                      paths=[dict(ONE_CLASS=e) for e in range(classes)] if cells else ()))
     return dx

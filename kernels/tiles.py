@@ -375,6 +375,12 @@ def walks(size):
     return 1 <= size <= WALK_MAX_SIZE
 
 
+def walk_steps(group):
+    """Steps of a walk over a group of `group` channels (its loop's trips): one per run of 4, and
+    one more to finish the last run's gradient."""
+    return triton.cdiv(group, 4) + 1
+
+
 def normal_scale(k, alpha):
     """Whether every LRN scale s = k + alpha/size * (sum of squares) is a normal float: alpha >= 0
     and k >= 2^-125 (s >= k up to the sums' rounding; the kernels' NORMAL_S)."""

@@ -219,9 +219,10 @@ def check_launches(arch, batch=128):
     # LRN windows wider than 5 (no shipped spec has one) take the sliding-window backward: lrn2's
     # shape, channels_last, the gradient in the input's dtype and in fp32 (the fused LRN ->
     # max-pool's buffer).
+    def ncs(dt):
+        return torch.empty_strided((batch, 256, 729), (256 * 729, 1, 256), dtype=dt, **meta)
+
     for dtype in (torch.bfloat16, torch.float32, torch.float64):
-        def ncs(dt):
-            return torch.empty_strided((batch, 256, 729), (256 * 729, 1, 256), dtype=dt, **meta)
         for dy_dtype in {dtype, accumulator_dtype(dtype)}:
             out += [(f"lrn size 7 {str(dtype)[6:]}", l) for l in capture_calls(
                 lambda: lrn_backward(ncs(dtype), ncs(dy_dtype), ncs(dtype), 7, 5e-4, 0.75, 2.0,
