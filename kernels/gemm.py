@@ -38,17 +38,33 @@ from .launch import (
 )
 from .tiles import bias_relu_epilogue, dot_acc, last_arrival, split_range, sum_partials
 
+
+
+def unsplit(block_m, block_n, block_k, num_warps, num_stages, archs=(80, 90)):
+    """A config whose programs never share a reduction (SPLIT=False: grid axis 2 is 1 whatever
+    the launch's SPLITS): narrow tiles that fill the GPU by their number, their long reduction
+    kept fed by deep pipelines, instead of wide split tiles whose fp32 partials cross memory."""
+    cfg = config(block_m, block_n, block_k, num_warps, num_stages, archs)
+    cfg.kwargs["SPLIT"] = False
+    return cfg
+
+
 # Tile configs per kernel and dot class (see launch.dot_class), best general choice first: the
 # candidates that compile for sm_80 and sm_90 without spills (`tritonalex kernels`). 128x128
 # forward tiles spill: the dropout epilogue's Philox rounds need registers beside the accumulator.
+# The split-K launches (`_splits`: fc7's and fc8's input gradients, fc8's forward at batch 128)
+# also offer unsplit narrow tiles: by the static model fc8's forward 10.8 -> 8.0 us, its input
+# gradient 12.5 -> 8.0, fc7's 31.4 -> 25.3 (the partials' bytes gone, 4 stages keeping the
+# loads ahead); the autotuner picks between them on the GPU.
 FORWARD_CONFIGS = {
     "tensor_core": [config(128, 64, 32, 8, 3), config(64, 128, 32, 8, 3), config(64, 64, 64, 4, 3),
-                    config(64, 64, 32, 4, 3)],
+                    config(64, 64, 32, 4, 3), unsplit(64, 32, 128, 4, 4),
+                    unsplit(64, 64, 128, 4, 4)],
     "fma": [config(64, 64, 16, 8, 2), config(32, 64, 16, 4, 2), config(64, 32, 16, 4, 2)],
 }
 INPUT_GRAD_CONFIGS = {
     "tensor_core": [config(128, 128, 32, 8, 3), config(128, 64, 32, 8, 3), config(64, 128, 32, 8, 3),
-                    config(64, 64, 32, 4, 3)],
+                    config(64, 64, 32, 4, 3), unsplit(64, 64, 64, 4, 4)],
     "fma": [config(64, 32, 16, 4, 2), config(16, 64, 16, 4, 2)],
 }
 WEIGHT_GRAD_CONFIGS = {
@@ -85,13 +101,15 @@ def linear_forward_kernel(
     PRECISION: tl.constexpr,  # tl.dot input precision for fp32: "ieee" or "tf32"
     DOT_FP32: tl.constexpr,  # upcast tiles before tl.dot (bf16 under the interpreter)
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,  # tile sizes
+    SPLIT: tl.constexpr = True,  # False: the config never splits (`unsplit`), whatever SPLITS
 ):
     rm = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     rn = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     m_ok = rm < M
     n_ok = rn < N
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC)
-    k_start, k_end = split_range(tl.program_id(2), K, BLOCK_K, SPLITS)  # split-K, as below
+    splits = SPLITS if SPLIT else 1
+    k_start, k_end = split_range(tl.program_id(2), K, BLOCK_K, splits)  # split-K, as below
     for k0 in range(k_start, k_end, BLOCK_K):
         rk = k0 + tl.arange(0, BLOCK_K)
         k_ok = rk < K
@@ -101,15 +119,15 @@ def linear_forward_kernel(
                     mask=k_ok[:, None] & n_ok[None, :], other=0.0)
         acc = dot_acc(a, b, acc, PRECISION, DOT_FP32, ACC)
     mask = m_ok[:, None] & n_ok[None, :]
-    if SPLITS == 1:
+    if splits == 1:
         _forward_epilogue(acc, b_ptr, y_ptr, rm, rn, n_ok, mask, N, sy_m, sy_n, seed_ptr, p, scale,
                           HAS_BIAS, APPLY_RELU, DROPOUT, ACC)
     else:  # each split stores its partial; the last to arrive adds them, then the epilogue
         part_off = rm[:, None] * N + rn[None, :]
         tl.store(part_ptr + tl.program_id(2) * M * N + part_off, acc, mask=mask)
         tile = tl.program_id(0) * tl.num_programs(1) + tl.program_id(1)
-        if last_arrival(count_ptr, tile, SPLITS):
-            total = sum_partials(part_ptr, part_off, mask, M * N, SPLITS, ACC)
+        if last_arrival(count_ptr, tile, splits):
+            total = sum_partials(part_ptr, part_off, mask, M * N, splits, ACC)
             _forward_epilogue(total, b_ptr, y_ptr, rm, rn, n_ok, mask, N, sy_m, sy_n, seed_ptr, p,
                               scale, HAS_BIAS, APPLY_RELU, DROPOUT, ACC)
             tl.store(count_ptr + tile, 0)  # zero again for the next launch (stream-ordered)
@@ -162,6 +180,7 @@ def linear_input_grad_kernel(
     APPLY_RELU: tl.constexpr, DROPOUT: tl.constexpr,  # what the forward fused
     ACC: tl.constexpr, PRECISION: tl.constexpr, DOT_FP32: tl.constexpr,  # as in the forward
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,  # tile: M x K outputs, N steps
+    SPLIT: tl.constexpr = True,  # False: the config never splits (`unsplit`), whatever SPLITS
 ):
     rm = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     rk = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)  # output columns are K here
@@ -169,8 +188,10 @@ def linear_input_grad_kernel(
     k_ok = rk < K
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC)
     # Split-K: this program's share of the reduction, whole BLOCK_K steps (fc7's and fc8's
-    # input gradients are 32 output tiles at batch 128: a quarter of an H100 without splits).
-    n_start, n_end = split_range(tl.program_id(2), N, BLOCK_K, SPLITS)
+    # input gradients are 32 output tiles of 128 x 128 at batch 128: a quarter of an H100
+    # without splits).
+    splits = SPLITS if SPLIT else 1
+    n_start, n_end = split_range(tl.program_id(2), N, BLOCK_K, splits)
     for n0 in range(n_start, n_end, BLOCK_K):
         rn = n0 + tl.arange(0, BLOCK_K)
         n_ok = rn < N
@@ -181,15 +202,15 @@ def linear_input_grad_kernel(
         dz = dz.to(dx_ptr.dtype.element_ty)  # in the activations' dtype, for the tensor cores
         acc = dot_acc(dz, wt, acc, PRECISION, DOT_FP32, ACC)
     mask = m_ok[:, None] & k_ok[None, :]
-    if SPLITS == 1:
+    if splits == 1:
         tl.store(dx_ptr + rm[:, None] * sdx_m + rk[None, :] * sdx_k,
                  acc.to(dx_ptr.dtype.element_ty), mask=mask)
     else:  # each split stores its partial; the last to arrive adds them in split order
         part_off = rm[:, None] * K + rk[None, :]
         tl.store(part_ptr + tl.program_id(2) * M * K + part_off, acc, mask=mask)
         tile = tl.program_id(0) * tl.num_programs(1) + tl.program_id(1)
-        if last_arrival(count_ptr, tile, SPLITS):
-            total = sum_partials(part_ptr, part_off, mask, M * K, SPLITS, ACC)
+        if last_arrival(count_ptr, tile, splits):
+            total = sum_partials(part_ptr, part_off, mask, M * K, splits, ACC)
             tl.store(dx_ptr + rm[:, None] * sdx_m + rk[None, :] * sdx_k,
                      total.to(dx_ptr.dtype.element_ty), mask=mask)
             tl.store(count_ptr + tile, 0)  # zero again for the next launch (stream-ordered)
@@ -238,9 +259,10 @@ def linear_weight_grad_kernel(
             tl.store(db_ptr + rn, tl.sum(bias_acc, axis=0).to(db_ptr.dtype.element_ty), mask=n_ok)
 
 
-# TF32 tiles: the 16-bit lists compile clean for fp32 operands too (the compile check's tf32 rows).
+# TF32 tiles: the 16-bit lists compile clean for fp32 operands too (the compile check's tf32 rows),
+# but for the unsplit ones (4 stages of 4-byte tiles: more shared memory than an SM has).
 for _configs in (FORWARD_CONFIGS, INPUT_GRAD_CONFIGS, WEIGHT_GRAD_CONFIGS):
-    _configs["tf32"] = _configs["tensor_core"]
+    _configs["tf32"] = [c for c in _configs["tensor_core"] if c.kwargs.get("SPLIT", True)]
 
 _KEY = ["M", "N", "K"]
 _forward = DotKernel(linear_forward_kernel, FORWARD_CONFIGS, key=_KEY + ["SPLITS"])
@@ -249,6 +271,12 @@ _weight_grad = DotKernel(linear_weight_grad_kernel, WEIGHT_GRAD_CONFIGS, key=_KE
 
 
 INTERPRETER_SPLITS = 1  # the tests raise it to run the split reduction on the CPU
+INTERPRETER_SPLIT = True  # the tests clear it to run an `unsplit` config's code beside SPLITS > 1
+
+
+def _interpreter_split():
+    """The SPLIT constexpr the interpreter's launches pass (GPU launches take it from the config)."""
+    return {} if not INTERPRETING or INTERPRETER_SPLIT else {"SPLIT": False}
 
 
 def _splits(rows, cols, reduction, moved_bytes, dtype, allow_tf32, device, tile=(128, 128)):
@@ -275,9 +303,21 @@ def _splits(rows, cols, reduction, moved_bytes, dtype, allow_tf32, device, tile=
     return split_count(tiles, device, most=most, reduction=reduction)
 
 
-def _split_tail(splits):
-    """Cost.tail_bytes of a split-K launch: the last arrival at a tile reads its fp32 partials."""
-    return lambda meta: 4 * splits * meta["BLOCK_M"] * meta["BLOCK_N"] if splits > 1 else 0
+def _config_splits(splits):
+    """The splits a config runs with: the launch's, or 1 for an `unsplit` config."""
+    return lambda meta: splits if meta.get("SPLIT", True) else 1
+
+
+def _split_cost(flops, min_bytes, reduction, splits, workspace):
+    """The Cost of a split-K launch, per config: its trips over its share of the reduction, and
+    with splits the partials' bytes (written and read back) and the last arrival's serial read
+    of its tile's partials."""
+    runs = _config_splits(splits)
+    return Cost(flops, min_bytes,
+                trips=lambda meta: cdiv(cdiv(reduction, meta["BLOCK_K"]), runs(meta)),
+                workspace_bytes=lambda meta: workspace if runs(meta) > 1 else 0,
+                tail_bytes=lambda meta: 4 * runs(meta) * meta["BLOCK_M"] * meta["BLOCK_N"]
+                if runs(meta) > 1 else 0)
 
 
 def _split_workspace(splits, rows, cols, dtype, device, stand_in):
@@ -309,16 +349,16 @@ def linear_forward(x, weight, bias, relu, p, seed, allow_tf32, out_dtype=None):
     if y.numel() == 0:
         return y
     splits = _splits(m, n, k, nbytes(x, weight, y), x.dtype, allow_tf32, x.device, tile=(128, 64))
-    grid = lambda meta: (cdiv(m, meta["BLOCK_M"]), cdiv(n, meta["BLOCK_N"]), splits)
+    runs = _config_splits(splits)
+    grid = lambda meta: (cdiv(m, meta["BLOCK_M"]), cdiv(n, meta["BLOCK_N"]), runs(meta))
     partials, counters, workspace = _split_workspace(splits, m, n, x.dtype, x.device, y)
-    cost = Cost(2 * m * n * k, nbytes(x, weight, bias, y),
-                trips=lambda meta: cdiv(cdiv(k, meta["BLOCK_K"]), splits), workspace_bytes=workspace,
-                tail_bytes=_split_tail(splits))
+    cost = _split_cost(2 * m * n * k, nbytes(x, weight, bias, y), k, splits, workspace)
     _forward.launch(grid, x, weight, bias if bias is not None else weight, y, partials, counters,
                     m, n, k, splits, *x.stride(), *weight.stride(), *y.stride(), _seed_or(seed, x), p,
                     dropout_scale(p),
                     dtype=x.dtype, allow_tf32=allow_tf32, tile_dims=(m, n, k), cost=cost,
-                    HAS_BIAS=bias is not None, APPLY_RELU=relu, DROPOUT=p > 0)
+                    HAS_BIAS=bias is not None, APPLY_RELU=relu, DROPOUT=p > 0,
+                    **_interpreter_split())
     return y
 
 
@@ -332,17 +372,17 @@ def linear_input_grad(dy, y, weight, relu, p, seed, allow_tf32, dtype=None):
     if dx.numel() == 0:
         return dx
     splits = _splits(m, k, n, nbytes(dy, weight, dx), dtype, allow_tf32, dy.device)
+    runs = _config_splits(splits)
     partials, counters, workspace = _split_workspace(splits, m, k, dtype, dy.device, dx)
-    cost = Cost(2 * m * n * k, nbytes(dy, y if relu else None, weight, dx),
-                trips=lambda meta: cdiv(cdiv(n, meta["BLOCK_K"]), splits), workspace_bytes=workspace,
-                tail_bytes=_split_tail(splits))
+    cost = _split_cost(2 * m * n * k, nbytes(dy, y if relu else None, weight, dx), n, splits,
+                       workspace)
     y = y if relu else dy
-    grid = lambda meta: (cdiv(m, meta["BLOCK_M"]), cdiv(k, meta["BLOCK_N"]), splits)
+    grid = lambda meta: (cdiv(m, meta["BLOCK_M"]), cdiv(k, meta["BLOCK_N"]), runs(meta))
     _input_grad.launch(grid, dy, y, weight, dx, partials, counters, m, n, k, splits,
                        *dy.stride(), *y.stride(), *weight.stride(), *dx.stride(),
                        _seed_or(seed, dy), p, dropout_scale(p), dtype=dtype,
                        allow_tf32=allow_tf32, tile_dims=(m, k, n), cost=cost, APPLY_RELU=relu,
-                       DROPOUT=p > 0)
+                       DROPOUT=p > 0, **_interpreter_split())
     return dx
 
 

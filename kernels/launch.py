@@ -58,7 +58,8 @@ class Cost:
     trips: per config (a dict of its constexprs), how many times one program runs the kernel's
     main loop (the one holding the ``tl.dot``, else the longest); 1 for loop-free kernels;
     workspace_bytes: scratch the launch writes and reads back beyond that (a split reduction's
-    partial sums, counted twice: not part of the floor, but of the model's memory time);
+    partial sums, counted twice: not part of the floor, but of the model's memory time), a number
+    or, per config, a function of its constexprs;
     tail_bytes: per config, bytes one program reads after its main loop before the launch can
     end (a split reduction's last arrival reading its tile's partial sums): a serial tail;
     paths: constexpr overrides, one per path of a kernel whose programs split evenly among them,
@@ -73,7 +74,8 @@ class Cost:
                  paths=()):
         self.flops, self.min_bytes = int(flops), int(min_bytes)
         self.trips = trips or (lambda meta: 1)
-        self.workspace_bytes = int(workspace_bytes)
+        self.workspace_bytes = workspace_bytes if callable(workspace_bytes) \
+            else (lambda meta, total=int(workspace_bytes): total)
         self.tail_bytes = tail_bytes or (lambda meta: 0)
         self.paths = [dict(p) for p in paths]
 

@@ -28,7 +28,7 @@ backward is one kernel where the LRN window is at most 5 channels
 (`lrn_walk_max_pool2d_backward_kernel`: each pixel walks its group's channels in runs of 4,
 gathering each run's pooled gradient once; see lrn.py), else (tritonalex/ops/pool.py) this
 file's backward kernel into an fp32 buffer (the LRN output's gradient), then lrn.py's sliding
-backward. By the static model, bf16 on sm_90: lrn1's 108 us, lrn2's 83 (lrn2's two kernels: 182).
+backward. By the static model, bf16 on sm_90: lrn1's 75 us, lrn2's 45 (lrn2's two kernels: 182).
 """
 
 import torch
@@ -50,6 +50,7 @@ from .launch import (
     with_strides_of,
 )
 from .tiles import (
+    FAST_BF16,
     channel_group,
     channel_tile,
     lrn_load_params,
@@ -294,16 +295,34 @@ def pool_grad_gather(g, dy_base, idx_base, ch_off, ch_ok, ih, iw, pix_ok, W, OH,
                     ow, ok = window_source(iw, pad_w, kw, DIL_W, STRIDE_W, OW, h_ok, CLASS_W >= 0)
                     off = ch_off + (oh * sdy_h + ow * sdy_w)
                     mask = ch_ok & ok
-                    if TAP_CODES:  # compared with a constant
-                        hit = tl.load(idx_base + off, mask=mask, other=0) == kh * KW + kw
-                    else:
-                        hit = tl.load(idx_base + off, mask=mask, other=-1).to(target.dtype) \
-                            == target
                     # dy under the tap's mask (the same for a pixel's channels: the load
                     # vectorizes), then kept where the argmax is this pixel.
                     dy = tl.load(dy_base + off, mask=mask, other=0.0)
-                    g += tl.where(hit, dy.to(ACC), 0.0)
+                    if TAP_CODES:  # compared with a constant
+                        code = tl.load(idx_base + off, mask=mask, other=0)
+                        g += tap_gradient(code, dy, kh * KW + kw, ACC)
+                    else:
+                        hit = tl.load(idx_base + off, mask=mask, other=-1).to(target.dtype) \
+                            == target
+                        g += tl.where(hit, dy.to(ACC), 0.0)
     return g
+
+
+@triton.jit
+def tap_gradient(code, dy, TAP: tl.constexpr, ACC: tl.constexpr):
+    """dy in ACC where the tap code is TAP, else 0. On a GPU, for bf16 dy and int16 codes, two
+    channels a time, one instruction a step: a register's two codes compared with TAP as fp16
+    pairs (set.eq.u32.f16x2: 0xffff in each equal half; a code, 0 <= code < 2^15, is a finite
+    fp16 equal only to itself, and without .ftz the small ones, subnormals, compare exactly), the
+    dy pair ANDed with that mask, then widened (shift, and): 4 instructions for 2 channels where
+    the compiler's extracts, compares, conversions and selects took 10."""
+    if FAST_BF16 and dy.dtype == tl.bfloat16 and code.dtype == tl.int16 and ACC == tl.float32:
+        return tl.inline_asm_elementwise(
+            "{ .reg .b32 m, s; set.eq.u32.f16x2 m, $2, $4; and.b32 s, $3, m; "
+            "shl.b32 $0, s, 16; and.b32 $1, s, 0xffff0000; }",
+            "=r,=r,r,r,r", [code, dy, tl.full(code.shape, TAP, tl.int16)], dtype=tl.float32,
+            is_pure=True, pack=2)
+    return tl.where(code == TAP, dy.to(ACC), 0.0)
 
 
 @triton.jit
@@ -366,7 +385,7 @@ def _pool_backward_tile(dy_ptr, idx_ptr, x_ptr, dx_ptr, n, c, c_ok, ih, iw, q_ok
                         MASK_INPUT: tl.constexpr, ACC: tl.constexpr, BLOCK_C: tl.constexpr,
                         BLOCK_P: tl.constexpr):
     """dx for channels c x input pixels (ih, iw) of image n: gather, mask, write back."""
-    g = pool_grad_gather(tl.zeros((BLOCK_C, BLOCK_P), dtype=ACC), dy_ptr + n * sdy_n,
+    g = pool_grad_gather(tl.full((BLOCK_C, BLOCK_P), -0.0, ACC), dy_ptr + n * sdy_n,
                          idx_ptr + n * sdy_n, (c * sdy_c)[:, None], c_ok[:, None], ih[None, :],
                          iw[None, :], q_ok[None, :], W, OH, OW, pad_h, pad_w, sdy_h, sdy_w, KH,
                          KW, STRIDE_H, STRIDE_W, DIL_H, DIL_W, CLASS_H, CLASS_W, TAP_CODES, ACC)
@@ -384,7 +403,7 @@ def lrn_walk_max_pool2d_backward_kernel(
     x_ptr,  # forward input [N, C, H, W], any strides
     dx_ptr,  # input gradient [N, C, H, W], any strides
     params_ptr,  # LRN [k, alpha/size, beta] in the ACC dtype
-    H, W, OH, OW,  # input and output spatial sizes
+    N, H, W, OH, OW,  # batch, input and output spatial sizes
     CELLS_W, CELLS,  # stride-class cells per row and per image (used only when CLASSES)
     GROUP,  # LRN channels per group
     pad_h, pad_w,  # pooling geometry
@@ -412,39 +431,44 @@ def lrn_walk_max_pool2d_backward_kernel(
     only the taps that reach it; a program runs one class's code, so the static model averages
     the builds with only one class each (ONE_CLASS; `Cost.paths`). Minimum bytes: dy and idx read
     once, x read once, dx written once."""
-    # Map program ids: image n, group program_id(1), BLOCK_P pixels (or one class of cells).
-    n = tl.program_id(2)
+    # Map program ids: group program_id(1), BLOCK_P of the batch's pixels (or of its cells, one
+    # class of them) numbered image by image: a tile may span two images, so none is left
+    # mostly empty where an image's pixels are not a multiple of BLOCK_P (lrn2's 196 cells a
+    # class filled 256 lanes, a quarter idle, when tiles were per image).
     lo = tl.program_id(1) * GROUP
     if CLASSES:
         classes: tl.constexpr = STRIDE_H * STRIDE_W
         block, cls = tl.program_id(0) // classes, tl.program_id(0) % classes
+        per_image = CELLS
     else:
         block, cls = tl.program_id(0), 0
+        per_image = H * W
     v = (block * BLOCK_P + tl.arange(0, BLOCK_P))[None, :, None]
     if INDEX_64:
-        n, lo, v = n.to(tl.int64), lo.to(tl.int64), v.to(tl.int64)
+        lo, v = lo.to(tl.int64), v.to(tl.int64)
+    n, v, v_ok = v // per_image, v % per_image, v < N * per_image
     if CLASSES:
         for e_h in tl.static_range(STRIDE_H):
             for e_w in tl.static_range(STRIDE_W):
                 if ONE_CLASS < 0 or ONE_CLASS == e_h * STRIDE_W + e_w:
                     if cls == e_h * STRIDE_W + e_w:
                         _lrn_pool_backward_class(
-                            dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, lo, GROUP, v, H, W, OH,
-                            OW, CELLS_W, CELLS, pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n,
-                            sx_c, sx_h, sx_w, sdx_n, sdx_c, sdx_h, sdx_w, KH, KW, STRIDE_H,
+                            dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, lo, GROUP, v, v_ok, H,
+                            W, OH, OW, CELLS_W, CELLS, pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w,
+                            sx_n, sx_c, sx_h, sx_w, sdx_n, sdx_c, sdx_h, sdx_w, KH, KW, STRIDE_H,
                             STRIDE_W, DIL_H, DIL_W, e_h, e_w, TAP_CODES, LRN_SIZE, MASK_INPUT,
                             NORMAL_S, ACC, BLOCK_P)
     else:
         _lrn_pool_backward_walk(
-            dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, lo, GROUP, v // W, v % W, v < H * W,
+            dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, lo, GROUP, v // W, v % W, v_ok,
             W, OH, OW, pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n, sx_c, sx_h, sx_w, sdx_n,
             sdx_c, sdx_h, sdx_w, KH, KW, STRIDE_H, STRIDE_W, DIL_H, DIL_W, -1, -1, TAP_CODES,
             LRN_SIZE, MASK_INPUT, NORMAL_S, ACC, BLOCK_P)
 
 
 @triton.jit
-def _lrn_pool_backward_class(dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, lo, GROUP, v, H, W,
-                             OH, OW, CELLS_W, CELLS, pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w,
+def _lrn_pool_backward_class(dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, lo, GROUP, v, v_ok, H,
+                             W, OH, OW, CELLS_W, CELLS, pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w,
                              sx_n, sx_c, sx_h, sx_w, sdx_n, sdx_c, sdx_h, sdx_w, KH: tl.constexpr,
                              KW: tl.constexpr, STRIDE_H: tl.constexpr, STRIDE_W: tl.constexpr,
                              DIL_H: tl.constexpr, DIL_W: tl.constexpr, E_H: tl.constexpr,
@@ -452,7 +476,7 @@ def _lrn_pool_backward_class(dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, lo, 
                              MASK_INPUT: tl.constexpr, NORMAL_S: tl.constexpr, ACC: tl.constexpr,
                              BLOCK_P: tl.constexpr):
     """The walk over cells v's pixels of stride class (E_H, E_W)."""
-    ih, iw, q_ok = class_pixels(v, v < CELLS, CELLS_W, H, W, pad_h, pad_w, E_H, E_W, STRIDE_H,
+    ih, iw, q_ok = class_pixels(v, v_ok, CELLS_W, H, W, pad_h, pad_w, E_H, E_W, STRIDE_H,
                                 STRIDE_W)
     _lrn_pool_backward_walk(dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, lo, GROUP, ih, iw, q_ok,
                             W, OH, OW, pad_h, pad_w, sdy_n, sdy_c, sdy_h, sdy_w, sx_n, sx_c, sx_h,
@@ -479,24 +503,56 @@ def _lrn_pool_backward_walk(dy_ptr, idx_ptr, x_ptr, dx_ptr, params_ptr, n, lo, G
     x_at = x_ptr + n * sx_n + ih * sx_h + iw * sx_w + (lo + r) * sx_c  # run 0
     dx_at = dx_ptr + n * sdx_n + ih * sdx_h + iw * sdx_w + (lo + r) * sdx_c
     zero = tl.zeros((1, BLOCK_P, 4), dtype=ACC)
+    # The gathers start from -0.0, the exact additive identity (x + -0.0 == x for every x, where
+    # + 0.0 turns -0.0 into 0.0), which the compiler folds: no add for each run's first tap.
+    no_sum = tl.full((1, BLOCK_P, 4), -0.0, ACC)
 
     x = widen(tl.load(x_at, mask=q_ok & (r < GROUP), other=0.0), ACC)
-    g = pool_grad_gather(zero, dy_base, idx_base, (lo + r) * sdy_c, r < GROUP, ih, iw, q_ok, W,
+    g = pool_grad_gather(no_sum, dy_base, idx_base, (lo + r) * sdy_c, r < GROUP, ih, iw, q_ok, W,
                          OH, OW, pad_h, pad_w, sdy_h, sdy_w, KH, KW, STRIDE_H, STRIDE_W, DIL_H,
                          DIL_W, CLASS_H, CLASS_W, TAP_CODES, ACC)
     q_prev, q, x_prev, t_prev2, t_prev, own_prev = zero, x * x, zero, zero, zero, zero
-    for i in range(0, tl.cdiv(GROUP, 4) + 1):
-        c_next = 4 * i + 4 + r  # run i + 1, from lo
-        x_next = widen(tl.load(x_at + (4 * i + 4) * sx_c, mask=q_ok & (c_next < GROUP),
-                               other=0.0), ACC)
-        g_next = pool_grad_gather(zero, dy_base, idx_base, (lo + c_next) * sdy_c, c_next < GROUP,
-                                  ih, iw, q_ok, W, OH, OW, pad_h, pad_w, sdy_h, sdy_w, KH, KW,
-                                  STRIDE_H, STRIDE_W, DIL_H, DIL_W, CLASS_H, CLASS_W, TAP_CODES,
-                                  ACC)
-        q_prev, q, x_prev, x, g, t_prev2, t_prev, own_prev = lrn_walk_next(
-            x_next, g_next, q_prev, q, x_prev, x, g, t_prev2, t_prev, own_prev, 4 * i + r < GROUP,
-            dx_at + (4 * i - 4) * sdx_c, q_ok & (i > 0) & (4 * i - 4 + r < GROUP), k,
-            alpha_over_size, beta, LRN_SIZE, NORMAL_S, MASK_INPUT)
+    # The steps unrolled by 3: a step's state (the squares, x and t of runs i-1, i, i+1) rotates
+    # through three registers each, so three steps a trip leave each value where it was made
+    # (one step a trip moved ~25 registers a step, an eighth of its instructions).
+    steps = tl.cdiv(GROUP, 4) + 1
+    for i3 in range(0, steps // 3):
+        for j in tl.static_range(3):
+            q_prev, q, x_prev, x, g, t_prev2, t_prev, own_prev = _lrn_pool_walk_step(
+                3 * i3 + j, q_prev, q, x_prev, x, g, t_prev2, t_prev, own_prev, r, no_sum,
+                dy_base, idx_base, x_at, dx_at, lo, GROUP, ih, iw, q_ok, W, OH, OW, pad_h, pad_w,
+                sdy_c, sdy_h, sdy_w, sx_c, sdx_c, k, alpha_over_size, beta, KH, KW, STRIDE_H,
+                STRIDE_W, DIL_H, DIL_W, CLASS_H, CLASS_W, TAP_CODES, LRN_SIZE, MASK_INPUT,
+                NORMAL_S, ACC)
+    for i in range(steps // 3 * 3, steps):
+        q_prev, q, x_prev, x, g, t_prev2, t_prev, own_prev = _lrn_pool_walk_step(
+            i, q_prev, q, x_prev, x, g, t_prev2, t_prev, own_prev, r, no_sum, dy_base, idx_base,
+            x_at, dx_at, lo, GROUP, ih, iw, q_ok, W, OH, OW, pad_h, pad_w, sdy_c, sdy_h, sdy_w,
+            sx_c, sdx_c, k, alpha_over_size, beta, KH, KW, STRIDE_H, STRIDE_W, DIL_H, DIL_W,
+            CLASS_H, CLASS_W, TAP_CODES, LRN_SIZE, MASK_INPUT, NORMAL_S, ACC)
+
+
+@triton.jit
+def _lrn_pool_walk_step(i, q_prev, q, x_prev, x, g, t_prev2, t_prev, own_prev, r, no_sum, dy_base,
+                        idx_base, x_at, dx_at, lo, GROUP, ih, iw, q_ok, W, OH, OW, pad_h, pad_w,
+                        sdy_c, sdy_h, sdy_w, sx_c, sdx_c, k, alpha_over_size, beta,
+                        KH: tl.constexpr, KW: tl.constexpr, STRIDE_H: tl.constexpr,
+                        STRIDE_W: tl.constexpr, DIL_H: tl.constexpr, DIL_W: tl.constexpr,
+                        CLASS_H: tl.constexpr, CLASS_W: tl.constexpr, TAP_CODES: tl.constexpr,
+                        LRN_SIZE: tl.constexpr, MASK_INPUT: tl.constexpr, NORMAL_S: tl.constexpr,
+                        ACC: tl.constexpr):
+    """Step i of the walk: load run i + 1's x, gather its pooled gradient, and take the LRN step
+    (tiles.lrn_walk_next: run i's scales, run i - 1's dx stored); returns the next state."""
+    c_next = 4 * i + 4 + r  # run i + 1, from lo
+    x_next = widen(tl.load(x_at + (4 * i + 4) * sx_c, mask=q_ok & (c_next < GROUP), other=0.0),
+                   ACC)
+    g_next = pool_grad_gather(no_sum, dy_base, idx_base, (lo + c_next) * sdy_c, c_next < GROUP, ih,
+                              iw, q_ok, W, OH, OW, pad_h, pad_w, sdy_h, sdy_w, KH, KW, STRIDE_H,
+                              STRIDE_W, DIL_H, DIL_W, CLASS_H, CLASS_W, TAP_CODES, ACC)
+    return lrn_walk_next(x_next, g_next, q_prev, q, x_prev, x, g, t_prev2, t_prev, own_prev,
+                         4 * i + r < GROUP, dx_at + (4 * i - 4) * sdx_c,
+                         q_ok & (i > 0) & (4 * i - 4 + r < GROUP), k, alpha_over_size, beta,
+                         LRN_SIZE, NORMAL_S, MASK_INPUT)
 
 
 def tap_code_dtype(dtype):
@@ -658,16 +714,17 @@ def lrn_max_pool2d_backward(dy, idx, x, kernel, stride, padding, dilation, lrn, 
     dx = empty(x.shape, x.dtype, x.device, memory_format=memory_format_of(x))
     if dx.numel() == 0:
         return dx
-    block_p, warps = tile(GPU_WALK_TILE, (INTERPRETER_TILE[1], 1), fit=(positions,))
+    block_p, warps = tile(GPU_WALK_TILE, (INTERPRETER_TILE[1], 1), fit=(n * positions,))
     classes = stride[0] * stride[1] if cells else 1
-    launch(lrn_walk_max_pool2d_backward_kernel, (cdiv(positions, block_p) * classes, groups, n),
-           dy, idx, x, dx, lrn_params(k, alpha, beta, size, x.dtype, x.device), h, w, oh, ow,
+    launch(lrn_walk_max_pool2d_backward_kernel, (cdiv(n * positions, block_p) * classes, groups),
+           dy, idx, x, dx, lrn_params(k, alpha, beta, size, x.dtype, x.device), n, h, w, oh, ow,
            cells_w, cells, c // groups, *padding, *dy.stride(), *x.stride(), *dx.stride(),
            KH=kernel[0], KW=kernel[1], STRIDE_H=stride[0], STRIDE_W=stride[1], DIL_H=dilation[0],
            DIL_W=dilation[1], CLASSES=cells > 0, TAP_CODES=idx.dtype != torch.int64,
            LRN_SIZE=size, MASK_INPUT=mask_input, NORMAL_S=normal_scale(k, alpha), ONE_CLASS=-1,
            ACC=tl_accumulator(x.dtype), INDEX_64=needs_int64(dy, idx, x, dx), BLOCK_P=block_p,
            num_warps=warps,
-           cost=Cost(0, nbytes(dy, idx, x, dx), trips=lambda meta: walk_steps(c // groups),
+           # The main loop's trips: 3 steps each (a remainder of 1 or 2 runs once after it).
+           cost=Cost(0, nbytes(dy, idx, x, dx), trips=lambda meta: walk_steps(c // groups) // 3,
                      paths=[dict(ONE_CLASS=e) for e in range(classes)] if cells else ()))
     return dx

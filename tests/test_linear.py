@@ -69,6 +69,19 @@ def test_linear_split_k(splits, monkeypatch):
     assert used and all(int(t.abs().sum()) == 0 for t in used)
 
 
+def test_linear_unsplit_config_ignores_splits(monkeypatch):
+    """An `unsplit` GPU config (SPLIT=False) runs one program per output tile whatever SPLITS the
+    launch computed for the wide tiles: its grid has one split, its programs take the whole
+    reduction and write y (and dx) directly, never the partials or the arrival counters."""
+    from tritonalex.kernels import gemm, launch
+
+    monkeypatch.setattr(gemm, "INTERPRETER_SPLITS", 3)
+    monkeypatch.setattr(gemm, "INTERPRETER_SPLIT", False)
+    before = {id(t): t.clone() for t in launch._counters.values()}
+    run_linear((3, 300), 260, relu=True)  # 3 steps of 128 in both GEMMs' reductions
+    assert all(torch.equal(t, before[id(t)]) for t in launch._counters.values() if id(t) in before)
+
+
 @pytest.mark.parametrize("k,n", [pytest.param(9216, 4096, marks=pytest.mark.slow), (4096, 4096),
                                  (4096, 1000)])
 def test_linear_alexnet_fc_shapes(k, n):

@@ -48,6 +48,8 @@ def config_variants(launch, arch=None):
         label = "x".join(blocks) + f" w{kwargs['num_warps']}"
         if launch.configs:
             label += f" s{kwargs['num_stages']}"
+        if kwargs.get("SPLIT") is False:  # kernels/gemm.py's `unsplit` configs
+            label += " unsplit"
         yield label, kwargs
 
 
@@ -128,14 +130,15 @@ def estimate_launch(launch, compiled, card, precision):
         trips = launch.cost.trips(kwargs)
         row = dict(layer=launch.layer, direction=launch.direction, kernel=launch.name,
                    config=label, grid=list(grid), flops=launch.cost.flops,
-                   min_bytes=launch.cost.min_bytes, workspace_bytes=launch.cost.workspace_bytes,
+                   min_bytes=launch.cost.min_bytes,
+                   workspace_bytes=launch.cost.workspace_bytes(kwargs),
                    floor_us=model.floor_us(card, launch.cost.flops, launch.cost.min_bytes, precision))
         if facts is None:
             row.update(ok=False, error=error, estimate_us=math.inf, bound="compile failed")
         else:
             est = model.estimate(card, facts, ctas, kwargs["num_warps"], trips, launch.cost.flops,
                                  launch.cost.min_bytes, precision,
-                                 workspace_bytes=launch.cost.workspace_bytes,
+                                 workspace_bytes=launch.cost.workspace_bytes(kwargs),
                                  tail_bytes=launch.cost.tail_bytes(kwargs))
             row.update(registers=facts["registers"], spill_bytes=facts["spill_bytes"],
                        shared_bytes=facts["shared_bytes"], async_loads=facts["async_loads"],
