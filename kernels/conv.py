@@ -359,23 +359,32 @@ def conv2d_input_grad_kernel(
     kw = tl.full((), 0, tl.int32)
     chunk = tl.full((), 0, tl.int32)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC)
+    ONE_CHUNK: tl.constexpr = OC_PER_GROUP <= BLOCK_K  # (chunk is always 0)
     for _ in range(0, KH * KW * chunks):
+        if ONE_CHUNK:
+            k = tl.arange(0, BLOCK_K)
+        else:
+            k = chunk * BLOCK_K + tl.arange(0, BLOCK_K)
+        k_ok = within(k, OC_PER_GROUP, OC_PER_GROUP % BLOCK_K == 0)
+        oc = g * OC_PER_GROUP + k
         if UNIT_STRIDE:
-            row_ok = ((valid_taps >> (kh * KW + kw)) & 1) != 0
-            dy_row = dy_row0 - (kh * dil_h * sdy_h + kw * dil_w * sdy_w)
-            y_row = y_row0 - (kh * dil_h * sy_h + kw * dil_w * sy_w)
+            row_ok = (valid_taps & (1 << (kh * KW + kw))) != 0  # (one LOP3 a row)
+            # The tap's offset moves the (scalar) base, not every row: with one chunk a row's
+            # offsets are the same every trip, kept in registers.
+            dy_at = dy_ptr - (kh * dil_h * sdy_h + kw * dil_w * sdy_w)
+            y_at = y_ptr - (kh * dil_h * sy_h + kw * dil_w * sy_w)
+            dy_off = dy_row0[:, None] + (oc * sdy_c)[None, :]
+            y_off = y_row0[:, None] + (oc * sy_c)[None, :]
         else:
             oh, h_ok = window_source(ih, pad_h, kh, dil_h, STRIDE_H, OH, m_ok)
             ow, row_ok = window_source(iw, pad_w, kw, dil_w, STRIDE_W, OW, h_ok)
-            dy_row = n * sdy_n + oh * sdy_h + ow * sdy_w
-            y_row = n * sy_n + oh * sy_h + ow * sy_w
-        k = chunk * BLOCK_K + tl.arange(0, BLOCK_K)
-        k_ok = within(k, OC_PER_GROUP, OC_PER_GROUP % BLOCK_K == 0)
-        oc = g * OC_PER_GROUP + k
+            dy_at, y_at = dy_ptr, y_ptr
+            dy_off = (n * sdy_n + oh * sdy_h + ow * sdy_w)[:, None] + (oc * sdy_c)[None, :]
+            y_off = (n * sy_n + oh * sy_h + ow * sy_w)[:, None] + (oc * sy_c)[None, :]
         a_mask = row_ok[:, None] & k_ok[None, :]
-        dy = tl.load(dy_ptr + dy_row[:, None] + (oc * sdy_c)[None, :], mask=a_mask, other=0.0)
+        dy = tl.load(dy_at + dy_off, mask=a_mask, other=0.0)
         if APPLY_RELU:
-            y = tl.load(y_ptr + y_row[:, None] + (oc * sy_c)[None, :], mask=a_mask, other=0.0)
+            y = tl.load(y_at + y_off, mask=a_mask, other=0.0)
             dy = tl.where(y > 0, dy, 0.0)
         w_row = oc * sw_o + kh * sw_h + kw * sw_w
         wt = tl.load(w_ptr + w_row[:, None] + (c * sw_c)[None, :],
