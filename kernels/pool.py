@@ -443,9 +443,9 @@ def lrn_walk_max_pool2d_backward_kernel(
     else:
         block, cls = tl.program_id(0), 0
         per_image = H * W
+    if INDEX_64:  # (the batch's pixels may number 2^31 or more)
+        lo, block, per_image = lo.to(tl.int64), block.to(tl.int64), per_image.to(tl.int64)
     v = (block * BLOCK_P + tl.arange(0, BLOCK_P))[None, :, None]
-    if INDEX_64:
-        lo, v = lo.to(tl.int64), v.to(tl.int64)
     n, v, v_ok = v // per_image, v % per_image, v < N * per_image
     if CLASSES:
         for e_h in tl.static_range(STRIDE_H):
