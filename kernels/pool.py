@@ -444,9 +444,10 @@ def lrn_walk_max_pool2d_backward_kernel(
         block, cls = tl.program_id(0), 0
         per_image = H * W
     if INDEX_64:  # (the batch's pixels may number 2^31 or more)
-        lo, block, per_image = lo.to(tl.int64), block.to(tl.int64), per_image.to(tl.int64)
+        lo, block = lo.to(tl.int64), block.to(tl.int64)
     v = (block * BLOCK_P + tl.arange(0, BLOCK_P))[None, :, None]
-    n, v, v_ok = v // per_image, v % per_image, v < N * per_image
+    n, v = v // per_image, v % per_image
+    v_ok = n < N  # (no N * per_image to overflow)
     if CLASSES:
         for e_h in tl.static_range(STRIDE_H):
             for e_w in tl.static_range(STRIDE_W):

@@ -479,6 +479,17 @@ def test_fused_lrn_pool_alexnet_shapes(node):
                    seed=rnd.seed)
 
 
+def test_fused_lrn_pool_backward_indexing_in_int64(monkeypatch, lrn_path):
+    """The fused backward as a launch over 2^31 elements runs it (int64 offsets, its pixels
+    numbered across the batch in int64), forced here on a small input: equal to the two ops."""
+    monkeypatch.setattr(pool_kernels, "needs_int64", lambda *tensors: True)
+    rnd = Inputs()
+    lrn, pool = (5, 0.3, 0.75, 2.0), dict(kernel_size=3, stride=2)
+    x = as_layout(rnd.randn(3, 8, 11, 11), "channels_last")
+    check_unary_op(lambda t: F.lrn_max_pool2d(t, *lrn, **pool), _two_ops(lrn, pool), x,
+                   seed=rnd.seed)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_fused_lrn_pool_low_precision_and_channels_last(dtype, lrn_path):
     rnd = Inputs()
