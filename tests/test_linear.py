@@ -77,9 +77,10 @@ def test_linear_unsplit_config_ignores_splits(monkeypatch):
 
     monkeypatch.setattr(gemm, "INTERPRETER_SPLITS", 3)
     monkeypatch.setattr(gemm, "INTERPRETER_SPLIT", False)
-    before = {id(t): t.clone() for t in launch._counters.values()}
     run_linear((3, 300), 260, relu=True)  # 3 steps of 128 in both GEMMs' reductions
-    assert all(torch.equal(t, before[id(t)]) for t in launch._counters.values() if id(t) in before)
+    # (Counters are zero between launches; a split program arriving alone would leave a 1.)
+    used = [t for t in launch._counters.values() if not t.is_meta]  # (other tests: meta ones)
+    assert all(int(t.abs().sum()) == 0 for t in used)
 
 
 @pytest.mark.parametrize("k,n", [pytest.param(9216, 4096, marks=pytest.mark.slow), (4096, 4096),
