@@ -60,8 +60,7 @@ def test_lrn_walks_stay_in_bounds(channels):
     """The walks along the channels (lrn2's backwards on sm_90, fused with the max-pool and
     alone) with the GPU's tiles: two groups of 128 channels, and of 130 (a last run past the
     group's end, masked). The fused walk on two images, so its 64-pixel tile spans both (5 x 5
-    cells an image), its gradient the interpreter tile's bit for bit (each pixel's walk is the
-    same arithmetic whatever tile holds it)."""
+    cells an image), its gradient bit for bit the unchecked run's."""
     import tritonalex.functional as F
 
     torch.manual_seed(0)
