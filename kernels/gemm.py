@@ -39,7 +39,6 @@ from .launch import (
 from .tiles import bias_relu_epilogue, dot_acc, last_arrival, split_range, sum_partials
 
 
-
 def unsplit(block_m, block_n, block_k, num_warps, num_stages, archs=(80, 90)):
     """A config whose programs never share a reduction (SPLIT=False: grid axis 2 is 1 whatever
     the launch's SPLITS): narrow tiles that fill the GPU by their number, their long reduction
@@ -308,11 +307,10 @@ def _config_splits(splits):
     return lambda meta: splits if meta.get("SPLIT", True) else 1
 
 
-def _split_cost(flops, min_bytes, reduction, splits, workspace):
-    """The Cost of a split-K launch, per config: its trips over its share of the reduction, and
-    with splits the partials' bytes (written and read back) and the last arrival's serial read
-    of its tile's partials."""
-    runs = _config_splits(splits)
+def _split_cost(flops, min_bytes, reduction, runs, workspace):
+    """The Cost of a split-K launch, per config (`runs`: its splits, `_config_splits`): its trips
+    over its share of the reduction, and with splits the partials' bytes (written and read back)
+    and the last arrival's serial read of its tile's partials."""
     return Cost(flops, min_bytes,
                 trips=lambda meta: cdiv(cdiv(reduction, meta["BLOCK_K"]), runs(meta)),
                 workspace_bytes=lambda meta: workspace if runs(meta) > 1 else 0,
@@ -352,7 +350,7 @@ def linear_forward(x, weight, bias, relu, p, seed, allow_tf32, out_dtype=None):
     runs = _config_splits(splits)
     grid = lambda meta: (cdiv(m, meta["BLOCK_M"]), cdiv(n, meta["BLOCK_N"]), runs(meta))
     partials, counters, workspace = _split_workspace(splits, m, n, x.dtype, x.device, y)
-    cost = _split_cost(2 * m * n * k, nbytes(x, weight, bias, y), k, splits, workspace)
+    cost = _split_cost(2 * m * n * k, nbytes(x, weight, bias, y), k, runs, workspace)
     _forward.launch(grid, x, weight, bias if bias is not None else weight, y, partials, counters,
                     m, n, k, splits, *x.stride(), *weight.stride(), *y.stride(), _seed_or(seed, x), p,
                     dropout_scale(p),
@@ -374,7 +372,7 @@ def linear_input_grad(dy, y, weight, relu, p, seed, allow_tf32, dtype=None):
     splits = _splits(m, k, n, nbytes(dy, weight, dx), dtype, allow_tf32, dy.device)
     runs = _config_splits(splits)
     partials, counters, workspace = _split_workspace(splits, m, k, dtype, dy.device, dx)
-    cost = _split_cost(2 * m * n * k, nbytes(dy, y if relu else None, weight, dx), n, splits,
+    cost = _split_cost(2 * m * n * k, nbytes(dy, y if relu else None, weight, dx), n, runs,
                        workspace)
     y = y if relu else dy
     grid = lambda meta: (cdiv(m, meta["BLOCK_M"]), cdiv(k, meta["BLOCK_N"]), runs(meta))
